@@ -1,0 +1,3 @@
+"""CareVault: a clinical records platform that is secure by design."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,71 @@
+"""The self-describing ciphertext format (Tink / Vault style).
+
+Layout of an envelope, version 1::
+
+    "CV" | format version (1 byte) | suite id (1 byte) | key id (4 bytes, big endian) | body
+
+The eight header bytes are authenticated: the associated data of the AEAD is the header followed
+by the canonical encoding of the *context* (e.g. table, column, row, patient). A ciphertext that
+is copied to another row or patient, or whose header is edited to name another suite or key,
+fails to decrypt with the one opaque :class:`DecryptionError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from .canonical import Context, context_bytes
+from .errors import DecryptionError
+from .keys import KeyMaterial
+from .suites import Suite
+
+MAGIC = b"CV"
+FORMAT_VERSION = 1
+_HEADER = struct.Struct(">2sBBI")
+HEADER_BYTES = _HEADER.size
+MAX_KEY_ID = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Header:
+    format_version: int
+    suite: Suite
+    key_id: int
+
+    def to_bytes(self) -> bytes:
+        return _HEADER.pack(MAGIC, self.format_version, self.suite.suite_id, self.key_id)
+
+
+def parse_header(envelope: bytes | memoryview) -> Header:
+    """The header of an envelope; :class:`DecryptionError` if it is not one of ours.
+
+    Safe to call on untrusted input (the security layer reads suite ids and key ids from uploads
+    with it); a parsed header is *not* yet authenticated.
+    """
+    if len(envelope) < HEADER_BYTES:
+        raise DecryptionError()
+    magic, version, suite_id, key_id = _HEADER.unpack_from(envelope)
+    suite = Suite.from_id(suite_id)
+    if magic != MAGIC or version != FORMAT_VERSION or suite is None:
+        raise DecryptionError()
+    return Header(version, suite, key_id)
+
+
+def associated_data(header: Header, context: Context) -> bytes:
+    return header.to_bytes() + b"\x00" + context_bytes(context)
+
+
+def seal(material: KeyMaterial, key_id: int, plaintext: bytes, context: Context) -> bytes:
+    header = Header(FORMAT_VERSION, material.suite, key_id)
+    return header.to_bytes() + material.seal(plaintext, associated_data(header, context))
+
+
+def open_body(
+    material: KeyMaterial, header: Header, envelope: bytes | memoryview, context: Context
+) -> bytes:
+    """Open an envelope whose header the caller parsed and whose key it looked up."""
+    if material.suite is not header.suite:
+        raise DecryptionError()
+    body = memoryview(envelope)[HEADER_BYTES:]
+    return material.open(body, associated_data(header, context))

@@ -1,0 +1,356 @@
+"""Versioned keys: states, rotation, nonce budgets, crypto-shredding (Tink's keyset model).
+
+A :class:`Keyring` holds the versions of one logical key (a patient's data key, the master key,
+the server's hybrid key). Exactly one version is *primary* and encrypts; older versions stay
+*decrypt-only* so data written before a rotation stays readable; a *disabled* version refuses to
+decrypt until re-enabled; a *destroyed* version has lost its material for good, so whatever it
+protected is unrecoverable (crypto-shredding). Versions below ``min_decrypt_version`` are refused
+too, which lets an operator cut off old keys once re-encryption has finished.
+
+Every envelope names the version that wrote it, so any mix of versions and suites decrypts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from . import envelope
+from .canonical import Context
+from .errors import (
+    ConfigurationError,
+    DecryptionError,
+    KeyStateError,
+    NonceBudgetExhaustedError,
+)
+from .keys import KeyMaterial
+from .suites import Suite
+
+# NIST SP 800-38D 8.3: with random 96-bit nonces, at most 2^32 encryptions under one key.
+GCM_NONCE_BUDGET = 2**32
+KEYRING_FORMAT = 1
+
+
+class KeyState(enum.Enum):
+    PRIMARY = "primary"
+    DECRYPT_ONLY = "decrypt-only"
+    DISABLED = "disabled"
+    DESTROYED = "destroyed"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What may be shown about a key version: never its material."""
+
+    version: int
+    suite: Suite
+    state: KeyState
+    created_at: str
+    encryptions: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "suite": self.suite.label,
+            "state": self.state.value,
+            "created_at": self.created_at,
+            "encryptions": self.encryptions,
+        }
+
+
+class _Version:
+    __slots__ = ("created_at", "encryptions", "material", "state", "suite", "version")
+
+    def __init__(
+        self,
+        version: int,
+        suite: Suite,
+        state: KeyState,
+        material: KeyMaterial | None,
+        created_at: str,
+        encryptions: int = 0,
+    ) -> None:
+        self.version = version
+        self.suite = suite
+        self.state = state
+        self.material = material
+        self.created_at = created_at
+        self.encryptions = encryptions
+
+    def info(self) -> KeyInfo:
+        return KeyInfo(self.version, self.suite, self.state, self.created_at, self.encryptions)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+class Keyring:
+    """The versions of one logical key. Create with :meth:`generate` or :meth:`from_json`."""
+
+    def __init__(
+        self, name: str, *, nonce_budget: int = GCM_NONCE_BUDGET, auto_rotate: bool = True
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise ConfigurationError("a keyring needs a non-empty name")
+        if not 1 <= nonce_budget <= GCM_NONCE_BUDGET:
+            raise ConfigurationError(f"nonce budget must be between 1 and 2^32, got {nonce_budget}")
+        self.name = name
+        self.nonce_budget = nonce_budget
+        # When the primary's budget runs out: rotate on the spot (default) or refuse to encrypt.
+        self.auto_rotate = auto_rotate
+        self.min_decrypt_version = 1
+        self._versions: dict[int, _Version] = {}
+        self._primary: int | None = None
+        self._lock = threading.Lock()
+        # Called after every change of state (rotation, counter reaching the budget), so the
+        # owner can persist the keyring; the crypto core itself never does I/O.
+        self.on_change: Callable[[Keyring], None] | None = None
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def generate(
+        cls,
+        name: str,
+        suite: Suite | str = Suite.AES_256_GCM,
+        *,
+        nonce_budget: int = GCM_NONCE_BUDGET,
+        auto_rotate: bool = True,
+    ) -> Keyring:
+        ring = cls(name, nonce_budget=nonce_budget, auto_rotate=auto_rotate)
+        ring.rotate(suite)
+        return ring
+
+    def __repr__(self) -> str:
+        return f"<Keyring {self.name!r} primary=v{self._primary} versions={len(self._versions)}>"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("keyrings cannot be pickled; wrap them with a key-encryption key")
+
+    # -- inspection -----------------------------------------------------------------------------
+
+    @property
+    def primary(self) -> KeyInfo:
+        if self._primary is None:
+            raise KeyStateError(f"keyring {self.name!r} has no primary key")
+        return self._versions[self._primary].info()
+
+    def versions(self) -> list[KeyInfo]:
+        return [v.info() for v in sorted(self._versions.values(), key=lambda v: v.version)]
+
+    def rotation_due(self) -> bool:
+        """True once the primary has used half its nonce budget: rotate at leisure."""
+        if self._primary is None:
+            return True
+        primary = self._versions[self._primary]
+        return primary.suite.is_symmetric and primary.encryptions >= self.nonce_budget // 2
+
+    # -- encryption -----------------------------------------------------------------------------
+
+    def encrypt(self, plaintext: bytes, context: Context) -> bytes:
+        """Seal ``plaintext`` under the primary key, bound to ``context``."""
+        if not isinstance(plaintext, bytes | bytearray):
+            raise TypeError("plaintext must be bytes")
+        rotated = False
+        with self._lock:
+            if self._primary is None:
+                raise KeyStateError(f"keyring {self.name!r} has no primary key")
+            version = self._versions[self._primary]
+            if version.suite.is_symmetric and version.encryptions >= self.nonce_budget:
+                if not self.auto_rotate:
+                    raise NonceBudgetExhaustedError(
+                        f"key v{version.version} of {self.name!r} has used its nonce budget; "
+                        "rotate the keyring before encrypting again"
+                    )
+                # Rotating here, not failing, is what keeps a busy key from causing downtime.
+                version = self._rotate_locked(None)
+                rotated = True
+            if version.suite.is_symmetric:
+                version.encryptions += 1
+            material = version.material
+            key_id = version.version
+        if rotated:
+            self._changed()
+        assert material is not None  # a primary key always has material
+        return envelope.seal(material, key_id, bytes(plaintext), context)
+
+    def decrypt(self, ciphertext: bytes | memoryview, context: Context) -> bytes:
+        """Open an envelope written by any usable version; :class:`DecryptionError` otherwise."""
+        header = envelope.parse_header(ciphertext)
+        version = self._versions.get(header.key_id)
+        if (
+            version is None
+            or version.material is None
+            or not version.material.can_decrypt
+            or version.state not in (KeyState.PRIMARY, KeyState.DECRYPT_ONLY)
+            or version.version < self.min_decrypt_version
+        ):
+            raise DecryptionError()
+        return envelope.open_body(version.material, header, ciphertext, context)
+
+    def needs_reencrypt(self, ciphertext: bytes | memoryview) -> bool:
+        """True when the envelope was written by a version other than the primary."""
+        return envelope.parse_header(ciphertext).key_id != self._primary
+
+    def reencrypt(self, ciphertext: bytes | memoryview, context: Context) -> bytes:
+        """The same plaintext sealed under the primary key (unchanged if already so)."""
+        if not self.needs_reencrypt(ciphertext):
+            return bytes(ciphertext)
+        return self.encrypt(self.decrypt(ciphertext, context), context)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def rotate(self, suite: Suite | str | None = None) -> KeyInfo:
+        """Add a new primary version (same suite unless given); the old primary decrypts only."""
+        with self._lock:
+            new = self._rotate_locked(suite)
+        self._changed()
+        return new.info()
+
+    def _rotate_locked(self, suite: Suite | str | None) -> _Version:
+        if suite is None:
+            if self._primary is None:
+                raise ConfigurationError("the first key of a keyring needs a suite")
+            chosen = self._versions[self._primary].suite
+        else:
+            chosen = Suite.parse(suite)
+        number = max(self._versions, default=0) + 1
+        if number > envelope.MAX_KEY_ID:
+            raise KeyStateError("key versions exhausted")
+        new = _Version(number, chosen, KeyState.PRIMARY, KeyMaterial.generate(chosen), _now())
+        if self._primary is not None:
+            self._versions[self._primary].state = KeyState.DECRYPT_ONLY
+        self._versions[number] = new
+        self._primary = number
+        return new
+
+    def disable(self, version: int) -> None:
+        """Stop a non-primary version from decrypting (reversible with :meth:`enable`)."""
+        target = self._get(version)
+        if target.state is KeyState.PRIMARY:
+            raise KeyStateError("the primary key cannot be disabled; rotate first")
+        if target.state is KeyState.DESTROYED:
+            raise KeyStateError(f"key v{version} is destroyed")
+        target.state = KeyState.DISABLED
+        self._changed()
+
+    def enable(self, version: int) -> None:
+        target = self._get(version)
+        if target.state is KeyState.DESTROYED:
+            raise KeyStateError(f"key v{version} is destroyed and cannot be re-enabled")
+        if target.state is KeyState.DISABLED:
+            target.state = KeyState.DECRYPT_ONLY
+            self._changed()
+
+    def destroy(self, version: int) -> None:
+        """Forget a version's material for good: its ciphertexts become unrecoverable."""
+        target = self._get(version)
+        with self._lock:
+            if target.state is KeyState.PRIMARY:
+                self._primary = None
+            target.state = KeyState.DESTROYED
+            target.material = None
+        self._changed()
+
+    def shred(self) -> None:
+        """Crypto-shredding: destroy every version (e.g. a patient's right to erasure)."""
+        for number in list(self._versions):
+            self.destroy(number)
+
+    def set_min_decrypt_version(self, version: int) -> None:
+        if self._primary is not None and version > self._primary:
+            raise KeyStateError("the minimum decryption version cannot exceed the primary")
+        self.min_decrypt_version = max(1, version)
+        self._changed()
+
+    def public(self) -> Keyring:
+        """A copy that can encrypt to this keyring but not decrypt (asymmetric suites only)."""
+        copy = Keyring(self.name, nonce_budget=self.nonce_budget)
+        copy.min_decrypt_version = self.min_decrypt_version
+        for v in self._versions.values():
+            material = v.material.public() if v.material is not None else None
+            copy._versions[v.version] = _Version(
+                v.version, v.suite, v.state, material, v.created_at, v.encryptions
+            )
+        copy._primary = self._primary
+        return copy
+
+    # -- serialisation (the result holds secrets: hand it only to a key-encryption key) ---------
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "format": KEYRING_FORMAT,
+                "name": self.name,
+                "nonce_budget": self.nonce_budget,
+                "min_decrypt_version": self.min_decrypt_version,
+                "versions": [
+                    {
+                        **v.info().as_dict(),
+                        "material": v.material.export() if v.material is not None else None,
+                    }
+                    for v in sorted(self._versions.values(), key=lambda v: v.version)
+                ],
+            },
+            sort_keys=True,
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Keyring:
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise ConfigurationError("keyring data is not valid JSON") from None
+        try:
+            return cls._from_doc(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            # Messages name the field, never a value: values may be key material.
+            raise ConfigurationError(f"keyring data is malformed ({type(exc).__name__})") from None
+
+    @classmethod
+    def _from_doc(cls, doc: dict[str, Any]) -> Keyring:
+        if doc.get("format") != KEYRING_FORMAT:
+            raise ConfigurationError("unsupported keyring format")
+        ring = cls(str(doc["name"]), nonce_budget=int(doc["nonce_budget"]))
+        ring.min_decrypt_version = int(doc["min_decrypt_version"])
+        for item in doc["versions"]:
+            state = KeyState(item["state"])
+            suite = Suite.parse(item["suite"])
+            raw = item["material"]
+            material = (
+                None if state is KeyState.DESTROYED or raw is None else KeyMaterial.load(suite, raw)
+            )
+            number = int(item["version"])
+            if number in ring._versions or not 1 <= number <= envelope.MAX_KEY_ID:
+                raise ConfigurationError(f"keyring has a duplicate or invalid version {number}")
+            ring._versions[number] = _Version(
+                number, suite, state, material, str(item["created_at"]), int(item["encryptions"])
+            )
+            if state is KeyState.PRIMARY:
+                if ring._primary is not None:
+                    raise ConfigurationError("keyring has more than one primary key")
+                if material is None:
+                    raise ConfigurationError("the primary key has no material")
+                ring._primary = number
+        return ring
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _get(self, version: int) -> _Version:
+        try:
+            return self._versions[version]
+        except KeyError:
+            raise KeyStateError(f"keyring {self.name!r} has no version {version}") from None
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def __iter__(self) -> Iterator[KeyInfo]:
+        return iter(self.versions())
