@@ -3,7 +3,7 @@ for Shamir). Import from here; ``_primitives`` is the only module that touches h
 """
 
 from .blind_index import BlindIndex, normalize_text
-from .canonical import Context, canonical_bytes
+from .canonical import BoundContext, Context, canonical_bytes
 from .envelope import Header, parse_header
 from .errors import (
     ConfigurationError,
@@ -40,6 +40,7 @@ from .suites import Suite, SuiteKind
 
 __all__ = [
     "BlindIndex",
+    "BoundContext",
     "ConfigurationError",
     "Context",
     "CryptoError",

@@ -15,12 +15,21 @@ from typing import Any
 
 from .errors import EncodingError
 
-# An associated-data context: where a ciphertext lives (table, column, row, patient, ...).
-Context = Mapping[str, str | int]
+
+def _check_text(text: str, path: str) -> None:
+    # A lone surrogate (e.g. from surrogateescape decoding) has no UTF-8 form; without this
+    # check it escapes as a UnicodeEncodeError instead of the documented EncodingError.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EncodingError(f"{path}: text is not valid Unicode (lone surrogate)") from None
 
 
 def _check(value: Any, path: str) -> None:
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        _check_text(value, path)
         return
     if isinstance(value, int):
         if abs(value) > 2**53 - 1:
@@ -36,6 +45,7 @@ def _check(value: Any, path: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise EncodingError(f"{path}: keys must be strings, got {type(key).__name__}")
+            _check_text(key, path)
             _check(item, f"{path}.{key}")
         return
     raise EncodingError(f"{path}: {type(value).__name__} cannot be encoded canonically")
@@ -49,11 +59,49 @@ def canonical_bytes(value: Any) -> bytes:
     ).encode("utf-8")
 
 
+class BoundContext:
+    """A context encoded once, for callers that encrypt and decrypt the same place repeatedly
+    (e.g. every field of one row): the encoding is the hot part of a small-field encryption."""
+
+    __slots__ = ("encoded", "items")
+
+    def __init__(self, items: Mapping[str, str | int]) -> None:
+        self.items: dict[str, str | int] = dict(items)
+        self.encoded = _encode_context(self.items)
+
+    def __repr__(self) -> str:
+        return f"<BoundContext {sorted(self.items)}>"
+
+
+def _encode_context(context: Mapping[str, str | int]) -> bytes:
+    # Length-prefixed and type-tagged, so no two different contexts share an encoding:
+    # "<len>:<key>s<len>:<text>" for text, "<len>:<key>i<digits>;" for integers.
+    try:
+        keys = sorted(context)
+    except TypeError:
+        raise EncodingError("context keys must be strings") from None
+    parts = []
+    for key in keys:
+        value = context[key]
+        if type(key) is not str:
+            raise EncodingError("context keys must be strings")
+        if type(value) is str:
+            parts.append(f"{len(key)}:{key}s{len(value)}:{value}")
+        elif type(value) is int:
+            parts.append(f"{len(key)}:{key}i{value};")
+        else:
+            raise EncodingError(f"context value for {key!r} must be str or int")
+    return "".join(parts).encode("utf-8", "surrogatepass")
+
+
+# An associated-data context: where a ciphertext lives (table, column, row, patient, ...).
+Context = Mapping[str, str | int] | BoundContext
+
+
 def context_bytes(context: Context) -> bytes:
-    """The canonical encoding of an associated-data context; keys and values must be scalars."""
+    """The canonical encoding of an associated-data context; values must be str or int."""
+    if type(context) is BoundContext:
+        return context.encoded
     if not isinstance(context, Mapping):
         raise EncodingError("an encryption context must be a mapping of names to str or int")
-    for key, value in context.items():
-        if not isinstance(value, str | int) or isinstance(value, bool):
-            raise EncodingError(f"context value for {key!r} must be str or int")
-    return canonical_bytes(dict(context))
+    return _encode_context(context)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from .canonical import Context, context_bytes
 from .errors import DecryptionError
-from .keys import KeyMaterial
 from .suites import Suite
 
 MAGIC = b"CV"
@@ -34,7 +33,7 @@ class Header:
     key_id: int
 
     def to_bytes(self) -> bytes:
-        return _HEADER.pack(MAGIC, self.format_version, self.suite.suite_id, self.key_id)
+        return header_bytes(self.suite, self.key_id)
 
 
 def parse_header(envelope: bytes | memoryview) -> Header:
@@ -52,20 +51,17 @@ def parse_header(envelope: bytes | memoryview) -> Header:
     return Header(version, suite, key_id)
 
 
-def associated_data(header: Header, context: Context) -> bytes:
-    return header.to_bytes() + b"\x00" + context_bytes(context)
+def header_bytes(suite: Suite, key_id: int) -> bytes:
+    return _HEADER.pack(MAGIC, FORMAT_VERSION, suite.suite_id, key_id)
 
 
-def seal(material: KeyMaterial, key_id: int, plaintext: bytes, context: Context) -> bytes:
-    header = Header(FORMAT_VERSION, material.suite, key_id)
-    return header.to_bytes() + material.seal(plaintext, associated_data(header, context))
-
-
-def open_body(
-    material: KeyMaterial, header: Header, envelope: bytes | memoryview, context: Context
-) -> bytes:
-    """Open an envelope whose header the caller parsed and whose key it looked up."""
-    if material.suite is not header.suite:
+def key_id_of(envelope: bytes | memoryview) -> int:
+    """The key id an envelope names (unauthenticated; :class:`DecryptionError` if too short)."""
+    if len(envelope) < HEADER_BYTES:
         raise DecryptionError()
-    body = memoryview(envelope)[HEADER_BYTES:]
-    return material.open(body, associated_data(header, context))
+    return int.from_bytes(envelope[4:HEADER_BYTES], "big")
+
+
+def associated_data(header: bytes, context: Context) -> bytes:
+    """What the AEAD authenticates besides the body: the header, then the context."""
+    return header + b"\x00" + context_bytes(context)

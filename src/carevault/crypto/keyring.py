@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from . import envelope
-from .canonical import Context
+from .canonical import Context, context_bytes
 from .errors import (
     ConfigurationError,
     DecryptionError,
@@ -63,8 +63,11 @@ class KeyInfo:
         }
 
 
+_DECRYPTABLE = frozenset({KeyState.PRIMARY, KeyState.DECRYPT_ONLY})
+
+
 class _Version:
-    __slots__ = ("created_at", "encryptions", "material", "state", "suite", "version")
+    __slots__ = ("created_at", "encryptions", "header", "material", "state", "suite", "version")
 
     def __init__(
         self,
@@ -81,6 +84,8 @@ class _Version:
         self.material = material
         self.created_at = created_at
         self.encryptions = encryptions
+        # Precomputed: every envelope this version writes starts with exactly these bytes.
+        self.header = envelope.header_bytes(suite, version)
 
     def info(self) -> KeyInfo:
         return KeyInfo(self.version, self.suite, self.state, self.created_at, self.encryptions)
@@ -157,46 +162,55 @@ class Keyring:
         """Seal ``plaintext`` under the primary key, bound to ``context``."""
         if not isinstance(plaintext, bytes | bytearray):
             raise TypeError("plaintext must be bytes")
-        rotated = False
+        # Encode the context before taking the lock: it is the costly part and needs no lock.
+        aad_tail = b"\x00" + context_bytes(context)
+        rotated = exhausted = False
         with self._lock:
-            if self._primary is None:
+            version = self._versions.get(self._primary) if self._primary is not None else None
+            if version is None:
                 raise KeyStateError(f"keyring {self.name!r} has no primary key")
-            version = self._versions[self._primary]
-            if version.suite.is_symmetric and version.encryptions >= self.nonce_budget:
-                if not self.auto_rotate:
-                    raise NonceBudgetExhaustedError(
-                        f"key v{version.version} of {self.name!r} has used its nonce budget; "
-                        "rotate the keyring before encrypting again"
-                    )
-                # Rotating here, not failing, is what keeps a busy key from causing downtime.
-                version = self._rotate_locked(None)
-                rotated = True
             if version.suite.is_symmetric:
+                if version.encryptions >= self.nonce_budget:
+                    if not self.auto_rotate:
+                        raise NonceBudgetExhaustedError(
+                            f"key v{version.version} of {self.name!r} has used its nonce "
+                            "budget; rotate the keyring before encrypting again"
+                        )
+                    # Rotating here, not failing, is what keeps a busy key from causing downtime.
+                    version = self._rotate_locked(None)
+                    rotated = True
                 version.encryptions += 1
-            material = version.material
-            key_id = version.version
-        if rotated:
+                # Reaching the budget is a change of state the owner must persist (on_change).
+                exhausted = version.encryptions == self.nonce_budget
+            material, header = version.material, version.header
+        if rotated or exhausted:
             self._changed()
         assert material is not None  # a primary key always has material
-        return envelope.seal(material, key_id, bytes(plaintext), context)
+        data = plaintext if type(plaintext) is bytes else bytes(plaintext)
+        return header + material.seal(data, header + aad_tail)
 
     def decrypt(self, ciphertext: bytes | memoryview, context: Context) -> bytes:
         """Open an envelope written by any usable version; :class:`DecryptionError` otherwise."""
-        header = envelope.parse_header(ciphertext)
-        version = self._versions.get(header.key_id)
+        if len(ciphertext) < envelope.HEADER_BYTES:
+            raise DecryptionError()
+        header = bytes(ciphertext[: envelope.HEADER_BYTES])
+        version = self._versions.get(int.from_bytes(header[4:], "big"))
         if (
             version is None
+            # Comparing the whole header checks magic, format version and suite in one go.
+            or header != version.header
+            or version.state not in _DECRYPTABLE
+            or version.version < self.min_decrypt_version
             or version.material is None
             or not version.material.can_decrypt
-            or version.state not in (KeyState.PRIMARY, KeyState.DECRYPT_ONLY)
-            or version.version < self.min_decrypt_version
         ):
             raise DecryptionError()
-        return envelope.open_body(version.material, header, ciphertext, context)
+        aad = header + b"\x00" + context_bytes(context)
+        return version.material.open(memoryview(ciphertext)[envelope.HEADER_BYTES :], aad)
 
     def needs_reencrypt(self, ciphertext: bytes | memoryview) -> bool:
         """True when the envelope was written by a version other than the primary."""
-        return envelope.parse_header(ciphertext).key_id != self._primary
+        return envelope.key_id_of(ciphertext) != self._primary
 
     def reencrypt(self, ciphertext: bytes | memoryview, context: Context) -> bytes:
         """The same plaintext sealed under the primary key (unchanged if already so)."""
@@ -309,7 +323,8 @@ class Keyring:
             raise ConfigurationError("keyring data is not valid JSON") from None
         try:
             return cls._from_doc(doc)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # AttributeError: JSON that is not an object where one is expected (e.g. `[]`).
             # Messages name the field, never a value: values may be key material.
             raise ConfigurationError(f"keyring data is malformed ({type(exc).__name__})") from None
 

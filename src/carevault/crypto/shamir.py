@@ -53,7 +53,7 @@ class Share:
             raise ShareError("not a CareVault share (expected cvshare1-...)")
         core, checksum = "-".join(parts[:6]), parts[6]
         if p.sha256(core.encode())[:3].hex() != checksum.lower():
-            raise ShareError(f"share {parts[4]} of set {parts[1]} has a typo (checksum mismatch)")
+            raise ShareError(f"share {parts[3]} of set {parts[1]} has a typo (checksum mismatch)")
         try:
             k_text, n_text = parts[2].split("of")
             body = parts[5].upper()
@@ -102,7 +102,11 @@ def recover_secret(shares: Iterable[Share | str]) -> SecretBytes:
             first.kcv,
         ):
             raise ShareError("the shares come from different splits")
-        if len(share.payload) != len(first.payload) or len(share.payload) % _BLOCK:
+        if (
+            not share.payload
+            or len(share.payload) != len(first.payload)
+            or len(share.payload) % _BLOCK
+        ):
             raise ShareError(f"share {share.index} is damaged (wrong length)")
     unique = {s.index: s for s in parsed}
     if len(unique) < first.threshold:

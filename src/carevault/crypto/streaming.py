@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from . import _primitives as p
 from ._files import atomic_writer
-from .canonical import Context
+from .canonical import BoundContext, Context
 from .errors import ConfigurationError, DecryptionError
 from .keyring import Keyring
 from .suites import Suite
@@ -44,7 +44,8 @@ _TAG = p.GCM_TAG_BYTES
 def _file_key_context(context: Context) -> dict[str, str | int]:
     # The sealed file key is bound to the caller's context *and* to its role, so it cannot be
     # swapped with an ordinary encrypted field that happens to share the context.
-    return {**context, "carevault:stream": "file-key"}
+    items = context.items if isinstance(context, BoundContext) else context
+    return {**items, "carevault:stream": "file-key"}
 
 
 def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:

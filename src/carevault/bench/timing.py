@@ -1,0 +1,34 @@
+"""Small timing helpers shared by the benchmarks (interleaved, best-of-N, no warm-up bias)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def per_call_seconds(
+    candidates: dict[str, Callable[[], object]], *, calls: int, rounds: int
+) -> dict[str, float]:
+    """Best per-call time of each candidate over ``rounds`` rounds of ``calls`` calls.
+
+    Candidates run interleaved round by round, so a burst of noise from the rest of the machine
+    hits all of them alike instead of one; the minimum is the least-disturbed estimate.
+    """
+    best = dict.fromkeys(candidates, float("inf"))
+    for fn in candidates.values():  # warm-up: caches, lazy imports, first allocations
+        fn()
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / calls)
+    return best
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=True)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(out)

@@ -1,0 +1,253 @@
+"""The ``carevault`` command. Every subcommand has ``--help``; failures print one line to stderr
+and exit non-zero; ``--json`` gives machine-readable output where a machine would read it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from carevault import config
+from carevault.crypto import (
+    CryptoError,
+    FileMasterKeyProvider,
+    Keyring,
+    MasterKey,
+    SecretBytes,
+    recover_secret,
+    rewrap_all,
+    split_secret,
+)
+from carevault.crypto.envelope import key_id_of
+
+EXIT_FAILURE = 1
+
+
+class CommandError(Exception):
+    """A failure to report to the user in one line."""
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
+
+
+# -- selfcheck -----------------------------------------------------------------------------------
+
+
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    from carevault import selfcheck
+
+    results = selfcheck.run()
+    ok = all(r.ok for r in results)
+    lines = [f"{'ok  ' if r.ok else 'FAIL'}  {r.name}: {r.detail}" for r in results]
+    lines.append(
+        "crypto self-check passed (the web application is not built yet: this is what "
+        "`make run` does for now)"
+        if ok
+        else "crypto self-check FAILED"
+    )
+    data = {"ok": ok, "checks": [r.__dict__ for r in results]}
+    _emit(args, data, "\n".join(lines))
+    return 0 if ok else EXIT_FAILURE
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+def _file_provider() -> FileMasterKeyProvider:
+    provider = config.master_key_provider()
+    if not isinstance(provider, FileMasterKeyProvider):
+        raise CommandError(
+            f"the master key comes from the {provider.description}, which this command cannot "
+            "change; update the secret where it is kept (see docs/operations.md)"
+        )
+    return provider
+
+
+def _load_master() -> MasterKey:
+    master = config.master_key_provider().load()
+    assert isinstance(master, MasterKey)
+    return master
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    provider = _file_provider()
+    master = provider.create()
+    data = {"created": str(provider.path), "master_version": master.keyring.primary.version}
+    _emit(args, data, f"created a new master key at {provider.path} (owner-only permissions)")
+    return 0
+
+
+def cmd_keys_status(args: argparse.Namespace) -> int:
+    provider = config.master_key_provider()
+    master = provider.load()
+    assert isinstance(master, MasterKey)
+    store = config.key_store()
+    names = store.names()
+    wrapped_by = Counter(key_id_of(store.get(name)) for name in names)
+    versions = [
+        {**info.as_dict(), "wraps": wrapped_by.get(info.version, 0)}
+        for info in master.keyring.versions()
+    ]
+    stale = sum(n for v, n in wrapped_by.items() if v != master.keyring.primary.version)
+    data = {
+        "provider": provider.description,
+        "master_versions": versions,
+        "primary_version": master.keyring.primary.version,
+        "wrapped_keyrings": len(names),
+        "wrapped_under_old_versions": stale,
+        "rotation_due": master.keyring.rotation_due(),
+    }
+    lines = [f"master key: {provider.description}"]
+    for v in versions:
+        lines.append(
+            f"  v{v['version']:<3} {v['state']:<13} {v['suite']}  created {v['created_at'] or '-'}"
+            f"  wraps {v['wraps']} keyring(s)"
+        )
+    lines.append(f"wrapped keyrings: {len(names)} ({stale} still under an older master version)")
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    provider = _file_provider()
+    master = provider.load()
+    new_version = master.rotate()
+    # Persist the new master *before* wrapping anything with it: a crash between the two steps
+    # leaves old blobs under a version that still exists, and a re-run finishes the rewrap.
+    provider.save(master)
+    report = rewrap_all(config.key_store(), master)
+    data = {
+        "master_version": new_version,
+        "rewrapped": len(report.rewrapped),
+        "already_current": len(report.already_current),
+        "failed": report.failed,
+        "changed_meanwhile": report.changed_meanwhile,
+        "complete": report.complete,
+    }
+    text = (
+        f"master key rotated to v{new_version}; rewrapped {len(report.rewrapped)} keyring(s), "
+        f"{len(report.already_current)} already current. Shares made by `keys split` before "
+        "this rotation recover the old master only: split again and replace them"
+    )
+    if not report.complete:
+        text += (
+            f"; {len(report.failed)} failed, {len(report.changed_meanwhile)} changed meanwhile: "
+            "run `carevault keys rotate` again to finish"
+        )
+    _emit(args, data, text)
+    return 0 if report.complete else EXIT_FAILURE
+
+
+def cmd_keys_split(args: argparse.Namespace) -> int:
+    master = _load_master()
+    shares = split_secret(SecretBytes(master.keyring.to_json()), args.threshold, args.shares)
+    texts = [s.to_text() for s in shares]
+    data = {"threshold": args.threshold, "shares": texts}
+    lines = [
+        f"master key split {args.threshold}-of-{args.shares}. Give each share to a different "
+        "custodian; any "
+        f"{args.threshold} recover the key with `carevault keys recover`, fewer reveal nothing."
+    ]
+    lines += [f"share {s.index}: {t}" for s, t in zip(shares, texts, strict=True)]
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
+def cmd_keys_recover(args: argparse.Namespace) -> int:
+    provider = _file_provider()
+    if provider.exists():
+        raise CommandError(
+            f"a master key already exists at {provider.path}; move it away before recovering"
+        )
+    # Shares come on standard input, one per line: never as arguments, which shells and `ps`
+    # would keep.
+    lines = [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
+    if not lines:
+        raise CommandError("no shares given: paste them on standard input, one per line")
+    shares = [
+        line.split(":", 1)[1].strip() if line.startswith("share ") else line for line in lines
+    ]
+    secret = recover_secret(shares)
+    master = MasterKey(Keyring.from_json(secret.expose()))
+    provider.save(master)
+    data = {"recovered": str(provider.path), "master_version": master.keyring.primary.version}
+    _emit(args, data, f"master key recovered from {len(shares)} share(s) into {provider.path}")
+    return 0
+
+
+# -- bench ---------------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.target != "crypto":
+        raise CommandError(f"`carevault bench {args.target}` arrives with its issue; try crypto")
+    from carevault.bench import crypto as bench_crypto
+
+    result = bench_crypto.run(quick=args.quick)
+    _emit(args, result, bench_crypto.render(result))
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="carevault", description="CareVault: secure clinical records."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        subparsers: Any, name: str, handler: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = subparsers.add_parser(name, help=help, description=help)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(handler=handler)
+        return p
+
+    add(sub, "selfcheck", cmd_selfcheck, "run the crypto self-check")
+
+    keys = sub.add_parser("keys", help="master key: init, status, rotate, split, recover")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    add(keys_sub, "init", cmd_keys_init, "create the master key file (dev/demo mode)")
+    add(keys_sub, "status", cmd_keys_status, "show master key versions and what they wrap")
+    add(keys_sub, "rotate", cmd_keys_rotate, "rotate the master key and rewrap all data keys")
+    split = add(keys_sub, "split", cmd_keys_split, "split the master key into k-of-n shares")
+    split.add_argument("--threshold", "-k", type=_positive, required=True, help="shares needed")
+    split.add_argument("--shares", "-n", type=_positive, required=True, help="shares made")
+    add(keys_sub, "recover", cmd_keys_recover, "rebuild the master key from shares on stdin")
+
+    bench = add(sub, "bench", cmd_bench, "run a benchmark and print ratios against baselines")
+    bench.add_argument("target", choices=["crypto", "web", "security", "policy", "models"])
+    bench.add_argument("--quick", action="store_true", help="small sizes (smoke test only)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except (CommandError, CryptoError, ValueError, OSError) as exc:
+        # One line, no traceback: tracebacks can carry values, and values can be secrets.
+        print(f"carevault: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
