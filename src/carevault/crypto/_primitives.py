@@ -69,6 +69,22 @@ class AesGcm:
         nonce = os.urandom(GCM_NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
 
+    def seal_after(self, prefix: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        """``prefix || nonce || ciphertext || tag`` in one allocation (the envelope hot path)."""
+        nonce = os.urandom(GCM_NONCE_BYTES)
+        return prefix + nonce + self._aead.encrypt(nonce, plaintext, aad)
+
+    def open_after(self, data: bytes | memoryview, offset: int, aad: bytes) -> bytes:
+        """Open ``nonce || ciphertext || tag`` found at ``offset`` in ``data``."""
+        if len(data) < offset + GCM_NONCE_BYTES + GCM_TAG_BYTES:
+            raise DecryptionError()
+        view = memoryview(data)
+        body = offset + GCM_NONCE_BYTES
+        try:
+            return self._aead.decrypt(view[offset:body], view[body:], aad)
+        except InvalidTag:
+            raise DecryptionError() from None
+
     def open(self, sealed: bytes | memoryview, aad: bytes) -> bytes:
         if len(sealed) < GCM_NONCE_BYTES + GCM_TAG_BYTES:
             raise DecryptionError()

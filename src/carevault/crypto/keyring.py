@@ -67,7 +67,16 @@ _DECRYPTABLE = frozenset({KeyState.PRIMARY, KeyState.DECRYPT_ONLY})
 
 
 class _Version:
-    __slots__ = ("created_at", "encryptions", "header", "material", "state", "suite", "version")
+    __slots__ = (
+        "created_at",
+        "encryptions",
+        "header",
+        "material",
+        "state",
+        "suite",
+        "symmetric",
+        "version",
+    )
 
     def __init__(
         self,
@@ -86,6 +95,7 @@ class _Version:
         self.encryptions = encryptions
         # Precomputed: every envelope this version writes starts with exactly these bytes.
         self.header = envelope.header_bytes(suite, version)
+        self.symmetric = suite.is_symmetric  # GCM nonce budgets apply to symmetric keys only
 
     def info(self) -> KeyInfo:
         return KeyInfo(self.version, self.suite, self.state, self.created_at, self.encryptions)
@@ -112,6 +122,9 @@ class Keyring:
         self.min_decrypt_version = 1
         self._versions: dict[int, _Version] = {}
         self._primary: int | None = None
+        # Derived from _versions on every change: the versions that may decrypt right now, with
+        # the exact header they write. Keeps state checks off the decryption hot path.
+        self._openers: dict[int, tuple[bytes, KeyMaterial]] = {}
         self._lock = threading.Lock()
         # Called after every change of state (rotation, counter reaching the budget), so the
         # owner can persist the keyring; the crypto core itself never does I/O.
@@ -166,10 +179,10 @@ class Keyring:
         aad_tail = b"\x00" + context_bytes(context)
         rotated = exhausted = False
         with self._lock:
-            version = self._versions.get(self._primary) if self._primary is not None else None
+            version = self._versions[self._primary] if self._primary is not None else None
             if version is None:
                 raise KeyStateError(f"keyring {self.name!r} has no primary key")
-            if version.suite.is_symmetric:
+            if version.symmetric:
                 if version.encryptions >= self.nonce_budget:
                     if not self.auto_rotate:
                         raise NonceBudgetExhaustedError(
@@ -187,26 +200,19 @@ class Keyring:
             self._changed()
         assert material is not None  # a primary key always has material
         data = plaintext if type(plaintext) is bytes else bytes(plaintext)
-        return header + material.seal(data, header + aad_tail)
+        return material.seal_envelope(header, data, header + aad_tail)
 
     def decrypt(self, ciphertext: bytes | memoryview, context: Context) -> bytes:
         """Open an envelope written by any usable version; :class:`DecryptionError` otherwise."""
         if len(ciphertext) < envelope.HEADER_BYTES:
             raise DecryptionError()
         header = bytes(ciphertext[: envelope.HEADER_BYTES])
-        version = self._versions.get(int.from_bytes(header[4:], "big"))
-        if (
-            version is None
-            # Comparing the whole header checks magic, format version and suite in one go.
-            or header != version.header
-            or version.state not in _DECRYPTABLE
-            or version.version < self.min_decrypt_version
-            or version.material is None
-            or not version.material.can_decrypt
-        ):
+        opener = self._openers.get(int.from_bytes(header[4:], "big"))
+        # Comparing the whole header checks magic, format version and suite in one go.
+        if opener is None or opener[0] != header:
             raise DecryptionError()
         aad = header + b"\x00" + context_bytes(context)
-        return version.material.open(memoryview(ciphertext)[envelope.HEADER_BYTES :], aad)
+        return opener[1].open_envelope(ciphertext, envelope.HEADER_BYTES, aad)
 
     def needs_reencrypt(self, ciphertext: bytes | memoryview) -> bool:
         """True when the envelope was written by a version other than the primary."""
@@ -242,6 +248,7 @@ class Keyring:
             self._versions[self._primary].state = KeyState.DECRYPT_ONLY
         self._versions[number] = new
         self._primary = number
+        self._refresh()
         return new
 
     def disable(self, version: int) -> None:
@@ -293,6 +300,7 @@ class Keyring:
                 v.version, v.suite, v.state, material, v.created_at, v.encryptions
             )
         copy._primary = self._primary
+        copy._refresh()
         return copy
 
     # -- serialisation (the result holds secrets: hand it only to a key-encryption key) ---------
@@ -353,6 +361,7 @@ class Keyring:
                 if material is None:
                     raise ConfigurationError("the primary key has no material")
                 ring._primary = number
+        ring._refresh()
         return ring
 
     # -- helpers --------------------------------------------------------------------------------
@@ -363,7 +372,18 @@ class Keyring:
         except KeyError:
             raise KeyStateError(f"keyring {self.name!r} has no version {version}") from None
 
+    def _refresh(self) -> None:
+        self._openers = {
+            v.version: (v.header, v.material)
+            for v in self._versions.values()
+            if v.state in _DECRYPTABLE
+            and v.version >= self.min_decrypt_version
+            and v.material is not None
+            and v.material.can_decrypt
+        }
+
     def _changed(self) -> None:
+        self._refresh()
         if self.on_change is not None:
             self.on_change(self)
 

@@ -48,6 +48,14 @@ class KeyMaterial:
     def open(self, body: memoryview, aad: bytes) -> bytes:
         raise NotImplementedError
 
+    def seal_envelope(self, header: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        """``header || body``: the whole envelope."""
+        return header + self.seal(plaintext, aad)
+
+    def open_envelope(self, envelope: bytes | memoryview, header_bytes: int, aad: bytes) -> bytes:
+        """Open the body that follows a ``header_bytes``-long header."""
+        return self.open(memoryview(envelope)[header_bytes:], aad)
+
     def export(self) -> dict[str, str]:
         """JSON-ready material. Holds secrets: only ever passed straight to a key wrapper."""
         raise NotImplementedError
@@ -109,6 +117,13 @@ class SymmetricMaterial(KeyMaterial):
 
     def open(self, body: memoryview, aad: bytes) -> bytes:
         return self._aead.open(body, aad)
+
+    # Small fields are the common case: one allocation for the whole envelope, no extra copy.
+    def seal_envelope(self, header: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        return self._aead.seal_after(header, plaintext, aad)
+
+    def open_envelope(self, envelope: bytes | memoryview, header_bytes: int, aad: bytes) -> bytes:
+        return self._aead.open_after(envelope, header_bytes, aad)
 
     def export(self) -> dict[str, str]:
         return {"k": _b64(self._secret.expose())}
