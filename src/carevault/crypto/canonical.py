@@ -1,10 +1,12 @@
 """One canonical byte encoding for records and contexts, so that signatures and associated data
 mean exactly one thing.
 
-The encoding is JSON with sorted keys, no insignificant white space and UTF-8 (the intersection
-of RFC 8785 and plain ``json`` for the types allowed here). Floats are refused: their text form
-is not canonical across languages, and clinical values that need decimals are carried as
-strings (``"7.25"``) by the caller, which also keeps the unit of precision explicit.
+Records are encoded as JSON with keys sorted by code point, no insignificant white space and
+UTF-8. This matches RFC 8785 except for key order between characters above U+FFFF and those in
+U+E000..U+FFFF (RFC 8785 sorts by UTF-16 units); no CareVault record key uses such characters.
+Contexts (associated data) use a faster length-prefixed encoding, below. Floats are refused:
+their text form is not canonical across languages, and clinical values that need decimals are
+carried as strings (``"7.25"``) by the caller, which also keeps the unit of precision explicit.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ class Keyring:
         self.nonce_budget = nonce_budget
         # When the primary's budget runs out: rotate on the spot (default) or refuse to encrypt.
         self.auto_rotate = auto_rotate
-        self.min_decrypt_version = 1
+        self._min_decrypt_version = 1
         self._versions: dict[int, _Version] = {}
         self._primary: int | None = None
         # Derived from _versions on every change: the versions that may decrypt right now, with
@@ -158,6 +158,18 @@ class Keyring:
         if self._primary is None:
             raise KeyStateError(f"keyring {self.name!r} has no primary key")
         return self._versions[self._primary].info()
+
+    @property
+    def min_decrypt_version(self) -> int:
+        """Versions below this one refuse to decrypt."""
+        return self._min_decrypt_version
+
+    @min_decrypt_version.setter
+    def min_decrypt_version(self, version: int) -> None:
+        # A property, not a plain attribute: the openers must follow every assignment, or a
+        # version retired by `ring.min_decrypt_version = n` would quietly keep decrypting.
+        self._min_decrypt_version = version
+        self._refresh()
 
     def versions(self) -> list[KeyInfo]:
         return [v.info() for v in sorted(self._versions.values(), key=lambda v: v.version)]

@@ -66,7 +66,9 @@ class Signature:
             prefix, alg, key_id, value = text.split(".")
             if prefix != _TEXT_PREFIX:
                 raise ValueError
-            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            raw = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
+            if not raw:
+                raise ValueError
             return cls(SignatureAlgorithm.parse(alg), key_id, raw)
         except (ValueError, binascii.Error, ConfigurationError, AttributeError):
             raise InvalidSignatureError() from None
