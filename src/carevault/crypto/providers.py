@@ -80,6 +80,8 @@ class FileMasterKeyProvider:
             raise KeyProviderError(
                 f"{self.path} is not a valid CareVault master key file"
             ) from None
+        except KeyProviderError:
+            raise
         except ConfigurationError as exc:
             raise KeyProviderError(f"{self.path}: {exc}") from None
 
