@@ -179,6 +179,115 @@ def cmd_keys_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- web: demo, serve, audit, manage --------------------------------------------------------------
+
+
+def _django() -> None:
+    import os
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carevault.web.settings")
+    django.setup()
+
+
+def _migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def _demo_password(given: str | None) -> str:
+    """The demo password: given, or created once per data directory (never in the repo)."""
+    import secrets
+
+    from carevault.crypto._files import atomic_write_bytes
+
+    if given:
+        return given
+    path = config.data_dir() / "demo-password"
+    if not path.exists():
+        atomic_write_bytes(path, f"demo-{secrets.token_urlsafe(9)}".encode())
+    return path.read_text().strip()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _django()
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    from carevault.web import demo
+
+    password = _demo_password(args.password)
+    try:
+        validate_password(password)
+    except ValidationError as exc:
+        raise CommandError("the demo password is too weak: " + " ".join(exc.messages)) from None
+    _migrate()
+    seeded = not demo.is_seeded()
+    if seeded:
+        demo.seed(password)
+    users = [u for u, *_ in demo.STAFF] + [p["username"] for p in demo.PATIENTS]
+    data = {"seeded": seeded, "users": users, "password": None if args.password else password}
+    lines = [
+        ("created the demo data" if seeded else "demo data already present; left as it is"),
+        f"demo logins: {', '.join(users)}",
+        "password: " + ("the one you gave" if args.password else password),
+    ]
+    _emit(args, data, "\n".join(lines))
+    if args.seed_only:
+        return 0
+    return _serve(args.host, args.port, workers=1)
+
+
+def _serve(host: str, port: int, *, workers: int) -> int:
+    import os
+
+    print(f"CareVault at http://{host}:{port}/ (Ctrl+C stops it)", flush=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "carevault.web.wsgi:application",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--access-logfile",
+        "-",
+    ]
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carevault.web.settings")
+    os.execv(sys.executable, argv)  # noqa: S606 - fixed program, arguments built above
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _django()
+    _migrate()
+    return _serve(args.host, args.port, workers=args.workers)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    _django()
+    from carevault.web.audit.log import verify_chain
+
+    report = verify_chain()
+    text = (
+        f"audit chain intact: {report.entries} entries"
+        if report.ok
+        else "audit chain BROKEN:\n" + "\n".join(f"  {p}" for p in report.problems)
+    )
+    _emit(args, report.as_dict(), text)
+    return 0 if report.ok else EXIT_FAILURE
+
+
+def cmd_manage(args: argparse.Namespace) -> int:
+    _django()
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["carevault manage", *args.rest])
+    return 0
+
+
 # -- bench ---------------------------------------------------------------------------------------
 
 
@@ -230,6 +339,25 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--threshold", "-k", type=_positive, required=True, help="shares needed")
     split.add_argument("--shares", "-n", type=_positive, required=True, help="shares made")
     add(keys_sub, "recover", cmd_keys_recover, "rebuild the master key from shares on stdin")
+
+    demo = add(sub, "demo", cmd_demo, "create the demo data and serve it (make run)")
+    demo.add_argument("--seed-only", action="store_true", help="create the data, do not serve")
+    demo.add_argument("--password", help="password of every demo user (default: generated)")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=_positive, default=8000)
+
+    serve = add(sub, "serve", cmd_serve, "serve CareVault with gunicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_positive, default=8000)
+    serve.add_argument("--workers", type=_positive, default=2)
+
+    audit = sub.add_parser("audit", help="the tamper-evident audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    add(audit_sub, "verify", cmd_audit_verify, "check the audit chain for edits and deletions")
+
+    manage = sub.add_parser("manage", help="Django management commands (migrate, shell, ...)")
+    manage.add_argument("rest", nargs=argparse.REMAINDER)
+    manage.set_defaults(handler=cmd_manage)
 
     bench = add(sub, "bench", cmd_bench, "run a benchmark and print ratios against baselines")
     bench.add_argument("target", choices=["crypto", "web", "security", "policy", "models"])

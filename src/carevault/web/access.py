@@ -1,0 +1,94 @@
+"""Access helpers: fetch-and-check in one step (healthchecks' ``_get_patient_for_user``).
+
+Every refusal is audited and answered with 404 (the object's existence is not confirmed) or 403
+(the role may never do this), never with data.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils import timezone
+
+from carevault.web.audit.log import Outcome, record
+
+F = TypeVar("F", bound=Callable[..., HttpResponse])
+
+
+def deny(
+    request: HttpRequest,
+    *,
+    reason: str,
+    target_type: str = "",
+    target_id: Any = "",
+    status: int = 404,
+) -> None:
+    """Audit a refusal and raise the matching HTTP error."""
+    record(
+        "access.denied",
+        actor=request.user,
+        outcome=Outcome.DENIED,
+        target_type=target_type,
+        target_id=str(target_id),
+        request=request,
+        details={"reason": reason, "path": request.path[:200], "method": request.method},
+    )
+    if status == 403:
+        raise PermissionDenied(reason)
+    raise Http404("not found")
+
+
+def role_required(*roles: str) -> Callable[[F], F]:
+    """Only these roles may call the view; anyone else gets 403 and an audit entry."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        @login_required
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if getattr(request.user, "role", None) not in roles:
+                deny(request, reason=f"role may not use {view.__name__}", status=403)
+            return view(request, *args, **kwargs)
+
+        wrapper.allowed_roles = roles  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+@dataclass(frozen=True)
+class PatientAccess:
+    patient: Any
+    via: str  # "self", "care-team" or "break-glass"
+
+
+def patient_for_user(request: HttpRequest, patient_id: Any, *, purpose: str) -> PatientAccess:
+    """The patient, if this user may see their clinical record; otherwise audit and 404."""
+    from carevault.web.clinic.models import BreakGlassGrant, CareRelationship, Patient
+
+    user = request.user
+    patient = Patient.objects.filter(pk=patient_id).first()
+    via = ""
+    if patient is not None:
+        if getattr(user, "is_patient", False) and patient.user_id == user.pk:
+            via = "self"
+        elif getattr(user, "is_doctor", False):
+            if CareRelationship.objects.filter(doctor=user, patient=patient).exists():
+                via = "care-team"
+            elif BreakGlassGrant.objects.filter(
+                doctor=user, patient=patient, revoked=False, expires_at__gt=timezone.now()
+            ).exists():
+                via = "break-glass"
+    if not via:
+        deny(
+            request,
+            reason=f"no access to patient for {purpose}",
+            target_type="clinic.patient",
+            target_id=patient_id,
+        )
+    return PatientAccess(patient, via)

@@ -1,0 +1,129 @@
+"""Writing and verifying the audit chain."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from carevault.crypto import canonical_bytes
+from carevault.web.vault import service
+
+from .models import AuditEntry, AuditHead
+
+GENESIS = "0" * 64
+
+
+class Outcome:
+    OK = "ok"
+    DENIED = "denied"
+    FAILED = "failed"
+    ALERT = "alert"
+
+
+def _entry_fields(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "at": entry.at.isoformat(),
+        "actor_id": entry.actor_id,
+        "actor": entry.actor,
+        "role": entry.role,
+        "action": entry.action,
+        "outcome": entry.outcome,
+        "target_type": entry.target_type,
+        "target_id": entry.target_id,
+        "patient_id": entry.patient_id,
+        "address": entry.address,
+        "details": entry.details,
+    }
+
+
+def _digest(prev: str, entry: AuditEntry) -> str:
+    key = service.service_secret("audit-chain").expose()
+    message = prev.encode() + b"\x00" + canonical_bytes(_entry_fields(entry))
+    return hmac.new(key, message, sha256).hexdigest()
+
+
+def client_address(request: HttpRequest | None) -> str:
+    # The direct peer only: forwarded headers are for the hardened-login issue to trust properly.
+    return "" if request is None else str(request.META.get("REMOTE_ADDR", ""))[:64]
+
+
+def record(
+    action: str,
+    *,
+    actor: Any = None,
+    outcome: str = Outcome.OK,
+    target: Any = None,
+    target_type: str = "",
+    target_id: str = "",
+    patient_id: Any = "",
+    request: HttpRequest | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry. Call inside the action's transaction so both land or neither does."""
+    if target is not None:
+        target_type = target_type or target._meta.label_lower
+        target_id = target_id or str(target.pk)
+    if actor is not None and not getattr(actor, "is_authenticated", False):
+        actor = None
+    with transaction.atomic():
+        head, _ = AuditHead.objects.select_for_update().get_or_create(id=1)
+        entry = AuditEntry(
+            seq=head.seq + 1,
+            # Microseconds dropped: the timestamp must survive every database round trip intact.
+            at=timezone.now().replace(microsecond=0),
+            actor_id=actor.pk if actor is not None else None,
+            actor=actor.username if actor is not None else "",
+            role=getattr(actor, "role", "") if actor is not None else "",
+            action=action,
+            outcome=outcome,
+            target_type=target_type,
+            target_id=str(target_id),
+            patient_id=str(patient_id or ""),
+            address=client_address(request),
+            details=details or {},
+            prev_digest=head.digest,
+        )
+        entry.digest = _digest(head.digest, entry)
+        entry.save()
+        head.seq, head.digest = entry.seq, entry.digest
+        head.save(update_fields=["seq", "digest"])
+    return entry
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    entries: int
+    problems: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "entries": self.entries, "problems": self.problems}
+
+
+def verify_chain() -> ChainReport:
+    """Walk the chain in sequence order; report every break (edit, deletion, re-ordering)."""
+    problems: list[str] = []
+    prev = GENESIS
+    expected_seq = 1
+    count = 0
+    for entry in AuditEntry.objects.order_by("seq").iterator(chunk_size=2000):
+        count += 1
+        if entry.seq != expected_seq:
+            problems.append(f"entry {expected_seq} is missing (next is {entry.seq})")
+        if entry.prev_digest != prev:
+            problems.append(f"entry {entry.seq} does not follow the entry before it")
+        if not hmac.compare_digest(entry.digest, _digest(entry.prev_digest, entry)):
+            problems.append(f"entry {entry.seq} was altered")
+        prev = entry.digest
+        expected_seq = entry.seq + 1
+    head = AuditHead.objects.filter(id=1).first()
+    if head is not None and (head.seq != expected_seq - 1 or head.digest != prev):
+        problems.append(f"the chain ends at {expected_seq - 1} but its head says {head.seq}")
+    return ChainReport(not problems, count, problems)

@@ -1,0 +1,426 @@
+"""Every write (and every PHI read) of the clinic domain. Each ``do_*`` is atomic, takes the
+acting user and writes the audit log in the same transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from carevault.crypto import DecryptionError, InvalidSignatureError, Signature
+from carevault.web.accounts.models import Role, User
+from carevault.web.audit.log import Outcome, record
+from carevault.web.errors import Conflict, NotAllowed, ValidationFailed
+from carevault.web.vault import service
+
+from .models import (
+    Appointment,
+    AppointmentStatus,
+    BreakGlassGrant,
+    CareRelationship,
+    ClinicalNote,
+    DataClass,
+    Diagnosis,
+    Patient,
+    Prescription,
+)
+
+MAX_TEXT = 4000
+
+
+def _text(value: Any, field_name: str, *, required: bool = True, limit: int = MAX_TEXT) -> str:
+    text = str(value or "").strip()
+    if required and not text:
+        raise ValidationFailed(f"{field_name.replace('_', ' ')} is required", field=field_name)
+    if len(text) > limit:
+        raise ValidationFailed(
+            f"{field_name.replace('_', ' ')} is longer than {limit} characters", field=field_name
+        )
+    return text
+
+
+def _count(patient: Patient, n: int) -> None:
+    service.count_encryptions(patient.pk, n)
+
+
+# -- patients -------------------------------------------------------------------------------------
+
+
+def new_mrn() -> str:
+    return f"MRN-{secrets.randbelow(10**8):08d}"
+
+
+@transaction.atomic
+def do_create_patient(
+    acting_user: User | None,
+    *,
+    name: str,
+    birth_date: dt.date,
+    email: str = "",
+    phone: str = "",
+    address: str = "",
+    user: User | None = None,
+    mrn: str | None = None,
+    request: HttpRequest | None = None,
+) -> Patient:
+    name = _text(name, "name", limit=200)
+    if not isinstance(birth_date, dt.date) or birth_date > timezone.localdate():
+        raise ValidationFailed("date of birth must be a past date", field="birth_date")
+    email = _text(email, "email", required=False, limit=254).lower()
+    mrn = mrn or new_mrn()
+    patient = Patient(user=user)
+    service.create_patient_keyring(patient.pk)
+    n = patient.seal(
+        name=name,
+        birth_date=birth_date.isoformat(),
+        mrn=mrn,
+        email=email,
+        phone=_text(phone, "phone", required=False, limit=40),
+        address=_text(address, "address", required=False, limit=400),
+    )
+    patient.mrn_index = service.blind_index("patient.mrn", mrn)
+    patient.email_index = service.blind_index("patient.email", email) if email else ""
+    patient.save()
+    _count(patient, n)
+    record("patient.create", actor=acting_user, target=patient, patient_id=patient.pk, request=request)
+    return patient
+
+
+@transaction.atomic
+def do_register_patient(
+    *,
+    username: str,
+    password: str,
+    name: str,
+    birth_date: dt.date,
+    email: str = "",
+    phone: str = "",
+    request: HttpRequest | None = None,
+) -> User:
+    """Self-registration: always and only the patient role."""
+    username = _text(username, "username", limit=150)
+    if User.objects.filter(username__iexact=username).exists():
+        raise ValidationFailed("that username is taken", field="username")
+    user = User(username=username, role=Role.PATIENT)
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise ValidationFailed(" ".join(exc.messages), field="password") from None
+    user.set_password(password)
+    user.save()
+    do_create_patient(
+        user, name=name, birth_date=birth_date, email=email, phone=phone, user=user, request=request
+    )
+    record("account.register", actor=user, target=user, request=request)
+    return user
+
+
+def find_patients_by_mrn(acting_user: User, mrn: str) -> list[Patient]:
+    """Exact match through the blind index, then confirmed by decryption (the index is lossy)."""
+    candidates = Patient.objects.filter(mrn_index=service.blind_index("patient.mrn", mrn.strip()))
+    return [p for p in candidates if p.unseal_or_none("mrn") == mrn.strip()]
+
+
+@transaction.atomic
+def do_assign_doctor(
+    acting_user: User, doctor: User, patient: Patient, request: HttpRequest | None = None
+) -> CareRelationship:
+    if doctor.role != Role.DOCTOR:
+        raise ValidationFailed("only doctors join a care team", field="doctor")
+    relation, created = CareRelationship.objects.get_or_create(doctor=doctor, patient=patient)
+    if created:
+        record(
+            "care.assign",
+            actor=acting_user,
+            target=relation,
+            patient_id=patient.pk,
+            request=request,
+            details={"doctor": doctor.username},
+        )
+    return relation
+
+
+# -- clinical writes ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def do_add_diagnosis(
+    acting_user: User,
+    patient: Patient,
+    *,
+    code: str,
+    description: str,
+    data_class: str = DataClass.ORDINARY,
+    request: HttpRequest | None = None,
+) -> Diagnosis:
+    if data_class not in DataClass.values:
+        raise ValidationFailed("unknown data class", field="data_class")
+    diagnosis = Diagnosis(patient=patient, doctor=acting_user, data_class=data_class)
+    n = diagnosis.seal(
+        code=_text(code, "code", limit=32), description=_text(description, "description")
+    )
+    diagnosis.save()
+    _count(patient, n)
+    record("diagnosis.create", actor=acting_user, target=diagnosis, patient_id=patient.pk, request=request)
+    return diagnosis
+
+
+@transaction.atomic
+def do_add_note(
+    acting_user: User, patient: Patient, *, body: str, request: HttpRequest | None = None
+) -> ClinicalNote:
+    note = ClinicalNote(patient=patient, author=acting_user)
+    n = note.seal(body=_text(body, "body", limit=20000))
+    note.save()
+    _count(patient, n)
+    record("note.create", actor=acting_user, target=note, patient_id=patient.pk, request=request)
+    return note
+
+
+def prescription_record(p: Prescription, values: dict[str, str]) -> dict[str, Any]:
+    """What a prescription signature covers: every field a pharmacist would act on."""
+    return {
+        "id": str(p.pk),
+        "patient": str(p.patient_id),
+        "doctor": p.doctor.username,
+        "drug": values["drug"],
+        "dose": values["dose"],
+        "instructions": values["instructions"],
+        "created_at": p.created_at.isoformat(),
+    }
+
+
+@transaction.atomic
+def do_prescribe(
+    acting_user: User,
+    patient: Patient,
+    *,
+    drug: str,
+    dose: str,
+    instructions: str,
+    request: HttpRequest | None = None,
+) -> Prescription:
+    values = {
+        "drug": _text(drug, "drug", limit=200),
+        "dose": _text(dose, "dose", limit=200),
+        "instructions": _text(instructions, "instructions", limit=2000),
+    }
+    key_record, key = service.signing_key_for(acting_user)
+    p = Prescription(
+        patient=patient,
+        doctor=acting_user,
+        signing_key=key_record,
+        created_at=timezone.now().replace(microsecond=0),
+    )
+    p.signature = key.sign(prescription_record(p, values), purpose="prescription").to_text()
+    n = p.seal(**values)
+    p.save()
+    _count(patient, n)
+    record(
+        "prescription.create",
+        actor=acting_user,
+        target=p,
+        patient_id=patient.pk,
+        request=request,
+        details={"key_id": key_record.key_id},
+    )
+    return p
+
+
+class SignatureStatus:
+    VALID = "valid"
+    TAMPERED = "tampered"
+
+
+def verify_signed(
+    values: dict[str, str | None], build: Any, signature_text: str, key_record: Any, signer: User, purpose: str
+) -> str:
+    """'valid' only if every field decrypts, the key is the signer's and the signature holds."""
+    if any(v is None for v in values.values()) or key_record.user_id != signer.pk:
+        return SignatureStatus.TAMPERED
+    try:
+        service.verify_key(key_record).verify(
+            build(values), Signature.from_text(signature_text), purpose=purpose
+        )
+    except (InvalidSignatureError, DecryptionError):
+        return SignatureStatus.TAMPERED
+    return SignatureStatus.VALID
+
+
+def prescription_status(p: Prescription, values: dict[str, str | None]) -> str:
+    return verify_signed(
+        values,
+        lambda v: prescription_record(p, v),
+        p.signature,
+        p.signing_key,
+        p.doctor,
+        "prescription",
+    )
+
+
+# -- appointments ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def do_request_appointment(
+    acting_user: User,
+    *,
+    doctor: User,
+    starts_at: dt.datetime,
+    reason: str,
+    request: HttpRequest | None = None,
+) -> Appointment:
+    patient = Patient.objects.filter(user=acting_user).first()
+    if patient is None:
+        raise NotAllowed("only patients book appointments")
+    if doctor.role != Role.DOCTOR or not doctor.is_active:
+        raise ValidationFailed("choose a doctor", field="doctor")
+    if starts_at <= timezone.now():
+        raise ValidationFailed("the appointment must be in the future", field="starts_at")
+    if Appointment.objects.filter(
+        doctor=doctor,
+        starts_at=starts_at,
+        status__in=[AppointmentStatus.REQUESTED, AppointmentStatus.CONFIRMED],
+    ).exists():
+        raise Conflict("that time is already taken; choose another", field="starts_at")
+    appointment = Appointment(patient=patient, doctor=doctor, starts_at=starts_at)
+    n = appointment.seal(reason=_text(reason, "reason", limit=500))
+    appointment.save()
+    _count(patient, n)
+    record("appointment.request", actor=acting_user, target=appointment, patient_id=patient.pk, request=request)
+    return appointment
+
+
+@transaction.atomic
+def do_cancel_appointment(
+    acting_user: User, appointment: Appointment, request: HttpRequest | None = None
+) -> Appointment:
+    if appointment.patient.user_id != acting_user.pk:
+        raise NotAllowed("you can cancel only your own appointments")
+    if appointment.status in (AppointmentStatus.CANCELLED, AppointmentStatus.DECLINED):
+        raise Conflict("this appointment is no longer active")
+    appointment.status = AppointmentStatus.CANCELLED
+    appointment.save(update_fields=["status"])
+    record("appointment.cancel", actor=acting_user, target=appointment, patient_id=appointment.patient_id, request=request)
+    return appointment
+
+
+@transaction.atomic
+def do_decide_appointment(
+    acting_user: User, appointment: Appointment, *, confirm: bool, request: HttpRequest | None = None
+) -> Appointment:
+    if appointment.doctor_id != acting_user.pk:
+        raise NotAllowed("this appointment is with another doctor")
+    if appointment.status != AppointmentStatus.REQUESTED:
+        raise Conflict("this appointment has already been decided")
+    appointment.status = AppointmentStatus.CONFIRMED if confirm else AppointmentStatus.DECLINED
+    appointment.save(update_fields=["status"])
+    if confirm:
+        # Confirming an appointment makes the doctor part of the patient's care team.
+        do_assign_doctor(acting_user, acting_user, appointment.patient, request)
+    record(
+        "appointment.confirm" if confirm else "appointment.decline",
+        actor=acting_user,
+        target=appointment,
+        patient_id=appointment.patient_id,
+        request=request,
+    )
+    return appointment
+
+
+# -- break-the-glass ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def do_break_glass(
+    acting_user: User, patient: Patient, *, reason: str, request: HttpRequest | None = None
+) -> BreakGlassGrant:
+    if acting_user.role != Role.DOCTOR:
+        raise NotAllowed("only doctors may use emergency access")
+    reason = _text(reason, "reason", limit=1000)
+    if len(reason) < 15:
+        raise ValidationFailed("give the clinical reason in a sentence (15 characters or more)", field="reason")
+    grant = BreakGlassGrant(
+        doctor=acting_user,
+        patient=patient,
+        expires_at=timezone.now() + dt.timedelta(minutes=settings.BREAK_GLASS_MINUTES),
+    )
+    n = grant.seal(reason=reason)
+    grant.save()
+    _count(patient, n)
+    record(
+        "breakglass.open",
+        actor=acting_user,
+        outcome=Outcome.ALERT,
+        target=grant,
+        patient_id=patient.pk,
+        request=request,
+        details={"expires_at": grant.expires_at.isoformat()},
+    )
+    return grant
+
+
+@transaction.atomic
+def do_revoke_break_glass(
+    acting_user: User, grant: BreakGlassGrant, request: HttpRequest | None = None
+) -> BreakGlassGrant:
+    if acting_user.role != Role.ADMIN:
+        raise NotAllowed("only security officers revoke emergency access")
+    grant.revoked = True
+    grant.save(update_fields=["revoked"])
+    record("breakglass.revoke", actor=acting_user, target=grant, patient_id=grant.patient_id, request=request)
+    return grant
+
+
+# -- audited reads ----------------------------------------------------------------------------------
+
+
+@dataclass
+class PatientRecord:
+    patient: Patient
+    demographics: dict[str, str | None]
+    diagnoses: list[tuple[Diagnosis, dict[str, str | None]]] = field(default_factory=list)
+    notes: list[tuple[ClinicalNote, dict[str, str | None]]] = field(default_factory=list)
+    prescriptions: list[tuple[Prescription, dict[str, str | None], str]] = field(default_factory=list)
+    appointments: list[tuple[Appointment, dict[str, str | None]]] = field(default_factory=list)
+
+
+def read_patient_record(
+    acting_user: User,
+    patient: Patient,
+    *,
+    via: str,
+    request: HttpRequest | None = None,
+    include_notes: bool = True,
+) -> PatientRecord:
+    """Decrypt a patient's record for display; one audit entry per read, naming what was read."""
+    rec = PatientRecord(patient=patient, demographics=patient.unseal_all())
+    rec.diagnoses = [(d, d.unseal_all()) for d in patient.diagnoses.select_related("doctor")]
+    if include_notes:
+        rec.notes = [(n, n.unseal_all()) for n in patient.notes.select_related("author")]
+    for p in patient.prescriptions.select_related("doctor", "signing_key"):
+        values = p.unseal_all()
+        rec.prescriptions.append((p, values, prescription_status(p, values)))
+    rec.appointments = [(a, a.unseal_all()) for a in patient.appointments.select_related("doctor")]
+    record(
+        "phi.read",
+        actor=acting_user,
+        outcome=Outcome.ALERT if via == "break-glass" else Outcome.OK,
+        target=patient,
+        patient_id=patient.pk,
+        request=request,
+        details={
+            "via": via,
+            "sections": ["demographics", "diagnoses", "prescriptions", "appointments"]
+            + (["notes"] if include_notes else []),
+        },
+    )
+    return rec

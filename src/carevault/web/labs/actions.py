@@ -1,0 +1,190 @@
+"""Lab workflow: doctors request tests; technicians, who see only a sample code and the test,
+record signed results with optional files."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from carevault.web.accounts.models import Role, User
+from carevault.web.audit.log import record
+from carevault.web.clinic.actions import SignatureStatus, _text, verify_signed
+from carevault.web.clinic.models import Patient
+from carevault.web.errors import Conflict, NotAllowed, ValidationFailed
+from carevault.web.vault import service
+
+from . import storage
+from .models import LabFile, LabRequest, LabRequestStatus, LabResult
+
+MAX_FILES = 5
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file as received: its name (PHI: sealed), the browser's claimed type, the bytes."""
+
+    name: str
+    declared_type: str
+    data: BinaryIO
+    size: int
+
+
+@transaction.atomic
+def do_request_lab_test(
+    acting_user: User,
+    patient: Patient,
+    *,
+    test: str,
+    notes: str = "",
+    request: HttpRequest | None = None,
+) -> LabRequest:
+    if acting_user.role != Role.DOCTOR:
+        raise NotAllowed("only doctors request lab tests")
+    lab_request = LabRequest(patient=patient, requested_by=acting_user)
+    n = lab_request.seal(
+        test=_text(test, "test", limit=200), notes=_text(notes, "notes", required=False)
+    )
+    lab_request.save()
+    service.count_encryptions(patient.pk, n)
+    record("lab.request", actor=acting_user, target=lab_request, patient_id=patient.pk, request=request)
+    return lab_request
+
+
+def result_record(result: LabResult, values: dict[str, str | None], files: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a lab report signature covers: the request, the values, the comment, every file."""
+    return {
+        "id": str(result.pk),
+        "request": str(result.request_id),
+        "sample": result.request.sample_code,
+        "patient": str(result.patient_id),
+        "technician": result.technician.username,
+        "values": values["values"],
+        "comment": values["comment"],
+        "files": sorted(files, key=lambda f: f["id"]),
+        "created_at": result.created_at.isoformat(),
+    }
+
+
+def _check_upload(upload: Upload) -> str:
+    if upload.size > settings.LAB_UPLOAD_MAX_BYTES:
+        limit_mb = settings.LAB_UPLOAD_MAX_BYTES // (1024 * 1024)
+        raise ValidationFailed(f"{upload.name or 'file'} is larger than {limit_mb} MB", field="files")
+    if upload.size == 0:
+        raise ValidationFailed(f"{upload.name or 'file'} is empty", field="files")
+    head = upload.data.read(16)
+    upload.data.seek(0)
+    content_type = storage.sniff(head)
+    if content_type is None:
+        raise ValidationFailed(
+            f"{upload.name or 'file'} is not a PDF, PNG or JPEG file (checked by its content)",
+            field="files",
+        )
+    if upload.declared_type and upload.declared_type != content_type:
+        raise ValidationFailed(
+            f"{upload.name or 'file'} claims to be {upload.declared_type} but its content is "
+            f"{content_type}",
+            field="files",
+        )
+    return content_type
+
+
+def do_submit_lab_result(
+    acting_user: User,
+    lab_request: LabRequest,
+    *,
+    values: str,
+    comment: str = "",
+    uploads: list[Upload] | None = None,
+    request: HttpRequest | None = None,
+) -> LabResult:
+    """Record and sign a result. All or nothing: on any error no row and no file remains."""
+    if acting_user.role != Role.LABTECH:
+        raise NotAllowed("only lab technicians record results")
+    uploads = uploads or []
+    if len(uploads) > MAX_FILES:
+        raise ValidationFailed(f"at most {MAX_FILES} files per result", field="files")
+    texts = {
+        "values": _text(values, "values", limit=4000),
+        "comment": _text(comment, "comment", required=False, limit=2000),
+    }
+    types = [_check_upload(u) for u in uploads]  # validate everything before writing anything
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            locked = LabRequest.objects.select_for_update().get(pk=lab_request.pk)
+            if locked.status != LabRequestStatus.REQUESTED:
+                raise Conflict("this test already has a result")
+            key_record, key = service.signing_key_for(acting_user)
+            result = LabResult(
+                request=locked,
+                patient_id=locked.patient_id,
+                technician=acting_user,
+                signing_key=key_record,
+                created_at=timezone.now().replace(microsecond=0),
+            )
+            files: list[tuple[LabFile, dict[str, Any]]] = []
+            for upload, content_type in zip(uploads, types, strict=True):
+                lab_file = LabFile(result=result, patient_id=locked.patient_id, content_type=content_type)
+                name, digest, size = storage.store(locked.patient_id, lab_file.pk, upload.data)
+                stored.append(name)
+                lab_file.storage_name, lab_file.size = name, size
+                lab_file.seal(filename=_text(upload.name, "file name", limit=255), sha256=digest)
+                files.append(
+                    (lab_file, {"id": str(lab_file.pk), "sha256": digest, "size": size, "type": content_type})
+                )
+            result.signature = key.sign(
+                result_record(result, dict(texts), [f for _, f in files]), purpose="lab-report"
+            ).to_text()
+            n = result.seal(**texts)
+            result.save()
+            for lab_file, _ in files:
+                lab_file.save()
+            locked.status = LabRequestStatus.COMPLETED
+            locked.save(update_fields=["status"])
+            service.count_encryptions(locked.patient_id, n + 2 * len(files))
+            record(
+                "lab.result",
+                actor=acting_user,
+                target=result,
+                patient_id=locked.patient_id,
+                request=request,
+                details={"files": len(files), "key_id": key_record.key_id},
+            )
+    except BaseException:
+        for name in stored:
+            storage.remove(name)
+        raise
+    return result
+
+
+def file_facts(lab_file: LabFile) -> dict[str, Any] | None:
+    digest = lab_file.unseal_or_none("sha256")
+    if digest is None:
+        return None
+    return {"id": str(lab_file.pk), "sha256": digest, "size": lab_file.size, "type": lab_file.content_type}
+
+
+def result_status(result: LabResult) -> tuple[dict[str, str | None], str]:
+    values = result.unseal_all()
+    facts = [file_facts(f) for f in result.files.all()]
+    if any(f is None for f in facts):
+        return values, SignatureStatus.TAMPERED
+    status = verify_signed(
+        values,
+        lambda v: result_record(result, v, facts),  # type: ignore[arg-type]
+        result.signature,
+        result.signing_key,
+        result.technician,
+        "lab-report",
+    )
+    return values, status
+
+
+def upload_from_bytes(name: str, declared_type: str, data: bytes) -> Upload:
+    return Upload(name=name, declared_type=declared_type, data=io.BytesIO(data), size=len(data))

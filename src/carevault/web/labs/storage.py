@@ -1,0 +1,85 @@
+"""Encrypted file storage for lab uploads: streaming AEAD under the patient's data key, random
+file names, atomic writes. What is on disk is ciphertext only."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from django.conf import settings
+
+from carevault.crypto import streaming
+from carevault.web.vault import service
+
+# What a lab may upload, recognised by content (the name and the browser's claim are not
+# trusted): PDF reports and PNG / JPEG images.
+SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "application/pdf": (b"%PDF-",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+}
+
+
+def sniff(head: bytes) -> str | None:
+    """The allowed content type these first bytes belong to, or None."""
+    for content_type, magics in SIGNATURES.items():
+        if any(head.startswith(m) for m in magics):
+            return content_type
+    return None
+
+
+def _context(patient_id: object, file_id: object) -> dict[str, str | int]:
+    return {"table": "labs_labfile", "column": "content", "row": str(file_id), "patient": str(patient_id)}
+
+
+def upload_dir() -> Path:
+    path = Path(settings.UPLOAD_DIR)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+class _HashingReader:
+    """Reads through to ``src`` while hashing, so the digest costs no second pass."""
+
+    def __init__(self, src: BinaryIO) -> None:
+        self.src = src
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def readinto(self, buffer: memoryview) -> int:
+        n = self.src.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            self.hash.update(buffer[:n])
+            self.size += n
+        return int(n or 0)
+
+
+def store(patient_id: object, file_id: object, src: BinaryIO) -> tuple[str, str, int]:
+    """Encrypt ``src`` into a new file; returns (storage name, sha256 of plaintext, size)."""
+    name = secrets.token_hex(16) + ".cvs"
+    reader = _HashingReader(src)
+    ring = service.patient_keyring(patient_id)
+    from carevault.crypto._files import atomic_writer
+
+    with atomic_writer(upload_dir() / name) as dst:
+        streaming.encrypt_stream(ring, reader, dst, _context(patient_id, file_id))  # type: ignore[arg-type]
+    service.count_encryptions(patient_id, 1)
+    return name, reader.hash.hexdigest(), reader.size
+
+
+def remove(name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (upload_dir() / name).unlink()
+
+
+def open_decrypted(patient_id: object, file_id: object, name: str) -> Iterator[bytes]:
+    """Authenticated plaintext chunks; raises DecryptionError on any tampering (see
+    :func:`carevault.crypto.streaming.iter_decrypt` for what that means mid-transfer)."""
+    ring = service.patient_keyring(patient_id)
+    with open(upload_dir() / name, "rb") as src:
+        for chunk in streaming.iter_decrypt(ring, src, _context(patient_id, file_id)):
+            yield bytes(chunk)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SecurityopsConfig(AppConfig):
+    name = "carevault.web.securityops"
+    label = "securityops"

@@ -1,0 +1,13 @@
+from django.urls import include, path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/", include("carevault.web.accounts.urls")),
+    path("clinic/", include("carevault.web.clinic.urls")),
+    path("labs/", include("carevault.web.labs.urls")),
+    path("security/", include("carevault.web.securityops.urls")),
+    path("api/v1/", include("carevault.web.api.urls")),
+]

@@ -1,0 +1,56 @@
+"""A base for models that hold PHI: every PHI column is a ``<name>_enc`` binary field holding an
+envelope from the crypto core, bound to table / column / row / patient, under the patient's key.
+
+Primary keys are UUIDs made before the first save, so a row's identity (part of the associated
+data) is known when its fields are sealed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+from django.db import models
+
+from carevault.crypto import DecryptionError
+
+from . import service
+
+
+class PhiModel(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+
+    PHI_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    class Meta:
+        abstract = True
+
+    def phi_patient_id(self) -> Any:
+        return self.patient_id  # type: ignore[attr-defined]
+
+    def seal(self, **values: str) -> int:
+        """Encrypt the given PHI values into their columns; returns how many were sealed."""
+        patient_id = self.phi_patient_id()
+        table = self._meta.db_table
+        for column, value in values.items():
+            if column not in self.PHI_FIELDS:
+                raise ValueError(f"{type(self).__name__} has no PHI field {column!r}")
+            setattr(self, f"{column}_enc", service.seal(patient_id, table, column, self.pk, value))
+        return len(values)
+
+    def unseal(self, column: str) -> str:
+        """The plaintext of one PHI column; :class:`DecryptionError` if it was tampered with."""
+        sealed = getattr(self, f"{column}_enc")
+        if not sealed:
+            return ""
+        return service.open_text(self.phi_patient_id(), self._meta.db_table, column, self.pk, sealed)
+
+    def unseal_or_none(self, column: str) -> str | None:
+        """The plaintext, or None when it does not authenticate (shown as tampered)."""
+        try:
+            return self.unseal(column)
+        except DecryptionError:
+            return None
+
+    def unseal_all(self) -> dict[str, str | None]:
+        return {column: self.unseal_or_none(column) for column in self.PHI_FIELDS}

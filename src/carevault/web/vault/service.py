@@ -1,0 +1,210 @@
+"""The bridge between the web application and the crypto core.
+
+* the master key-encryption key, loaded once per process from the configured provider (dev mode
+  creates it on first run in the data directory);
+* per-patient keyrings, unwrapped on demand and cached per process by the digest of their
+  wrapped form (a rotation changes the blob, so a stale entry can never be used);
+* PHI sealing and opening bound to table / column / row / patient;
+* blind indexes, service secrets, clinicians' signing keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from carevault import config
+from carevault.crypto import (
+    BlindIndex,
+    BoundContext,
+    FileMasterKeyProvider,
+    KeyEncryptionKey,
+    Keyring,
+    SecretBytes,
+    SignatureAlgorithm,
+    SigningKey,
+    Suite,
+    VerifyKey,
+    unwrap_keyring,
+    wrap_keyring,
+)
+from carevault.crypto.keyring import GCM_NONCE_BUDGET
+
+from .models import ClinicianKey, PatientKey, ServiceSecret
+
+_lock = threading.Lock()
+_master: KeyEncryptionKey | None = None
+_keyrings: OrderedDict[tuple[str, bytes], Keyring] = OrderedDict()
+_secrets: dict[str, SecretBytes] = {}
+_KEYRING_CACHE = 512
+
+
+def master() -> KeyEncryptionKey:
+    """The process's key-encryption key (dev mode: created on first run)."""
+    global _master
+    with _lock:
+        if _master is None:
+            provider = config.master_key_provider()
+            if isinstance(provider, FileMasterKeyProvider) and not provider.exists():
+                provider.create()
+            _master = provider.load()
+        return _master
+
+
+def reset_caches() -> None:
+    """Forget every unwrapped key (tests; after a master rotation)."""
+    global _master
+    with _lock:
+        _master = None
+        _keyrings.clear()
+        _secrets.clear()
+
+
+def keyring_name(patient_id: uuid.UUID | str) -> str:
+    return f"patient:{patient_id}"
+
+
+# -- patients' data keys --------------------------------------------------------------------------
+
+
+def create_patient_keyring(patient_id: uuid.UUID, suite: Suite = Suite.AES_256_GCM) -> Keyring:
+    ring = Keyring.generate(keyring_name(patient_id), suite)
+    PatientKey.objects.create(patient_id=patient_id, wrapped=wrap_keyring(ring, master()))
+    return ring
+
+
+def patient_keyring(patient_id: uuid.UUID | str) -> Keyring:
+    row = PatientKey.objects.filter(patient_id=patient_id).values_list("wrapped", flat=True)
+    wrapped = bytes(row.get())
+    digest = hashlib.sha256(wrapped).digest()
+    cache_key = (str(patient_id), digest)
+    with _lock:
+        ring = _keyrings.get(cache_key)
+        if ring is not None:
+            _keyrings.move_to_end(cache_key)
+            return ring
+    ring = unwrap_keyring(wrapped, master(), keyring_name(patient_id))
+    with _lock:
+        _keyrings[cache_key] = ring
+        while len(_keyrings) > _KEYRING_CACHE:
+            _keyrings.popitem(last=False)
+    return ring
+
+
+def save_patient_keyring(ring: Keyring, patient_id: uuid.UUID | str) -> None:
+    PatientKey.objects.filter(patient_id=patient_id).update(
+        wrapped=wrap_keyring(ring, master()), encryptions=0
+    )
+
+
+def count_encryptions(patient_id: uuid.UUID | str, n: int) -> None:
+    """Add ``n`` to the patient's shared counter; rotate the data key once the budget is used.
+
+    Each process's keyring counts its own encryptions; this counter adds them up across
+    processes so the NIST limit holds for the key, not for each process.
+    """
+    PatientKey.objects.filter(patient_id=patient_id).update(encryptions=F("encryptions") + n)
+    used = PatientKey.objects.filter(patient_id=patient_id).values_list("encryptions", flat=True)
+    if used.get() >= GCM_NONCE_BUDGET // 2:
+        rotate_patient_key(patient_id)
+
+
+@transaction.atomic
+def rotate_patient_key(patient_id: uuid.UUID | str, suite: Suite | None = None) -> int:
+    """New primary version for the patient; old data stays readable (decrypt-only)."""
+    PatientKey.objects.select_for_update().filter(patient_id=patient_id).get()
+    ring = patient_keyring(patient_id)
+    version = ring.rotate(suite).version
+    save_patient_keyring(ring, patient_id)
+    return version
+
+
+def shred_patient(patient_id: uuid.UUID | str) -> None:
+    """Crypto-shredding: destroy every version of the patient's data key."""
+    ring = patient_keyring(patient_id)
+    ring.shred()
+    PatientKey.objects.filter(patient_id=patient_id).update(wrapped=wrap_keyring(ring, master()))
+
+
+# -- PHI fields ------------------------------------------------------------------------------------
+
+
+def field_context(table: str, column: str, row: Any, patient_id: Any) -> BoundContext:
+    return BoundContext(
+        {"table": table, "column": column, "row": str(row), "patient": str(patient_id)}
+    )
+
+
+def seal(patient_id: Any, table: str, column: str, row: Any, value: str) -> bytes:
+    ring = patient_keyring(patient_id)
+    return ring.encrypt(value.encode(), field_context(table, column, row, patient_id))
+
+
+def open_text(patient_id: Any, table: str, column: str, row: Any, sealed: bytes) -> str:
+    ring = patient_keyring(patient_id)
+    return ring.decrypt(bytes(sealed), field_context(table, column, row, patient_id)).decode()
+
+
+# -- service secrets and blind indexes -------------------------------------------------------------
+
+
+def service_secret(name: str) -> SecretBytes:
+    """A 32-byte server secret, created once, wrapped in the database."""
+    with _lock:
+        cached = _secrets.get(name)
+    if cached is not None:
+        return cached
+    context = {"purpose": "service-secret", "name": name}
+    row = ServiceSecret.objects.filter(name=name).first()
+    if row is None:
+        with transaction.atomic():
+            fresh = SecretBytes.random(32)
+            row, created = ServiceSecret.objects.get_or_create(
+                name=name, defaults={"wrapped": master().wrap(fresh.expose(), context)}
+            )
+    secret = SecretBytes(master().unwrap(bytes(row.wrapped), context))
+    with _lock:
+        _secrets[name] = secret
+    return secret
+
+
+def blind_index(field: str, value: str, *, bits: int = 32) -> str:
+    return BlindIndex(service_secret("blind-index"), field, bits=bits).compute(value)
+
+
+# -- clinicians' signing keys -----------------------------------------------------------------------
+
+
+def _signing_context(user_id: Any, key_id: str) -> dict[str, str]:
+    return {"purpose": "signing-key", "user": str(user_id), "key": key_id}
+
+
+def signing_key_for(user: Any) -> tuple[ClinicianKey, SigningKey]:
+    """The user's active signing key, created (Ed25519) on first use."""
+    record = ClinicianKey.objects.filter(user=user, active=True).order_by("-created_at").first()
+    if record is None:
+        key = SigningKey.generate(SignatureAlgorithm.ED25519)
+        record = ClinicianKey.objects.create(
+            user=user,
+            algorithm=key.algorithm.value,
+            key_id=key.key_id,
+            public_key=key.verify_key.public_bytes(),
+            wrapped_private=master().wrap(
+                key.private_bytes().expose(), _signing_context(user.pk, key.key_id)
+            ),
+        )
+        return record, key
+    private = master().unwrap(
+        bytes(record.wrapped_private), _signing_context(user.pk, record.key_id)
+    )
+    return record, SigningKey.from_private_bytes(record.algorithm, SecretBytes(private))
+
+
+def verify_key(record: ClinicianKey) -> VerifyKey:
+    return VerifyKey.from_bytes(record.algorithm, bytes(record.public_key))
