@@ -16,6 +16,7 @@ from carevault.crypto import (
     FileMasterKeyProvider,
     Keyring,
     MasterKey,
+    RewrapReport,
     SecretBytes,
     recover_secret,
     rewrap_all,
@@ -73,6 +74,26 @@ def _load_master() -> MasterKey:
     return master
 
 
+def _key_stores() -> list[tuple[str, Any]]:
+    """Where wrapped keys live: the directory store, and the database once it exists."""
+    import os
+
+    stores: list[tuple[str, Any]] = [("directory", config.key_store())]
+    has_database = (
+        bool(os.environ.get("DATABASE_URL", "").strip())
+        or (config.data_dir() / "carevault.sqlite3").exists()
+    )
+    if has_database:
+        _django()
+        from django.db import connection
+
+        if "vault_patientkey" in connection.introspection.table_names():
+            from carevault.web.vault.keystore import DatabaseKeyStore
+
+            stores.append(("database", DatabaseKeyStore()))
+    return stores
+
+
 def cmd_keys_init(args: argparse.Namespace) -> int:
     provider = _file_provider()
     master = provider.create()
@@ -85,9 +106,12 @@ def cmd_keys_status(args: argparse.Namespace) -> int:
     provider = config.master_key_provider()
     master = provider.load()
     assert isinstance(master, MasterKey)
-    store = config.key_store()
-    names = store.names()
-    wrapped_by = Counter(key_id_of(store.get(name)) for name in names)
+    wrapped_by: Counter[int] = Counter()
+    names: list[str] = []
+    for _, store in _key_stores():
+        for name in store.names():
+            names.append(name)
+            wrapped_by[key_id_of(store.get(name))] += 1
     versions = [
         {**info.as_dict(), "wraps": wrapped_by.get(info.version, 0)}
         for info in master.keyring.versions()
@@ -105,9 +129,9 @@ def cmd_keys_status(args: argparse.Namespace) -> int:
     for v in versions:
         lines.append(
             f"  v{v['version']:<3} {v['state']:<13} {v['suite']}  created {v['created_at'] or '-'}"
-            f"  wraps {v['wraps']} keyring(s)"
+            f"  wraps {v['wraps']} key(s)"
         )
-    lines.append(f"wrapped keyrings: {len(names)} ({stale} still under an older master version)")
+    lines.append(f"wrapped keys: {len(names)} ({stale} still under an older master version)")
     _emit(args, data, "\n".join(lines))
     return 0
 
@@ -119,7 +143,26 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     # Persist the new master *before* wrapping anything with it: a crash between the two steps
     # leaves old blobs under a version that still exists, and a re-run finishes the rewrap.
     provider.save(master)
-    report = rewrap_all(config.key_store(), master)
+    report = RewrapReport()
+    stores = _key_stores()
+    for _, store in stores:
+        part = rewrap_all(store, master)
+        report.rewrapped += part.rewrapped
+        report.already_current += part.already_current
+        report.failed += part.failed
+        report.changed_meanwhile += part.changed_meanwhile
+    if any(label == "database" for label, _ in stores):
+        from carevault.web.audit.log import Outcome, record
+
+        record(
+            "keys.master_rotate",
+            outcome=Outcome.OK if report.complete else Outcome.FAILED,
+            details={
+                "master_version": new_version,
+                "rewrapped": len(report.rewrapped),
+                "failed": len(report.failed) + len(report.changed_meanwhile),
+            },
+        )
     data = {
         "master_version": new_version,
         "rewrapped": len(report.rewrapped),
@@ -129,9 +172,10 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         "complete": report.complete,
     }
     text = (
-        f"master key rotated to v{new_version}; rewrapped {len(report.rewrapped)} keyring(s), "
-        f"{len(report.already_current)} already current. Shares made by `keys split` before "
-        "this rotation recover the old master only: split again and replace them"
+        f"master key rotated to v{new_version}; rewrapped {len(report.rewrapped)} key(s), "
+        f"{len(report.already_current)} already current. Restart the app servers so they wrap "
+        "new keys under the new version. Shares made by `keys split` before this rotation "
+        "recover the old master only: split again and replace them"
     )
     if not report.complete:
         text += (
@@ -191,6 +235,16 @@ def _django() -> None:
     django.setup()
 
 
+def _require_database() -> None:
+    from django.db import connection
+
+    if "audit_auditentry" not in connection.introspection.table_names():
+        raise CommandError(
+            "the database has no CareVault tables yet: run `carevault demo --seed-only` or "
+            "`carevault manage migrate` first"
+        )
+
+
 def _migrate() -> None:
     from django.core.management import call_command
 
@@ -227,7 +281,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     seeded = not demo.is_seeded()
     if seeded:
         demo.seed(password)
-    users = [u for u, *_ in demo.STAFF] + [p["username"] for p in demo.PATIENTS]
+    users = [u for u, *_ in demo.STAFF] + [p.username for p in demo.PATIENTS]
     data = {"seeded": seeded, "users": users, "password": None if args.password else password}
     lines = [
         ("created the demo data" if seeded else "demo data already present; left as it is"),
@@ -268,6 +322,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     _django()
+    _require_database()
     from carevault.web.audit.log import verify_chain
 
     report = verify_chain()
@@ -368,8 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from django.db import DatabaseError
+
     try:
         result: int = args.handler(args)
+    except DatabaseError as exc:
+        print(f"carevault: error: database: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return EXIT_FAILURE
     except (CommandError, CryptoError, ValueError, OSError) as exc:
         # One line, no traceback: tracebacks can carry values, and values can be secrets.
         print(f"carevault: error: {exc}", file=sys.stderr)

@@ -21,7 +21,7 @@ from carevault.crypto import (
     unwrap_keyring,
     wrap_keyring,
 )
-from carevault.crypto.kek import _keyring_context, master_versions_in_use
+from carevault.crypto.kek import _keyring_context, keyring_context, master_versions_in_use
 
 CONTEXT: dict[str, str | int] = {"table": "patients", "column": "name", "row": 1}
 
@@ -43,6 +43,9 @@ class DictKeyStore:
 
     def get(self, name: str) -> bytes:
         return self.blobs[name]
+
+    def context(self, name: str) -> dict[str, str]:
+        return keyring_context(name)
 
     def compare_and_swap(self, name: str, expected: bytes, new: bytes) -> bool:
         if self.blobs.get(name) != expected:

@@ -153,17 +153,30 @@ def unwrap_keyring(wrapped: bytes, kek: KeyEncryptionKey, name: str) -> Keyring:
     return ring
 
 
-def rewrap(wrapped: bytes, kek: KeyEncryptionKey, name: str) -> bytes:
-    """The same keyring, wrapped under the KEK's current version."""
+def keyring_context(name: str) -> dict[str, str]:
+    """The context a wrapped keyring called ``name`` is bound to."""
+    return _keyring_context(name)
+
+
+def rewrap(
+    wrapped: bytes, kek: KeyEncryptionKey, name: str, context: Context | None = None
+) -> bytes:
+    """The same secret, wrapped under the KEK's current version (a keyring unless ``context``
+    names another kind of wrapped secret)."""
     if kek.is_current(wrapped):
         return wrapped
-    return kek.wrap(kek.unwrap(wrapped, _keyring_context(name)), _keyring_context(name))
+    bound = _keyring_context(name) if context is None else context
+    return kek.wrap(kek.unwrap(wrapped, bound), bound)
 
 
 class WrappedKeyStore(Protocol):
-    """Where wrapped keyrings live (a database table, a directory)."""
+    """Where wrapped keyrings (and other wrapped secrets) live: a database table, a directory."""
 
     def names(self) -> Iterable[str]: ...
+
+    def context(self, name: str) -> Context:
+        """The context the blob called ``name`` is bound to (a keyring's, for keyrings)."""
+        ...
 
     def get(self, name: str) -> bytes: ...
 
@@ -193,7 +206,7 @@ def rewrap_all(store: WrappedKeyStore, kek: KeyEncryptionKey) -> RewrapReport:
             if kek.is_current(blob):
                 report.already_current.append(name)
                 continue
-            new = rewrap(blob, kek, name)
+            new = rewrap(blob, kek, name, store.context(name))
         except DecryptionError:
             report.failed.append(name)
             continue

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ._files import atomic_write_bytes
 from .errors import ConfigurationError
+from .kek import keyring_context
 
 _SUFFIX = ".wrapped"
 
@@ -47,6 +48,9 @@ class DirectoryKeyStore:
         if not self.directory.exists():
             return []
         return sorted(_name_of(p.name) for p in self.directory.glob(f"*{_SUFFIX}"))
+
+    def context(self, name: str) -> dict[str, str]:
+        return keyring_context(name)
 
     def __contains__(self, name: str) -> bool:
         return (self.directory / _file_name(name)).exists()

@@ -78,10 +78,10 @@ def patient_for_user(request: HttpRequest, patient_id: Any, *, purpose: str) -> 
         if getattr(user, "is_patient", False) and patient.user_id == user.pk:
             via = "self"
         elif getattr(user, "is_doctor", False):
-            if CareRelationship.objects.filter(doctor=user, patient=patient).exists():
+            if CareRelationship.objects.filter(doctor_id=user.pk, patient=patient).exists():
                 via = "care-team"
             elif BreakGlassGrant.objects.filter(
-                doctor=user, patient=patient, revoked=False, expires_at__gt=timezone.now()
+                doctor_id=user.pk, patient=patient, revoked=False, expires_at__gt=timezone.now()
             ).exists():
                 via = "break-glass"
     if not via:

@@ -107,7 +107,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "carevault.sqlite3",
+            "NAME": str(DATA_DIR / "carevault.sqlite3"),
             # IMMEDIATE: a write transaction takes the lock at BEGIN, so two writers of the
             # audit chain queue up instead of failing half-way with "database is locked".
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},

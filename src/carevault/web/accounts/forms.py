@@ -4,8 +4,11 @@ import datetime as dt
 from typing import Any
 
 from django import forms
+from django.contrib.auth.password_validation import password_validators_help_texts
 
 from carevault.web.forms import BootstrapForm
+
+from .models import Role
 
 
 class RegistrationForm(BootstrapForm):
@@ -21,3 +24,28 @@ class RegistrationForm(BootstrapForm):
         if value > dt.date.today():
             raise forms.ValidationError("Date of birth must be in the past.")
         return value
+
+
+def _staff_role_choices() -> list[tuple[str, str]]:
+    return [(value, label) for value, label in Role.choices if value != Role.PATIENT]
+
+
+class StaffUserForm(BootstrapForm):
+    """A new staff account. The password is checked by Django's validators in the action."""
+
+    username = forms.CharField(max_length=150)
+    display_name = forms.CharField(
+        label="Display name", max_length=120, help_text="How the product addresses them."
+    )
+    role = forms.ChoiceField(choices=_staff_role_choices)
+    password = forms.CharField(
+        label="Initial password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        max_length=200,
+        strip=False,
+        help_text=" ".join(password_validators_help_texts()),
+    )
+
+
+class RoleForm(BootstrapForm):
+    role = forms.ChoiceField(choices=_staff_role_choices)

@@ -90,7 +90,9 @@ def do_create_patient(
     patient.email_index = service.blind_index("patient.email", email) if email else ""
     patient.save()
     _count(patient, n)
-    record("patient.create", actor=acting_user, target=patient, patient_id=patient.pk, request=request)
+    record(
+        "patient.create", actor=acting_user, target=patient, patient_id=patient.pk, request=request
+    )
     return patient
 
 
@@ -169,7 +171,13 @@ def do_add_diagnosis(
     )
     diagnosis.save()
     _count(patient, n)
-    record("diagnosis.create", actor=acting_user, target=diagnosis, patient_id=patient.pk, request=request)
+    record(
+        "diagnosis.create",
+        actor=acting_user,
+        target=diagnosis,
+        patient_id=patient.pk,
+        request=request,
+    )
     return diagnosis
 
 
@@ -241,7 +249,12 @@ class SignatureStatus:
 
 
 def verify_signed(
-    values: dict[str, str | None], build: Any, signature_text: str, key_record: Any, signer: User, purpose: str
+    values: dict[str, str | None],
+    build: Any,
+    signature_text: str,
+    key_record: Any,
+    signer: User,
+    purpose: str,
 ) -> str:
     """'valid' only if every field decrypts, the key is the signer's and the signature holds."""
     if any(v is None for v in values.values()) or key_record.user_id != signer.pk:
@@ -295,7 +308,13 @@ def do_request_appointment(
     n = appointment.seal(reason=_text(reason, "reason", limit=500))
     appointment.save()
     _count(patient, n)
-    record("appointment.request", actor=acting_user, target=appointment, patient_id=patient.pk, request=request)
+    record(
+        "appointment.request",
+        actor=acting_user,
+        target=appointment,
+        patient_id=patient.pk,
+        request=request,
+    )
     return appointment
 
 
@@ -309,13 +328,23 @@ def do_cancel_appointment(
         raise Conflict("this appointment is no longer active")
     appointment.status = AppointmentStatus.CANCELLED
     appointment.save(update_fields=["status"])
-    record("appointment.cancel", actor=acting_user, target=appointment, patient_id=appointment.patient_id, request=request)
+    record(
+        "appointment.cancel",
+        actor=acting_user,
+        target=appointment,
+        patient_id=appointment.patient_id,
+        request=request,
+    )
     return appointment
 
 
 @transaction.atomic
 def do_decide_appointment(
-    acting_user: User, appointment: Appointment, *, confirm: bool, request: HttpRequest | None = None
+    acting_user: User,
+    appointment: Appointment,
+    *,
+    confirm: bool,
+    request: HttpRequest | None = None,
 ) -> Appointment:
     if appointment.doctor_id != acting_user.pk:
         raise NotAllowed("this appointment is with another doctor")
@@ -347,7 +376,9 @@ def do_break_glass(
         raise NotAllowed("only doctors may use emergency access")
     reason = _text(reason, "reason", limit=1000)
     if len(reason) < 15:
-        raise ValidationFailed("give the clinical reason in a sentence (15 characters or more)", field="reason")
+        raise ValidationFailed(
+            "give the clinical reason in a sentence (15 characters or more)", field="reason"
+        )
     grant = BreakGlassGrant(
         doctor=acting_user,
         patient=patient,
@@ -376,11 +407,17 @@ def do_revoke_break_glass(
         raise NotAllowed("only security officers revoke emergency access")
     grant.revoked = True
     grant.save(update_fields=["revoked"])
-    record("breakglass.revoke", actor=acting_user, target=grant, patient_id=grant.patient_id, request=request)
+    record(
+        "breakglass.revoke",
+        actor=acting_user,
+        target=grant,
+        patient_id=grant.patient_id,
+        request=request,
+    )
     return grant
 
 
-# -- audited reads ----------------------------------------------------------------------------------
+# -- audited reads ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -389,7 +426,9 @@ class PatientRecord:
     demographics: dict[str, str | None]
     diagnoses: list[tuple[Diagnosis, dict[str, str | None]]] = field(default_factory=list)
     notes: list[tuple[ClinicalNote, dict[str, str | None]]] = field(default_factory=list)
-    prescriptions: list[tuple[Prescription, dict[str, str | None], str]] = field(default_factory=list)
+    prescriptions: list[tuple[Prescription, dict[str, str | None], str]] = field(
+        default_factory=list
+    )
     appointments: list[tuple[Appointment, dict[str, str | None]]] = field(default_factory=list)
 
 

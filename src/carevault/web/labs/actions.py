@@ -52,11 +52,15 @@ def do_request_lab_test(
     )
     lab_request.save()
     service.count_encryptions(patient.pk, n)
-    record("lab.request", actor=acting_user, target=lab_request, patient_id=patient.pk, request=request)
+    record(
+        "lab.request", actor=acting_user, target=lab_request, patient_id=patient.pk, request=request
+    )
     return lab_request
 
 
-def result_record(result: LabResult, values: dict[str, str | None], files: list[dict[str, Any]]) -> dict[str, Any]:
+def result_record(
+    result: LabResult, values: dict[str, str | None], files: list[dict[str, Any]]
+) -> dict[str, Any]:
     """What a lab report signature covers: the request, the values, the comment, every file."""
     return {
         "id": str(result.pk),
@@ -74,7 +78,9 @@ def result_record(result: LabResult, values: dict[str, str | None], files: list[
 def _check_upload(upload: Upload) -> str:
     if upload.size > settings.LAB_UPLOAD_MAX_BYTES:
         limit_mb = settings.LAB_UPLOAD_MAX_BYTES // (1024 * 1024)
-        raise ValidationFailed(f"{upload.name or 'file'} is larger than {limit_mb} MB", field="files")
+        raise ValidationFailed(
+            f"{upload.name or 'file'} is larger than {limit_mb} MB", field="files"
+        )
     if upload.size == 0:
         raise ValidationFailed(f"{upload.name or 'file'} is empty", field="files")
     head = upload.data.read(16)
@@ -130,13 +136,23 @@ def do_submit_lab_result(
             )
             files: list[tuple[LabFile, dict[str, Any]]] = []
             for upload, content_type in zip(uploads, types, strict=True):
-                lab_file = LabFile(result=result, patient_id=locked.patient_id, content_type=content_type)
+                lab_file = LabFile(
+                    result=result, patient_id=locked.patient_id, content_type=content_type
+                )
                 name, digest, size = storage.store(locked.patient_id, lab_file.pk, upload.data)
                 stored.append(name)
                 lab_file.storage_name, lab_file.size = name, size
                 lab_file.seal(filename=_text(upload.name, "file name", limit=255), sha256=digest)
                 files.append(
-                    (lab_file, {"id": str(lab_file.pk), "sha256": digest, "size": size, "type": content_type})
+                    (
+                        lab_file,
+                        {
+                            "id": str(lab_file.pk),
+                            "sha256": digest,
+                            "size": size,
+                            "type": content_type,
+                        },
+                    )
                 )
             result.signature = key.sign(
                 result_record(result, dict(texts), [f for _, f in files]), purpose="lab-report"
@@ -167,7 +183,12 @@ def file_facts(lab_file: LabFile) -> dict[str, Any] | None:
     digest = lab_file.unseal_or_none("sha256")
     if digest is None:
         return None
-    return {"id": str(lab_file.pk), "sha256": digest, "size": lab_file.size, "type": lab_file.content_type}
+    return {
+        "id": str(lab_file.pk),
+        "sha256": digest,
+        "size": lab_file.size,
+        "type": lab_file.content_type,
+    }
 
 
 def result_status(result: LabResult) -> tuple[dict[str, str | None], str]:

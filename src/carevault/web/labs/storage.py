@@ -8,7 +8,7 @@ import hashlib
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from django.conf import settings
 
@@ -33,7 +33,12 @@ def sniff(head: bytes) -> str | None:
 
 
 def _context(patient_id: object, file_id: object) -> dict[str, str | int]:
-    return {"table": "labs_labfile", "column": "content", "row": str(file_id), "patient": str(patient_id)}
+    return {
+        "table": "labs_labfile",
+        "column": "content",
+        "row": str(file_id),
+        "patient": str(patient_id),
+    }
 
 
 def upload_dir() -> Path:
@@ -58,7 +63,7 @@ class _HashingReader:
         return int(n or 0)
 
 
-def store(patient_id: object, file_id: object, src: BinaryIO) -> tuple[str, str, int]:
+def store(patient_id: Any, file_id: object, src: BinaryIO) -> tuple[str, str, int]:
     """Encrypt ``src`` into a new file; returns (storage name, sha256 of plaintext, size)."""
     name = secrets.token_hex(16) + ".cvs"
     reader = _HashingReader(src)
@@ -76,7 +81,7 @@ def remove(name: str) -> None:
         (upload_dir() / name).unlink()
 
 
-def open_decrypted(patient_id: object, file_id: object, name: str) -> Iterator[bytes]:
+def open_decrypted(patient_id: Any, file_id: object, name: str) -> Iterator[bytes]:
     """Authenticated plaintext chunks; raises DecryptionError on any tampering (see
     :func:`carevault.crypto.streaming.iter_decrypt` for what that means mid-transfer)."""
     ring = service.patient_keyring(patient_id)

@@ -43,7 +43,9 @@ class PhiModel(models.Model):
         sealed = getattr(self, f"{column}_enc")
         if not sealed:
             return ""
-        return service.open_text(self.phi_patient_id(), self._meta.db_table, column, self.pk, sealed)
+        return service.open_text(
+            self.phi_patient_id(), self._meta.db_table, column, self.pk, sealed
+        )
 
     def unseal_or_none(self, column: str) -> str | None:
         """The plaintext, or None when it does not authenticate (shown as tampered)."""

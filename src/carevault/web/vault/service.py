@@ -132,7 +132,7 @@ def shred_patient(patient_id: uuid.UUID | str) -> None:
     PatientKey.objects.filter(patient_id=patient_id).update(wrapped=wrap_keyring(ring, master()))
 
 
-# -- PHI fields ------------------------------------------------------------------------------------
+# -- PHI fields -----------------------------------------------------------------------------------
 
 
 def field_context(table: str, column: str, row: Any, patient_id: Any) -> BoundContext:
@@ -151,7 +151,7 @@ def open_text(patient_id: Any, table: str, column: str, row: Any, sealed: bytes)
     return ring.decrypt(bytes(sealed), field_context(table, column, row, patient_id)).decode()
 
 
-# -- service secrets and blind indexes -------------------------------------------------------------
+# -- service secrets and blind indexes ------------------------------------------------------------
 
 
 def service_secret(name: str) -> SecretBytes:
@@ -165,7 +165,7 @@ def service_secret(name: str) -> SecretBytes:
     if row is None:
         with transaction.atomic():
             fresh = SecretBytes.random(32)
-            row, created = ServiceSecret.objects.get_or_create(
+            row, _created = ServiceSecret.objects.get_or_create(
                 name=name, defaults={"wrapped": master().wrap(fresh.expose(), context)}
             )
     secret = SecretBytes(master().unwrap(bytes(row.wrapped), context))
@@ -178,10 +178,10 @@ def blind_index(field: str, value: str, *, bits: int = 32) -> str:
     return BlindIndex(service_secret("blind-index"), field, bits=bits).compute(value)
 
 
-# -- clinicians' signing keys -----------------------------------------------------------------------
+# -- clinicians' signing keys ---------------------------------------------------------------------
 
 
-def _signing_context(user_id: Any, key_id: str) -> dict[str, str]:
+def signing_context(user_id: Any, key_id: str) -> dict[str, str]:
     return {"purpose": "signing-key", "user": str(user_id), "key": key_id}
 
 
@@ -196,12 +196,12 @@ def signing_key_for(user: Any) -> tuple[ClinicianKey, SigningKey]:
             key_id=key.key_id,
             public_key=key.verify_key.public_bytes(),
             wrapped_private=master().wrap(
-                key.private_bytes().expose(), _signing_context(user.pk, key.key_id)
+                key.private_bytes().expose(), signing_context(user.pk, key.key_id)
             ),
         )
         return record, key
     private = master().unwrap(
-        bytes(record.wrapped_private), _signing_context(user.pk, record.key_id)
+        bytes(record.wrapped_private), signing_context(user.pk, record.key_id)
     )
     return record, SigningKey.from_private_bytes(record.algorithm, SecretBytes(private))
 

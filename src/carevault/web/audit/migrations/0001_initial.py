@@ -4,43 +4,60 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='AuditHead',
+            name="AuditHead",
             fields=[
-                ('id', models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False)),
-                ('seq', models.BigIntegerField(default=0)),
-                ('digest', models.CharField(default='0000000000000000000000000000000000000000000000000000000000000000', max_length=64)),
+                (
+                    "id",
+                    models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False),
+                ),
+                ("seq", models.BigIntegerField(default=0)),
+                (
+                    "digest",
+                    models.CharField(
+                        default="0000000000000000000000000000000000000000000000000000000000000000",
+                        max_length=64,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='AuditEntry',
+            name="AuditEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.BigIntegerField(unique=True)),
-                ('at', models.DateTimeField()),
-                ('actor_id', models.BigIntegerField(null=True)),
-                ('actor', models.CharField(blank=True, max_length=150)),
-                ('role', models.CharField(blank=True, max_length=16)),
-                ('action', models.CharField(max_length=64)),
-                ('outcome', models.CharField(max_length=16)),
-                ('target_type', models.CharField(blank=True, max_length=64)),
-                ('target_id', models.CharField(blank=True, max_length=64)),
-                ('patient_id', models.CharField(blank=True, max_length=64)),
-                ('address', models.CharField(blank=True, max_length=64)),
-                ('details', models.JSONField(default=dict)),
-                ('prev_digest', models.CharField(max_length=64)),
-                ('digest', models.CharField(max_length=64)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seq", models.BigIntegerField(unique=True)),
+                ("at", models.DateTimeField()),
+                ("actor_id", models.BigIntegerField(null=True)),
+                ("actor", models.CharField(blank=True, max_length=150)),
+                ("role", models.CharField(blank=True, max_length=16)),
+                ("action", models.CharField(max_length=64)),
+                ("outcome", models.CharField(max_length=16)),
+                ("target_type", models.CharField(blank=True, max_length=64)),
+                ("target_id", models.CharField(blank=True, max_length=64)),
+                ("patient_id", models.CharField(blank=True, max_length=64)),
+                ("address", models.CharField(blank=True, max_length=64)),
+                ("details", models.JSONField(default=dict)),
+                ("prev_digest", models.CharField(max_length=64)),
+                ("digest", models.CharField(max_length=64)),
             ],
             options={
-                'ordering': ['-seq'],
-                'indexes': [models.Index(fields=['patient_id', 'seq'], name='audit_audit_patient_0f86c3_idx'), models.Index(fields=['action', 'seq'], name='audit_audit_action_e46ac7_idx')],
+                "ordering": ["-seq"],
+                "indexes": [
+                    models.Index(
+                        fields=["patient_id", "seq"], name="audit_audit_patient_0f86c3_idx"
+                    ),
+                    models.Index(fields=["action", "seq"], name="audit_audit_action_e46ac7_idx"),
+                ],
             },
         ),
     ]

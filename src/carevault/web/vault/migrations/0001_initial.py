@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,33 +15,45 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='PatientKey',
+            name="PatientKey",
             fields=[
-                ('patient_id', models.UUIDField(primary_key=True, serialize=False)),
-                ('wrapped', models.BinaryField()),
-                ('encryptions', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("patient_id", models.UUIDField(primary_key=True, serialize=False)),
+                ("wrapped", models.BinaryField()),
+                ("encryptions", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='ServiceSecret',
+            name="ServiceSecret",
             fields=[
-                ('name', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('wrapped', models.BinaryField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("name", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("wrapped", models.BinaryField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='ClinicianKey',
+            name="ClinicianKey",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('algorithm', models.CharField(max_length=32)),
-                ('key_id', models.CharField(max_length=32, unique=True)),
-                ('public_key', models.BinaryField()),
-                ('wrapped_private', models.BinaryField()),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='signing_keys', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("algorithm", models.CharField(max_length=32)),
+                ("key_id", models.CharField(max_length=32, unique=True)),
+                ("public_key", models.BinaryField()),
+                ("wrapped_private", models.BinaryField()),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="signing_keys",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
     ]
