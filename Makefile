@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit unit-pg bench clean browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,11 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Until the web application exists, `make run` runs the crypto self-check and says so.
+# Migrate, create the demo data on first run (password printed, kept in the data directory),
+# and serve on http://127.0.0.1:8000 with SQLite.
 run: $(STAMP)
 	$(BIN)/carevault selfcheck
+	$(BIN)/carevault demo
 
-test: $(STAMP) lint typecheck unit
+test: $(STAMP) lint typecheck unit unit-pg
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
@@ -26,8 +28,24 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+browser-deps:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+unit: $(STAMP) browser-deps
 	$(BIN)/pytest -q
+
+# The web tests again on PostgreSQL (what a hospital runs). pytest-django derives the test
+# database from the URL's name (here test_carevault) and recreates it on every run. No
+# PostgreSQL is a failure, not a skip: CI has one, and SQLite alone hides PostgreSQL-only bugs.
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/carevault
+unit-pg: $(STAMP)
+	@$(BIN)/python -c 'import sys, psycopg; from urllib.parse import urlsplit; \
+	  psycopg.connect(urlsplit(sys.argv[1])._replace(path="/postgres").geturl(), \
+	  connect_timeout=5).close()' '$(PG_TEST_URL)' 2>/dev/null || { \
+	  echo "unit-pg: cannot connect to PostgreSQL at $(PG_TEST_URL); start it (or set" \
+	  "PG_TEST_URL=postgres://USER[:PASSWORD]@HOST:PORT/NAME) and run again" >&2; exit 1; }
+	DATABASE_URL='$(PG_TEST_URL)' $(BIN)/pytest -q tests/web -p no:cacheprovider --create-db
 
 bench: $(STAMP)
 	$(BIN)/carevault bench crypto

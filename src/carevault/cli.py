@@ -347,13 +347,27 @@ def cmd_manage(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.target != "crypto":
-        raise CommandError(f"`carevault bench {args.target}` arrives with its issue; try crypto")
-    from carevault.bench import crypto as bench_crypto
+    if args.target == "crypto":
+        from carevault.bench import crypto as bench_crypto
 
-    result = bench_crypto.run(quick=args.quick)
-    _emit(args, result, bench_crypto.render(result))
-    return 0
+        result = bench_crypto.run(quick=args.quick)
+        _emit(args, result, bench_crypto.render(result))
+        return 0
+    if args.target == "web":
+        import os
+        import tempfile
+
+        # Its own data directory and database: a benchmark never writes into the user's.
+        with tempfile.TemporaryDirectory(prefix="carevault-bench-") as scratch:
+            os.environ["CAREVAULT_DATA_DIR"] = scratch
+            os.environ.pop("DATABASE_URL", None)
+            _django()
+            from carevault.bench import web as bench_web
+
+            result = bench_web.run(quick=args.quick)
+        _emit(args, result, bench_web.render(result))
+        return 0
+    raise CommandError(f"`carevault bench {args.target}` arrives with its issue; try crypto or web")
 
 
 # -- parser --------------------------------------------------------------------------------------

@@ -11,11 +11,25 @@ from carevault.web.forms import BootstrapForm
 from .models import Role
 
 
-class RegistrationForm(BootstrapForm):
+class _ActionErrorsForm(BootstrapForm):
+    """Marks a field invalid also when the error comes from an action after validation
+    (``form.add_error(exc.field, exc.message)``), not only from the form's own cleaning."""
+
+    def add_error(self, field: str | None, error: Any) -> None:
+        super().add_error(field, error)
+        if field in self.fields:
+            widget = self.fields[field].widget
+            if "is-invalid" not in widget.attrs.get("class", ""):
+                widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
+
+
+class RegistrationForm(_ActionErrorsForm):
     username = forms.CharField(max_length=150)
     password = forms.CharField(widget=forms.PasswordInput, max_length=200)
     name = forms.CharField(label="Full name", max_length=200)
-    birth_date = forms.DateField(label="Date of birth", widget=forms.DateInput(attrs={"type": "date"}))
+    birth_date = forms.DateField(
+        label="Date of birth", widget=forms.DateInput(attrs={"type": "date"})
+    )
     email = forms.EmailField(required=False)
     phone = forms.CharField(required=False, max_length=40)
 
@@ -30,7 +44,7 @@ def _staff_role_choices() -> list[tuple[str, str]]:
     return [(value, label) for value, label in Role.choices if value != Role.PATIENT]
 
 
-class StaffUserForm(BootstrapForm):
+class StaffUserForm(_ActionErrorsForm):
     """A new staff account. The password is checked by Django's validators in the action."""
 
     username = forms.CharField(max_length=150)

@@ -1,4 +1,13 @@
-from django.urls import path  # noqa: F401
+from django.urls import path, re_path
+
+from . import views
 
 app_name = "api"
-urlpatterns: list = []  # type: ignore[type-arg]
+urlpatterns = [
+    path("me", views.me, name="me"),
+    path("patients", views.patients, name="patients"),
+    path("patients/<uuid:patient_id>", views.patient_record, name="patient_record"),
+    path("patients/<uuid:patient_id>/notes", views.patient_notes, name="patient_notes"),
+    path("lab/queue", views.lab_queue, name="lab_queue"),
+    re_path(r"^(?P<path>.*)$", views.not_found, name="not_found"),
+]

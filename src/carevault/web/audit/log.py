@@ -49,6 +49,27 @@ def _digest(prev: str, entry: AuditEntry) -> str:
     return hmac.new(key, message, sha256).hexdigest()
 
 
+def _storable(value: Any) -> Any:
+    """``value`` as every supported database stores it unchanged.
+
+    PostgreSQL refuses NUL in text and JSON (SQLite takes it). Audited values include what a
+    client sent (a probed path, an attempted username), so without this a NUL in a request
+    would make the audit write fail, on PostgreSQL only, and the probe would leave no entry.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
+
+
+def _text(value: Any, limit: int) -> str:
+    # Cut to the column's length: PostgreSQL enforces it (and fails the write), SQLite does not.
+    return str(_storable(str(value)))[:limit]
+
+
 def client_address(request: HttpRequest | None) -> str:
     # The direct peer only: forwarded headers are for the hardened-login issue to trust properly.
     return "" if request is None else str(request.META.get("REMOTE_ADDR", ""))[:64]
@@ -79,15 +100,15 @@ def record(
             # Microseconds dropped: the timestamp must survive every database round trip intact.
             at=timezone.now().replace(microsecond=0),
             actor_id=actor.pk if actor is not None else None,
-            actor=actor.username if actor is not None else "",
-            role=getattr(actor, "role", "") if actor is not None else "",
-            action=action,
-            outcome=outcome,
-            target_type=target_type,
-            target_id=str(target_id),
-            patient_id=str(patient_id or ""),
-            address=client_address(request),
-            details=details or {},
+            actor=_text(actor.username, 150) if actor is not None else "",
+            role=_text(getattr(actor, "role", ""), 16) if actor is not None else "",
+            action=_text(action, 64),
+            outcome=_text(outcome, 16),
+            target_type=_text(target_type, 64),
+            target_id=_text(target_id, 64),
+            patient_id=_text(patient_id or "", 64),
+            address=_text(client_address(request), 64),
+            details=_storable(details or {}),
             prev_digest=head.digest,
         )
         entry.digest = _digest(head.digest, entry)

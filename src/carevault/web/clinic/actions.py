@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.errors import Conflict, NotAllowed, ValidationFailed
 from carevault.web.vault import service
+from carevault.web.vault.phi import PhiModel
 
 from .models import (
     Appointment,
@@ -129,6 +131,27 @@ def find_patients_by_mrn(acting_user: User, mrn: str) -> list[Patient]:
     """Exact match through the blind index, then confirmed by decryption (the index is lossy)."""
     candidates = Patient.objects.filter(mrn_index=service.blind_index("patient.mrn", mrn.strip()))
     return [p for p in candidates if p.unseal_or_none("mrn") == mrn.strip()]
+
+
+def search_patients_by_mrn(
+    acting_user: User, mrn: str, *, request: HttpRequest | None = None
+) -> list[Patient]:
+    """:func:`find_patients_by_mrn`, audited: looking a patient up is part of the access trail
+    (it usually comes before a break-glass), so each match lands in that patient's history."""
+    matches = find_patients_by_mrn(acting_user, mrn)
+    with transaction.atomic():
+        if not matches:
+            record("patient.search", actor=acting_user, request=request, details={"matches": 0})
+        for patient in matches:
+            record(
+                "patient.search",
+                actor=acting_user,
+                target=patient,
+                patient_id=patient.pk,
+                request=request,
+                details={"matches": len(matches)},
+            )
+    return matches
 
 
 @transaction.atomic
@@ -439,8 +462,12 @@ def read_patient_record(
     via: str,
     request: HttpRequest | None = None,
     include_notes: bool = True,
+    extra_sections: Sequence[str] = (),
 ) -> PatientRecord:
-    """Decrypt a patient's record for display; one audit entry per read, naming what was read."""
+    """Decrypt a patient's record for display; one audit entry per read, naming what was read.
+
+    ``extra_sections`` names what the caller decrypts next to it under the same read (the lab
+    work, which lives in another app), so the audit entry names everything the page showed."""
     rec = PatientRecord(patient=patient, demographics=patient.unseal_all())
     rec.diagnoses = [(d, d.unseal_all()) for d in patient.diagnoses.select_related("doctor")]
     if include_notes:
@@ -459,7 +486,39 @@ def read_patient_record(
         details={
             "via": via,
             "sections": ["demographics", "diagnoses", "prescriptions", "appointments"]
-            + (["notes"] if include_notes else []),
+            + (["notes"] if include_notes else [])
+            + list(extra_sections),
         },
     )
     return rec
+
+
+def read_listing(
+    acting_user: User,
+    rows: Sequence[tuple[PhiModel, Sequence[str]]],
+    *,
+    purpose: str,
+    request: HttpRequest | None = None,
+) -> list[dict[str, str | None]]:
+    """Decrypt a few columns of many rows for a list page (names on a doctor's patient list,
+    appointment reasons): one audit entry for the whole page rather than one per row, naming
+    every patient it touched. The result is parallel to ``rows``; a value that does not
+    authenticate is None (shown as tampered)."""
+    values = [{column: obj.unseal_or_none(column) for column in columns} for obj, columns in rows]
+    if rows:
+        patient_ids = sorted({str(obj.phi_patient_id()) for obj, _ in rows})
+        record(
+            "phi.list",
+            actor=acting_user,
+            # A page about one patient (their own appointments) belongs in their history.
+            patient_id=patient_ids[0] if len(patient_ids) == 1 else "",
+            request=request,
+            details={
+                "purpose": purpose,
+                "patients": patient_ids,
+                "fields": sorted(
+                    {f"{obj._meta.label_lower}.{c}" for obj, columns in rows for c in columns}
+                ),
+            },
+        )
+    return values

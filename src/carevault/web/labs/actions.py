@@ -3,6 +3,7 @@ record signed results with optional files."""
 
 from __future__ import annotations
 
+import hmac
 import io
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -10,8 +11,10 @@ from typing import Any, BinaryIO
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
+from carevault.crypto import CryptoError
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import record
 from carevault.web.clinic.actions import SignatureStatus, _text, verify_signed
@@ -77,10 +80,9 @@ def result_record(
 
 def _check_upload(upload: Upload) -> str:
     if upload.size > settings.LAB_UPLOAD_MAX_BYTES:
-        limit_mb = settings.LAB_UPLOAD_MAX_BYTES // (1024 * 1024)
-        raise ValidationFailed(
-            f"{upload.name or 'file'} is larger than {limit_mb} MB", field="files"
-        )
+        # filesizeformat, not "// 2**20 MB": a limit below 1 MB read "larger than 0 MB".
+        limit = filesizeformat(settings.LAB_UPLOAD_MAX_BYTES)
+        raise ValidationFailed(f"{upload.name or 'file'} is larger than {limit}", field="files")
     if upload.size == 0:
         raise ValidationFailed(f"{upload.name or 'file'} is empty", field="files")
     head = upload.data.read(16)
@@ -91,10 +93,11 @@ def _check_upload(upload: Upload) -> str:
             f"{upload.name or 'file'} is not a PDF, PNG or JPEG file (checked by its content)",
             field="files",
         )
-    if upload.declared_type and upload.declared_type != content_type:
+    # Media types are case-insensitive (RFC 9110 8.3.1): "Application/PDF" is no mismatch.
+    declared = upload.declared_type.strip().lower()
+    if declared and declared != content_type:
         raise ValidationFailed(
-            f"{upload.name or 'file'} claims to be {upload.declared_type} but its content is "
-            f"{content_type}",
+            f"{upload.name or 'file'} claims to be {declared} but its content is {content_type}",
             field="files",
         )
     return content_type
@@ -179,10 +182,23 @@ def do_submit_lab_result(
     return result
 
 
-def file_facts(lab_file: LabFile) -> dict[str, Any] | None:
+def file_facts(lab_file: LabFile, *, check_content: bool = True) -> dict[str, Any] | None:
+    """What the signature says about a file, or None if the file no longer matches it.
+
+    The signature covers the sealed digest, not the stored bytes: without ``check_content`` a
+    stored file replaced on disk (by another file's ciphertext, say) would still look valid."""
     digest = lab_file.unseal_or_none("sha256")
     if digest is None:
         return None
+    if check_content:
+        try:
+            actual, size = storage.plaintext_digest(
+                lab_file.patient_id, lab_file.pk, lab_file.storage_name
+            )
+        except (CryptoError, OSError):
+            return None
+        if not hmac.compare_digest(actual, digest) or size != lab_file.size:
+            return None
     return {
         "id": str(lab_file.pk),
         "sha256": digest,
@@ -191,9 +207,14 @@ def file_facts(lab_file: LabFile) -> dict[str, Any] | None:
     }
 
 
-def result_status(result: LabResult) -> tuple[dict[str, str | None], str]:
+def result_status(
+    result: LabResult, *, check_files: bool = True
+) -> tuple[dict[str, str | None], str]:
+    """The decrypted values, and 'valid' or 'tampered'. ``check_files`` (the default) decrypts
+    every stored file to compare it with its signed digest; a page listing many results may pass
+    False and check the rows only (a file is checked again whenever it is downloaded)."""
     values = result.unseal_all()
-    facts = [file_facts(f) for f in result.files.all()]
+    facts = [file_facts(f, check_content=check_files) for f in result.files.all()]
     if any(f is None for f in facts):
         return values, SignatureStatus.TAMPERED
     status = verify_signed(

@@ -88,3 +88,18 @@ def open_decrypted(patient_id: Any, file_id: object, name: str) -> Iterator[byte
     with open(upload_dir() / name, "rb") as src:
         for chunk in streaming.iter_decrypt(ring, src, _context(patient_id, file_id)):
             yield bytes(chunk)
+
+
+def plaintext_digest(patient_id: Any, file_id: object, name: str) -> tuple[str, int]:
+    """Decrypt the whole file without keeping it: (sha256 of the plaintext, its size).
+
+    Raises DecryptionError if any part of it fails to authenticate, OSError if it is missing.
+    Used to check a file against its signed digest before any of it is shown or served."""
+    digest = hashlib.sha256()
+    size = 0
+    ring = service.patient_keyring(patient_id)
+    with open(upload_dir() / name, "rb") as src:
+        for chunk in streaming.iter_decrypt(ring, src, _context(patient_id, file_id)):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size

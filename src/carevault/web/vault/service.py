@@ -23,7 +23,9 @@ from carevault import config
 from carevault.crypto import (
     BlindIndex,
     BoundContext,
+    CryptoError,
     FileMasterKeyProvider,
+    InvalidSignatureError,
     KeyEncryptionKey,
     Keyring,
     SecretBytes,
@@ -31,6 +33,7 @@ from carevault.crypto import (
     SigningKey,
     Suite,
     VerifyKey,
+    canonical_bytes,
     unwrap_keyring,
     wrap_keyring,
 )
@@ -42,6 +45,7 @@ _lock = threading.Lock()
 _master: KeyEncryptionKey | None = None
 _keyrings: OrderedDict[tuple[str, bytes], Keyring] = OrderedDict()
 _secrets: dict[str, SecretBytes] = {}
+_verify_keys: dict[bytes, VerifyKey] = {}
 _KEYRING_CACHE = 512
 
 
@@ -64,6 +68,7 @@ def reset_caches() -> None:
         _master = None
         _keyrings.clear()
         _secrets.clear()
+        _verify_keys.clear()
 
 
 def keyring_name(patient_id: uuid.UUID | str) -> str:
@@ -115,19 +120,33 @@ def count_encryptions(patient_id: uuid.UUID | str, n: int) -> None:
         rotate_patient_key(patient_id)
 
 
+def _locked_private_keyring(patient_id: uuid.UUID | str) -> Keyring:
+    """The patient's keyring, row locked, as a private copy to change and save.
+
+    Never the cached keyring: the cache is keyed by the blob it came from, so changing that
+    object in place and then rolling back (or failing before the save) would leave this process
+    with a keyring the database does not hold: a rotation's new version, which the process would
+    then encrypt with and nobody could decrypt after a restart, or a shred that makes the
+    patient's data unreadable here although it was never erased.
+    """
+    row = PatientKey.objects.select_for_update().filter(patient_id=patient_id)
+    wrapped = bytes(row.values_list("wrapped", flat=True).get())
+    return unwrap_keyring(wrapped, master(), keyring_name(patient_id))
+
+
 @transaction.atomic
 def rotate_patient_key(patient_id: uuid.UUID | str, suite: Suite | None = None) -> int:
     """New primary version for the patient; old data stays readable (decrypt-only)."""
-    PatientKey.objects.select_for_update().filter(patient_id=patient_id).get()
-    ring = patient_keyring(patient_id)
+    ring = _locked_private_keyring(patient_id)
     version = ring.rotate(suite).version
     save_patient_keyring(ring, patient_id)
     return version
 
 
+@transaction.atomic
 def shred_patient(patient_id: uuid.UUID | str) -> None:
     """Crypto-shredding: destroy every version of the patient's data key."""
-    ring = patient_keyring(patient_id)
+    ring = _locked_private_keyring(patient_id)
     ring.shred()
     PatientKey.objects.filter(patient_id=patient_id).update(wrapped=wrap_keyring(ring, master()))
 
@@ -207,4 +226,42 @@ def signing_key_for(user: Any) -> tuple[ClinicianKey, SigningKey]:
 
 
 def verify_key(record: ClinicianKey) -> VerifyKey:
-    return VerifyKey.from_bytes(record.algorithm, bytes(record.public_key))
+    """The public half of a clinician's key record, once the record is shown to be genuine.
+
+    The database is no trust anchor for public keys: whoever can write to it could file a key
+    pair of their own under a doctor's name, or replace a doctor's public key, and sign what they
+    like. A record is genuine when its private half, wrapped under the master key and bound to
+    the user and key id, unwraps and matches the public half: only this server can make that.
+    Any failure raises :class:`InvalidSignatureError`, so a damaged record reads as tampered
+    rather than crashing the page that shows it.
+    """
+    cache_key = hashlib.sha256(
+        canonical_bytes(
+            [
+                str(record.pk),
+                str(record.user_id),
+                record.algorithm,
+                record.key_id,
+                bytes(record.public_key).hex(),
+                bytes(record.wrapped_private).hex(),
+            ]
+        )
+    ).digest()
+    with _lock:
+        cached = _verify_keys.get(cache_key)
+    if cached is not None:
+        return cached
+    try:
+        private = master().unwrap(
+            bytes(record.wrapped_private), signing_context(record.user_id, record.key_id)
+        )
+        public = SigningKey.from_private_bytes(record.algorithm, SecretBytes(private)).verify_key
+    except CryptoError:
+        raise InvalidSignatureError() from None
+    if public.key_id != record.key_id or public.public_bytes() != bytes(record.public_key):
+        raise InvalidSignatureError()
+    with _lock:
+        if len(_verify_keys) >= _KEYRING_CACHE:
+            _verify_keys.clear()
+        _verify_keys[cache_key] = public
+    return public

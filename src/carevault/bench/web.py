@@ -1,0 +1,162 @@
+"""``carevault bench web``: a doctor's patient-record page with N encrypted fields and signature
+checks, against the same page over a plaintext copy of the same data, in one run.
+
+The plaintext copy is the same view, template, queries and audit write; only its PHI columns
+hold UTF-8 text instead of envelopes, and decryption and signature verification are replaced by
+identity functions while it is rendered. The ratio is therefore what CareVault's cryptography
+costs on the page (goal <= 1.2x at p50 and p95). Runs in its own data directory and SQLite
+database (set up by the command), never in the user's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+GOAL = 1.2
+
+
+def _build(fields_target: int) -> dict[str, Any]:
+    from django.core.management import call_command
+    from django.test import Client
+
+    from carevault.web.accounts.models import Role, User
+    from carevault.web.clinic import actions
+    from carevault.web.clinic.models import ClinicalNote, Diagnosis, Patient, Prescription
+
+    call_command("migrate", interactive=False, verbosity=0)
+    doctor = User.objects.create(username="bench-doctor", role=Role.DOCTOR)
+    patients = {}
+    for label in ("encrypted", "plaintext"):
+        patient = actions.do_create_patient(
+            doctor,
+            name=f"Bench Patient {label}",
+            birth_date=dt.date(1970, 1, 1),
+            email=f"{label}@bench.invalid",
+            phone="+1-555-0000",
+            address="1 Benchmark Way",
+        )
+        actions.do_assign_doctor(doctor, doctor, patient)
+        fields = 6
+        i = 0
+        while fields < fields_target:
+            kind = i % 3
+            if kind == 0:
+                actions.do_add_diagnosis(
+                    doctor, patient, code=f"Z{i:02d}.0", description=f"Finding number {i}"
+                )
+                fields += 2
+            elif kind == 1:
+                actions.do_add_note(doctor, patient, body=f"Progress note {i}. " * 20)
+                fields += 1
+            else:
+                actions.do_prescribe(
+                    doctor,
+                    patient,
+                    drug=f"Drug {i}",
+                    dose="10 mg",
+                    instructions="Once daily with water.",
+                )
+                fields += 3
+            i += 1
+        patients[label] = (patient, fields)
+
+    # The plaintext copy: same rows, PHI columns rewritten to UTF-8 text.
+    plain = patients["plaintext"][0]
+    models: list[Any] = [Patient, Diagnosis, ClinicalNote, Prescription]
+    for model in models:
+        rows = [plain] if model is Patient else model.objects.filter(patient=plain)
+        for row in rows:
+            for column in model.PHI_FIELDS:
+                if getattr(row, f"{column}_enc"):
+                    setattr(row, f"{column}_enc", row.unseal(column).encode())
+            row.save()
+    client = Client()
+    client.force_login(doctor)
+    return {"client": client, "patients": patients}
+
+
+@contextlib.contextmanager
+def _plaintext_mode() -> Iterator[None]:
+    from carevault.web.clinic import actions as clinic_actions
+    from carevault.web.labs import actions as lab_actions
+
+    def identity(patient_id: Any, table: str, column: str, row: Any, sealed: bytes) -> str:
+        return bytes(sealed).decode()
+
+    def no_check(*args: Any, **kwargs: Any) -> str:
+        return "valid"
+
+    with (
+        mock.patch("carevault.web.vault.service.open_text", identity),
+        mock.patch.object(clinic_actions, "verify_signed", no_check),
+        mock.patch.object(lab_actions, "verify_signed", no_check),
+    ):
+        yield
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return cuts[49], cuts[94]
+
+
+def run(quick: bool = False, fields: int = 60) -> dict[str, Any]:
+    from django.urls import reverse
+
+    built = _build(12 if quick else fields)
+    client = built["client"]
+    urls = {
+        label: reverse("clinic:patient_detail", args=[patient.pk])
+        for label, (patient, _) in built["patients"].items()
+    }
+    rounds = 10 if quick else 200
+    samples: dict[str, list[float]] = {"encrypted": [], "plaintext": []}
+    for label in samples:  # warm-up: templates, caches, keyring unwrap
+        with _plaintext_mode() if label == "plaintext" else contextlib.nullcontext():
+            assert client.get(urls[label]).status_code == 200
+    for _ in range(rounds):
+        for label in samples:
+            with _plaintext_mode() if label == "plaintext" else contextlib.nullcontext():
+                start = time.perf_counter()
+                response = client.get(urls[label])
+                samples[label].append(time.perf_counter() - start)
+            if response.status_code != 200:
+                raise RuntimeError(f"the {label} page answered {response.status_code}")
+    enc50, enc95 = _percentiles(samples["encrypted"])
+    pla50, pla95 = _percentiles(samples["plaintext"])
+    return {
+        "benchmark": "web",
+        "quick": quick,
+        "fields": built["patients"]["encrypted"][1],
+        "requests_each": rounds,
+        "encrypted_ms": {"p50": enc50 * 1e3, "p95": enc95 * 1e3},
+        "plaintext_ms": {"p50": pla50 * 1e3, "p95": pla95 * 1e3},
+        "ratio": {"p50": enc50 / pla50, "p95": enc95 / pla95},
+        "goals": {
+            "p50 ratio <= 1.2": enc50 / pla50 <= GOAL,
+            "p95 ratio <= 1.2": enc95 / pla95 <= GOAL,
+        },
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    from .timing import format_table
+
+    e, p, r = result["encrypted_ms"], result["plaintext_ms"], result["ratio"]
+    rows = [
+        ["encrypted page", f"{e['p50']:.2f} ms", f"{e['p95']:.2f} ms"],
+        ["plaintext copy", f"{p['p50']:.2f} ms", f"{p['p95']:.2f} ms"],
+        ["ratio (goal <= 1.2)", f"{r['p50']:.2f}x", f"{r['p95']:.2f}x"],
+    ]
+    goals = ", ".join(f"{k}: {'met' if ok else 'MISSED'}" for k, ok in result["goals"].items())
+    note = " (quick run: smoke test only)" if result["quick"] else ""
+    head = (
+        f"carevault bench web{note}: doctor's patient page, {result['fields']} encrypted fields, "
+        f"{result['requests_each']} requests each, interleaved"
+    )
+    return f"{head}\n{format_table(['page', 'p50', 'p95'], rows)}\n{goals}"

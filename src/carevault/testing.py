@@ -1,0 +1,12 @@
+"""pytest plugin (loaded with ``-p carevault.testing`` before pytest-django reads the settings):
+every test run gets its own data directory (keys, database, uploads), so a run never touches a
+developer's ``var/`` and two runs never touch each other."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ["CAREVAULT_DATA_DIR"] = tempfile.mkdtemp(prefix="carevault-test-")
+for _name in ("CAREVAULT_MASTER_KEY", "CAREVAULT_MASTER_KEY_FILE", "CAREVAULT_ENV"):
+    os.environ.pop(_name, None)

@@ -1,0 +1,590 @@
+"""Clinic pages: the doctor's patient list and patient record, the patient's own record,
+appointments and access history.
+
+Views are thin: a form parses the input, an access helper fetches-and-checks the object, one
+action does the work (and writes the audit log). Every decryption happens in an action or an
+audited read; nothing here logs PHI or puts it in an exception.
+
+Forms post with htmx when JavaScript runs (the response is the one section or row to swap, 400
+with the inline errors when the input is refused) and as ordinary POST + redirect when it does
+not (the full page, with the errors, when refused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+from uuid import UUID
+
+from django import forms
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from carevault.web.access import PatientAccess, deny, patient_for_user, role_required
+from carevault.web.accounts.models import Role, User
+from carevault.web.audit.models import AuditEntry
+from carevault.web.errors import ActionError, NotAllowed
+from carevault.web.labs import actions as labs
+from carevault.web.labs.models import LabFile, LabRequest, LabResult
+from carevault.web.vault.phi import PhiModel
+
+from . import actions
+from .forms import (
+    AppointmentForm,
+    BreakGlassForm,
+    DecisionForm,
+    DiagnosisForm,
+    LabRequestForm,
+    MrnSearchForm,
+    NoteForm,
+    PrescriptionForm,
+)
+from .models import (
+    Appointment,
+    AppointmentStatus,
+    BreakGlassGrant,
+    CareRelationship,
+    Patient,
+)
+
+PAGE_SIZE = 20
+HISTORY_PAGE_SIZE = 25
+
+PhiValues = dict[str, str | None]
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _acting_user(request: HttpRequest) -> User:
+    user = request.user
+    if not isinstance(user, User):  # role_required let only signed-in users through
+        raise Http404("not found")
+    return user
+
+
+def _refuse(request: HttpRequest, *, reason: str, target_type: str, target_id: Any) -> NoReturn:
+    """404 and an audit entry (the object's existence is not confirmed)."""
+    deny(request, reason=reason, target_type=target_type, target_id=target_id)
+    raise Http404("not found")  # deny() has raised already; this line is for the type checker
+
+
+def _action_failed(request: HttpRequest, form: forms.Form, exc: ActionError) -> int:
+    """Show an action's refusal on the form; the status to answer with.
+
+    NotAllowed is a 403 (audited), not a form error: the role may never do this."""
+    if isinstance(exc, NotAllowed):
+        deny(request, reason=exc.message, status=403)
+    name = exc.field if exc.field in form.fields else None
+    form.add_error(name, exc.message)
+    if name is not None:
+        widget = form.fields[name].widget
+        if "is-invalid" not in widget.attrs.get("class", ""):
+            widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
+    return 400
+
+
+def _has_access(doctor: User, patient: Patient) -> bool:
+    """Whether patient_for_user would let this doctor in (without auditing a refusal)."""
+    return (
+        CareRelationship.objects.filter(doctor=doctor, patient=patient).exists()
+        or BreakGlassGrant.objects.filter(
+            doctor=doctor, patient=patient, revoked=False, expires_at__gt=timezone.now()
+        ).exists()
+    )
+
+
+class _Listing:
+    """Collects the columns a list page decrypts, so the page makes one audited read."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, Any], tuple[PhiModel, tuple[str, ...]]] = {}
+        self._values: dict[tuple[str, Any], PhiValues] = {}
+
+    def add(self, obj: PhiModel, *columns: str) -> None:
+        self._rows.setdefault((obj._meta.label_lower, obj.pk), (obj, columns))
+
+    def read(self, user: User, request: HttpRequest, purpose: str) -> None:
+        rows = list(self._rows.values())
+        values = actions.read_listing(user, rows, purpose=purpose, request=request)
+        self._values = dict(zip(self._rows, values, strict=True))
+
+    def __getitem__(self, obj: PhiModel) -> PhiValues:
+        return self._values[(obj._meta.label_lower, obj.pk)]
+
+
+# -- doctor: home ----------------------------------------------------------------------------------
+
+
+@role_required(Role.DOCTOR)
+@require_http_methods(["GET", "POST"])
+def doctor_home(request: HttpRequest) -> HttpResponse:
+    """Patients, MRN search, pending requests, upcoming appointments.
+
+    The search posts (rather than GET ?mrn=...) so an MRN never lands in a URL, and with it in
+    access logs and browser history."""
+    doctor = _acting_user(request)
+    now = timezone.now()
+    relations = (
+        CareRelationship.objects.filter(doctor=doctor)
+        .select_related("patient")
+        .order_by("created_at", "pk")
+    )
+    page = Paginator(relations, PAGE_SIZE).get_page(request.GET.get("page"))
+    pending = list(
+        Appointment.objects.filter(doctor=doctor, status=AppointmentStatus.REQUESTED)
+        .select_related("patient")
+        .order_by("starts_at")
+    )
+    upcoming = list(
+        Appointment.objects.filter(
+            doctor=doctor, status=AppointmentStatus.CONFIRMED, starts_at__gte=now
+        )
+        .select_related("patient")
+        .order_by("starts_at")[:50]
+    )
+    grants = list(
+        BreakGlassGrant.objects.filter(doctor=doctor, revoked=False, expires_at__gt=now)
+        .select_related("patient")
+        .order_by("expires_at")
+    )
+
+    search_form = MrnSearchForm(request.POST if request.method == "POST" else None)
+    matches: list[tuple[Patient, bool, BreakGlassForm | None]] = []
+    searched = False
+    status = 200
+    if search_form.is_bound:
+        if search_form.is_valid():
+            searched = True
+            found = actions.search_patients_by_mrn(
+                doctor, search_form.cleaned_data["mrn"], request=request
+            )
+            for i, patient in enumerate(found):
+                mine = _has_access(doctor, patient)
+                # Not theirs: no data, only the way in that is logged as an alert.
+                form = None if mine else BreakGlassForm(auto_id=f"breakglass{i}_%s")
+                matches.append((patient, mine, form))
+        else:
+            status = 400
+
+    listing = _Listing()
+    for relation in page:
+        listing.add(relation.patient, "name", "mrn")
+    for grant in grants:
+        listing.add(grant.patient, "name", "mrn")
+    for patient, mine, _ in matches:
+        if mine:
+            listing.add(patient, "name", "mrn")
+    for appointment in pending + upcoming:
+        listing.add(appointment, "reason")
+        listing.add(appointment.patient, "name", "mrn")
+    listing.read(doctor, request, "doctor home")
+
+    context = {
+        "page": page,
+        "patients": [(r.patient, listing[r.patient]) for r in page],
+        "grants": [(g, listing[g.patient]) for g in grants],
+        "search_form": search_form,
+        "searched": searched,
+        "matches": [(p, listing[p] if mine else None, form) for p, mine, form in matches],
+        "pending": [(a, listing[a.patient], listing[a]) for a in pending],
+        "upcoming": [(a, listing[a.patient], listing[a]) for a in upcoming],
+    }
+    return render(request, "clinic/doctor_home.html", context, status=status)
+
+
+@role_required(Role.DOCTOR)
+@require_POST
+def decide_appointment(request: HttpRequest, appointment_id: UUID) -> HttpResponse:
+    doctor = _acting_user(request)
+    appointment = Appointment.objects.filter(pk=appointment_id, doctor=doctor).first()
+    if appointment is None:
+        _refuse(
+            request,
+            reason="appointment is not with this doctor",
+            target_type="clinic.appointment",
+            target_id=appointment_id,
+        )
+    form = DecisionForm(request.POST)
+    error = ""
+    status = 200
+    if form.is_valid():
+        confirm = form.cleaned_data["decision"] == "confirm"
+        try:
+            actions.do_decide_appointment(doctor, appointment, confirm=confirm, request=request)
+        except ActionError as exc:
+            status = _action_failed(request, form, exc)
+            error = exc.message
+    else:
+        status, error = 400, "Choose Confirm or Decline."
+    if _is_htmx(request):
+        appointment.refresh_from_db(fields=["status"])
+        return render(
+            request,
+            "clinic/partials/decided_row.html",
+            {"appointment": appointment, "error": error},
+            status=status,
+        )
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"Appointment {appointment.get_status_display().lower()}.")
+    return redirect("clinic:doctor_home")
+
+
+# -- doctor: a patient's record --------------------------------------------------------------------
+
+
+@dataclass
+class LabItem:
+    request: LabRequest
+    request_values: PhiValues
+    result: LabResult | None = None
+    result_values: PhiValues = field(default_factory=dict)
+    status: str = ""
+    files: list[tuple[LabFile, str | None]] = field(default_factory=list)
+
+
+def _lab_work(patient: Patient) -> list[LabItem]:
+    """The patient's lab requests and results. Only called right after read_patient_record,
+    whose audit entry names these sections (extra_sections)."""
+    results = {
+        r.request_id: r
+        for r in LabResult.objects.filter(patient=patient)
+        .select_related("request", "technician", "signing_key")
+        .prefetch_related("files")
+    }
+    items = []
+    for lab_request in LabRequest.objects.filter(patient=patient).select_related("requested_by"):
+        item = LabItem(lab_request, lab_request.unseal_all())
+        result = results.get(lab_request.pk)
+        if result is not None:
+            item.result = result
+            item.result_values, item.status = labs.result_status(result)
+            item.files = [(f, f.unseal_or_none("filename")) for f in result.files.all()]
+        items.append(item)
+    return items
+
+
+LAB_SECTIONS = ("lab_requests", "lab_results")
+
+
+def _detail_context(request: HttpRequest, doctor: User, access: PatientAccess) -> dict[str, Any]:
+    patient: Patient = access.patient
+    record = actions.read_patient_record(
+        doctor, patient, via=access.via, request=request, extra_sections=LAB_SECTIONS
+    )
+    grant = None
+    if access.via == "break-glass":
+        grant = (
+            BreakGlassGrant.objects.filter(
+                doctor=doctor, patient=patient, revoked=False, expires_at__gt=timezone.now()
+            )
+            .order_by("-expires_at")
+            .first()
+        )
+    return {
+        "patient": patient,
+        "record": record,
+        "labs": _lab_work(patient),
+        "via": access.via,
+        "grant": grant,
+        "diagnosis_form": DiagnosisForm(),
+        "note_form": NoteForm(),
+        "prescription_form": PrescriptionForm(),
+        "lab_form": LabRequestForm(),
+    }
+
+
+@role_required(Role.DOCTOR)
+@require_safe
+def patient_detail(request: HttpRequest, patient_id: UUID) -> HttpResponse:
+    doctor = _acting_user(request)
+    access = patient_for_user(request, patient_id, purpose="patient record")
+    return render(request, "clinic/patient_detail.html", _detail_context(request, doctor, access))
+
+
+@dataclass(frozen=True)
+class Section:
+    """One writable part of the record page: its form, its partial, the action it calls."""
+
+    name: str
+    form_class: type[forms.Form]
+    form_key: str
+    write: Callable[[User, Patient, dict[str, Any], HttpRequest], object]
+
+    @property
+    def template(self) -> str:
+        return f"clinic/partials/detail_{self.name}.html"
+
+
+SECTIONS = {
+    "diagnoses": Section(
+        "diagnoses",
+        DiagnosisForm,
+        "diagnosis_form",
+        lambda u, p, d, r: actions.do_add_diagnosis(u, p, request=r, **d),
+    ),
+    "notes": Section(
+        "notes", NoteForm, "note_form", lambda u, p, d, r: actions.do_add_note(u, p, request=r, **d)
+    ),
+    "prescriptions": Section(
+        "prescriptions",
+        PrescriptionForm,
+        "prescription_form",
+        lambda u, p, d, r: actions.do_prescribe(u, p, request=r, **d),
+    ),
+    "labs": Section(
+        "labs",
+        LabRequestForm,
+        "lab_form",
+        lambda u, p, d, r: labs.do_request_lab_test(u, p, request=r, **d),
+    ),
+}
+
+
+def _write_section(request: HttpRequest, patient_id: UUID, section: Section) -> HttpResponse:
+    doctor = _acting_user(request)
+    access = patient_for_user(request, patient_id, purpose=f"add to {section.name}")
+    form = section.form_class(request.POST)
+    status = 200
+    if form.is_valid():
+        try:
+            section.write(doctor, access.patient, form.cleaned_data, request)
+        except ActionError as exc:
+            status = _action_failed(request, form, exc)
+        else:
+            if not _is_htmx(request):
+                url = reverse("clinic:patient_detail", args=[access.patient.pk])
+                return redirect(f"{url}#section-{section.name}")
+            form = section.form_class()  # a fresh form under the updated list
+    else:
+        status = 400
+    context = _detail_context(request, doctor, access)
+    context[section.form_key] = form
+    template = section.template if _is_htmx(request) else "clinic/patient_detail.html"
+    return render(request, template, context, status=status)
+
+
+@role_required(Role.DOCTOR)
+@require_POST
+def add_diagnosis(request: HttpRequest, patient_id: UUID) -> HttpResponse:
+    return _write_section(request, patient_id, SECTIONS["diagnoses"])
+
+
+@role_required(Role.DOCTOR)
+@require_POST
+def add_note(request: HttpRequest, patient_id: UUID) -> HttpResponse:
+    return _write_section(request, patient_id, SECTIONS["notes"])
+
+
+@role_required(Role.DOCTOR)
+@require_POST
+def prescribe(request: HttpRequest, patient_id: UUID) -> HttpResponse:
+    return _write_section(request, patient_id, SECTIONS["prescriptions"])
+
+
+@role_required(Role.DOCTOR)
+@require_POST
+def request_lab_test(request: HttpRequest, patient_id: UUID) -> HttpResponse:
+    return _write_section(request, patient_id, SECTIONS["labs"])
+
+
+@role_required(Role.DOCTOR)
+@require_POST
+def break_glass(request: HttpRequest, patient_id: UUID) -> HttpResponse:
+    """Emergency access to a patient who is not the doctor's. The doctor reaches this from an
+    exact MRN match; the grant is time-limited and audited with outcome ALERT."""
+    doctor = _acting_user(request)
+    patient = Patient.objects.filter(pk=patient_id).first()
+    if patient is None:
+        _refuse(
+            request,
+            reason="break-glass for an unknown patient",
+            target_type="clinic.patient",
+            target_id=patient_id,
+        )
+    form = BreakGlassForm(request.POST)
+    if form.is_valid():
+        try:
+            actions.do_break_glass(
+                doctor, patient, reason=form.cleaned_data["reason"], request=request
+            )
+        except ActionError as exc:
+            _action_failed(request, form, exc)
+        else:
+            return redirect("clinic:patient_detail", patient_id=patient.pk)
+    return render(
+        request, "clinic/break_glass.html", {"form": form, "patient_id": patient.pk}, status=400
+    )
+
+
+# -- patient ---------------------------------------------------------------------------------------
+
+
+def _own_access(request: HttpRequest) -> PatientAccess:
+    patient = Patient.objects.filter(user=_acting_user(request)).first()
+    if patient is None:
+        _refuse(request, reason="no patient record for this user", target_type="", target_id="")
+    return patient_for_user(request, patient.pk, purpose="own record")
+
+
+def _own_appointments(request: HttpRequest, user: User, patient: Patient) -> list[Any]:
+    appointments = list(patient.appointments.select_related("doctor").order_by("starts_at"))
+    listing = _Listing()
+    for appointment in appointments:
+        listing.add(appointment, "reason")
+    listing.read(user, request, "own appointments")
+    return [(a, listing[a]) for a in appointments]
+
+
+def _render_patient_home(
+    request: HttpRequest, form: AppointmentForm | None = None, status: int = 200
+) -> HttpResponse:
+    user = _acting_user(request)
+    access = _own_access(request)
+    # Notes included: patients have a right of access to their record, clinicians' notes
+    # too (HIPAA right of access; the Cures Act's "open notes"). The main exception,
+    # psychotherapy notes kept apart from the record, has no class here; if one is added,
+    # it is to be filtered here, not by hiding every note.
+    record = actions.read_patient_record(
+        user, access.patient, via=access.via, request=request, extra_sections=LAB_SECTIONS
+    )
+    context = {
+        "patient": access.patient,
+        "record": record,
+        "labs": _lab_work(access.patient),
+        "appointments": record.appointments,
+        "appointment_form": form or AppointmentForm(),
+        "now": timezone.now(),
+    }
+    return render(request, "clinic/patient_home.html", context, status=status)
+
+
+@role_required(Role.PATIENT)
+@require_safe
+def patient_home(request: HttpRequest) -> HttpResponse:
+    return _render_patient_home(request)
+
+
+@role_required(Role.PATIENT)
+@require_POST
+def book_appointment(request: HttpRequest) -> HttpResponse:
+    user = _acting_user(request)
+    access = _own_access(request)
+    form = AppointmentForm(request.POST)
+    status = 200
+    if form.is_valid():
+        try:
+            actions.do_request_appointment(user, request=request, **form.cleaned_data)
+        except ActionError as exc:
+            status = _action_failed(request, form, exc)
+        else:
+            if not _is_htmx(request):
+                messages.success(request, "Appointment requested; the doctor will confirm it.")
+                return redirect(f"{reverse('clinic:patient_home')}#section-appointments")
+            form = AppointmentForm()
+    else:
+        status = 400
+    if not _is_htmx(request):
+        return _render_patient_home(request, form, status)
+    context = {
+        "appointments": _own_appointments(request, user, access.patient),
+        "appointment_form": form,
+        "now": timezone.now(),
+        "booked": status == 200,
+    }
+    return render(request, "clinic/partials/patient_appointments.html", context, status=status)
+
+
+@role_required(Role.PATIENT)
+@require_POST
+def cancel_appointment(request: HttpRequest, appointment_id: UUID) -> HttpResponse:
+    user = _acting_user(request)
+    appointment = (
+        Appointment.objects.filter(pk=appointment_id, patient__user=user)
+        .select_related("doctor", "patient")
+        .first()
+    )
+    if appointment is None:
+        _refuse(
+            request,
+            reason="appointment is not this patient's",
+            target_type="clinic.appointment",
+            target_id=appointment_id,
+        )
+    error = ""
+    status = 200
+    try:
+        actions.do_cancel_appointment(user, appointment, request=request)
+    except NotAllowed as exc:
+        deny(request, reason=exc.message, status=403)
+    except ActionError as exc:
+        status, error = 400, exc.message
+    if not _is_htmx(request):
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, "Appointment cancelled.")
+        return redirect(f"{reverse('clinic:patient_home')}#section-appointments")
+    listing = _Listing()
+    listing.add(appointment, "reason")
+    listing.read(user, request, "own appointment")
+    context = {
+        "appointment": appointment,
+        "values": listing[appointment],
+        "now": timezone.now(),
+        "error": error,
+    }
+    return render(request, "clinic/partials/patient_appointment_row.html", context, status=status)
+
+
+ACTION_LABELS = {
+    "phi.read": "Opened your record",
+    "phi.list": "Saw your name or appointments in a list",
+    "patient.search": "Looked you up by MRN",
+    "patient.create": "Created your record",
+    "care.assign": "Joined your care team",
+    "diagnosis.create": "Added a diagnosis",
+    "note.create": "Added a clinical note",
+    "prescription.create": "Wrote a prescription",
+    "appointment.request": "Requested an appointment",
+    "appointment.cancel": "Cancelled an appointment",
+    "appointment.confirm": "Confirmed an appointment",
+    "appointment.decline": "Declined an appointment",
+    "breakglass.open": "Opened emergency (break-glass) access",
+    "breakglass.revoke": "Revoked emergency access",
+    "lab.request": "Requested a lab test",
+    "lab.result": "Recorded a lab result",
+    "access.denied": "Was refused access",
+}
+
+
+@role_required(Role.PATIENT)
+@require_safe
+def patient_history(request: HttpRequest) -> HttpResponse:
+    """Who accessed my record: every audit entry about this patient, newest first."""
+    access = _own_access(request)
+    entries = AuditEntry.objects.filter(patient_id=str(access.patient.pk)).order_by("-seq")
+    page = Paginator(entries, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    roles = dict(Role.choices)
+    rows = [
+        {
+            "entry": e,
+            "role": roles.get(e.role, e.role or "system"),
+            "what": ACTION_LABELS.get(e.action, e.action),
+            "via": e.details.get("via", "") if isinstance(e.details, dict) else "",
+        }
+        for e in page
+    ]
+    return render(request, "clinic/patient_history.html", {"page": page, "rows": rows})

@@ -1,0 +1,215 @@
+"""The security officer's pages: the audit log, break-glass review, key status, user admin.
+
+Officers do not read clinical content: nothing here decrypts a diagnosis, note, prescription,
+lab result or a patient's identity. Patients appear by their record id only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from carevault import config
+from carevault.crypto import KeyProviderError
+from carevault.web.access import deny, role_required
+from carevault.web.accounts import actions as account_actions
+from carevault.web.accounts.forms import RoleForm, StaffUserForm
+from carevault.web.accounts.models import Role, User
+from carevault.web.audit.log import Outcome, verify_chain
+from carevault.web.audit.models import AuditEntry
+from carevault.web.clinic import actions as clinic_actions
+from carevault.web.clinic.models import BreakGlassGrant
+from carevault.web.errors import ActionError
+from carevault.web.vault.models import ClinicianKey, PatientKey
+
+from .actions import active_grants_for_review
+from .forms import AuditFilterForm
+
+AUDIT_PAGE_SIZE = 50
+USERS_PAGE_SIZE = 25
+RECENT = dt.timedelta(hours=24)
+
+
+class OfficerRequest(HttpRequest):
+    """A request that passed ``role_required(Role.ADMIN)``: the user is a logged-in officer."""
+
+    user: User
+
+
+# -- dashboard -------------------------------------------------------------------------------------
+
+
+def _audit_page(request: HttpRequest) -> dict[str, Any]:
+    form = AuditFilterForm(request.GET or None)
+    entries: QuerySet[AuditEntry] = AuditEntry.objects.order_by("-seq")
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        if data["action"]:
+            entries = entries.filter(action__startswith=data["action"].strip())
+        if data["outcome"]:
+            entries = entries.filter(outcome=data["outcome"])
+        if data["actor"]:
+            entries = entries.filter(actor__iexact=data["actor"].strip())
+    page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [(entry, json.dumps(entry.details, sort_keys=True)) for entry in page.object_list]
+    return {"filter_form": form, "page": page, "rows": rows}
+
+
+def _recent_counts(now: dt.datetime) -> dict[str, int]:
+    counts = AuditEntry.objects.filter(at__gte=now - RECENT).aggregate(
+        denials=Count("pk", filter=Q(action="access.denied")),
+        login_failures=Count("pk", filter=Q(action="auth.login_failed")),
+        alerts=Count("pk", filter=Q(outcome=Outcome.ALERT)),
+    )
+    return {key: int(value or 0) for key, value in counts.items()}
+
+
+def _key_status() -> dict[str, Any]:
+    try:
+        provider = config.master_key_provider().description
+    except KeyProviderError as exc:
+        provider = f"not configured ({exc})"
+    return {
+        "patient_keys": PatientKey.objects.count(),
+        "signing_keys": ClinicianKey.objects.filter(active=True).count(),
+        "provider": provider,
+    }
+
+
+def _grants_context(request: OfficerRequest) -> dict[str, Any]:
+    return {"grants": active_grants_for_review(request.user, request=request)}
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def dashboard(request: OfficerRequest) -> HttpResponse:
+    now = timezone.now()
+    context = {
+        **_audit_page(request),
+        **_grants_context(request),
+        "chain": verify_chain(),
+        "counts": _recent_counts(now),
+        "keys": _key_status(),
+        "recent_hours": int(RECENT.total_seconds() // 3600),
+    }
+    return render(request, "securityops/dashboard.html", context)
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def audit_table(request: OfficerRequest) -> HttpResponse:
+    """The audit table alone: the dashboard polls it (htmx, every 10 s)."""
+    return render(request, "securityops/_audit_table.html", _audit_page(request))
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def revoke_break_glass(request: OfficerRequest, grant_id: uuid.UUID) -> HttpResponse:
+    grant = BreakGlassGrant.objects.filter(pk=grant_id).select_related("doctor").first()
+    if grant is None:
+        deny(
+            request,
+            reason="no such break-glass grant",
+            target_type="clinic.breakglassgrant",
+            target_id=grant_id,
+        )
+        raise AssertionError("deny() raises")  # pragma: no cover
+    notice = ""
+    if not grant.active:
+        notice = "That emergency access had already ended."
+    else:
+        try:
+            clinic_actions.do_revoke_break_glass(request.user, grant, request)
+        except ActionError as exc:
+            notice = exc.message
+        else:
+            notice = f"Emergency access of {grant.doctor.username} revoked."
+    if request.headers.get("HX-Request"):
+        return render(
+            request, "securityops/_grants.html", {**_grants_context(request), "notice": notice}
+        )
+    messages.info(request, notice)
+    return redirect("securityops:dashboard")
+
+
+# -- user administration ---------------------------------------------------------------------------
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def users(request: OfficerRequest) -> HttpResponse:
+    people = User.objects.order_by("username")
+    role = request.GET.get("role", "")
+    if role in Role.values:
+        people = people.filter(role=role)
+    page = Paginator(people, USERS_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "securityops/users.html",
+        {"page": page, "roles": Role.choices, "selected_role": role},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.ADMIN)
+def user_create(request: OfficerRequest) -> HttpResponse:
+    form = StaffUserForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = account_actions.do_create_staff_user(
+                request.user, request=request, **form.cleaned_data
+            )
+        except ActionError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"Account {user.username} created.")
+            return redirect("securityops:user_edit", user_id=user.pk)
+    return render(request, "securityops/user_create.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.ADMIN)
+def user_edit(request: OfficerRequest, user_id: int) -> HttpResponse:
+    person = User.objects.filter(pk=user_id).first()
+    if person is None:
+        deny(request, reason="no such user", target_type="accounts.user", target_id=user_id)
+        raise AssertionError("deny() raises")  # pragma: no cover
+    error = ""
+    if request.method == "POST":
+        op = request.POST.get("op", "")
+        try:
+            if op == "role":
+                # The action, not a form, refuses patient <-> staff changes: its message says why.
+                role = request.POST.get("role", "")
+                account_actions.do_change_role(request.user, person, role, request)
+                messages.success(request, f"{person.username} is now {person.get_role_display()}.")
+            elif op in ("activate", "deactivate"):
+                account_actions.do_set_active(request.user, person, op == "activate", request)
+                state = "reactivated" if op == "activate" else "deactivated"
+                messages.success(request, f"{person.username} {state}.")
+            else:
+                error = "Unknown operation."
+        except ActionError as exc:
+            error = exc.message
+        if not error:
+            return redirect("securityops:user_edit", user_id=person.pk)
+    return render(
+        request,
+        "securityops/user_edit.html",
+        {
+            "person": person,
+            "role_form": RoleForm(initial={"role": person.role}),
+            "error": error,
+            "is_self": person.pk == request.user.pk,
+        },
+    )
