@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -28,7 +28,7 @@ def deny(
     target_type: str = "",
     target_id: Any = "",
     status: int = 404,
-) -> None:
+) -> NoReturn:
     """Audit a refusal and raise the matching HTTP error."""
     record(
         "access.denied",

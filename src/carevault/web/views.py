@@ -17,7 +17,8 @@ HOME_BY_ROLE = {
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect(HOME_BY_ROLE[request.user.role])  # type: ignore[union-attr]
+    role = getattr(request.user, "role", "")
+    return redirect(HOME_BY_ROLE[Role(role)])
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

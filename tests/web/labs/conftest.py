@@ -11,20 +11,16 @@ from carevault.web.labs import actions as labs
 
 
 @pytest.fixture(autouse=True)
-def _private_dirs(settings, tmp_path):
+def _private_upload_dir(settings, tmp_path):
     """Each test gets its own upload directory, so "nothing was stored" is an exact comparison
-    of its listing, whatever other test sessions write at the same time.
-
-    STATIC_ROOT too: WhiteNoise warns (an error under ``filterwarnings = error``) when it does
-    not exist, and a test run has no business creating one in the data directory."""
+    of its listing, and files one test tampers with are never seen by another (the database
+    rolls back after each test; the disk does not)."""
     settings.UPLOAD_DIR = tmp_path / "uploads"
-    settings.STATIC_ROOT = tmp_path / "static"
-    settings.STATIC_ROOT.mkdir()
 
 
 @pytest.fixture
 def marker() -> bytes:
-    # Unique per test: files written by earlier tests stay on disk (only the database rolls back).
+    # Unique per test, so finding it anywhere can only mean this test's plaintext leaked.
     return b"PLAINTEXT-" + secrets.token_hex(8).encode()
 
 

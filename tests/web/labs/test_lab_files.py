@@ -20,7 +20,7 @@ from lab_helpers import (
     submit,
 )
 
-from carevault.crypto import streaming
+from carevault.crypto import DecryptionError, streaming
 from carevault.web.clinic import actions as clinic
 from carevault.web.labs import actions as labs
 from carevault.web.labs.models import LabFile, LabResult
@@ -212,6 +212,23 @@ def test_a_large_file_tampered_at_its_end_sends_none_of_its_beginning(
     assert response.status_code == 409
     assert b"%PDF" not in body(response)
     assert marker not in body(response)
+
+
+def test_a_file_changed_after_the_check_aborts_the_transfer_and_raises_an_alert(
+    client_for, completed
+):
+    # The race the up-front check cannot close: the file changes between the check and the
+    # streaming pass. The stream must fail (the server then aborts the transfer), not go on.
+    lab_file = file_of(completed, "application/pdf")
+    response = download(client_for("patient1"), lab_file)
+    assert response.status_code == 200
+    path = stored_path(lab_file)
+    path.write_bytes(flip_last_byte(path.read_bytes()))
+    with pytest.raises(DecryptionError):
+        body(response)
+    entry = latest_audit("phi.file_read")
+    assert entry.outcome == "alert"
+    assert entry.details["problem"] == "changed while being sent"
 
 
 def test_a_truncated_file_is_not_served(client_for, lab_request, marker):

@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 from lab_helpers import latest_audit, patient_identity_strings
 
+from carevault.web.accounts.models import Role, User
 from carevault.web.labs import actions as labs
 from carevault.web.labs.models import LabRequest, LabRequestStatus, LabResult
 from carevault.web.labs.views import PAGE_SIZE
@@ -79,6 +80,14 @@ def test_the_queue_lists_what_this_technician_completed(client_for):
     html = response.content.decode()
     assert "HbA1c" in html  # a demo test completed by labtech1
     assert_nothing_of_the_patient(html)
+
+
+def test_another_technician_sees_the_same_queue_but_none_of_labtech1s_results(client, lab_request):
+    labtech2 = User.objects.create_user("labtech2", role=Role.LABTECH)
+    client.force_login(labtech2)
+    response = client.get(queue_url())
+    assert lab_request.sample_code in response.content.decode()
+    assert response.context["done_rows"] == []
 
 
 def test_reading_the_queue_is_audited_without_naming_patients(client_for, lab_request):

@@ -92,9 +92,9 @@ def test_a_pdf_named_file_that_is_not_a_pdf_is_refused(client_for, lab_request, 
     upload = SimpleUploadedFile("results.pdf", content, "application/pdf")
     response = submit(client_for("labtech1"), lab_request, upload)
     assert response.status_code == 400, what
-    assert "results.pdf is not a PDF, PNG or JPEG file (checked by its content)" in (
-        response.content.decode()
-    )
+    html = response.content.decode()
+    assert "results.pdf is not a PDF, PNG or JPEG file (checked by its content)" in html
+    assert 'class="form-control is-invalid"' in html  # the file input is marked, not just the text
     assert_nothing_stored(lab_request, before)
 
 
@@ -131,6 +131,13 @@ def test_a_file_over_the_size_limit_is_refused(client_for, lab_request, marker):
     assert response.status_code == 400
     assert "big.pdf is larger than 100\xa0bytes" in response.content.decode()
     assert_nothing_stored(lab_request, before)
+
+
+def test_the_form_states_the_limits_that_are_enforced(client_for, lab_request):
+    with override_settings(LAB_UPLOAD_MAX_BYTES=2048):
+        response = client_for("labtech1").get(reverse("labs:request_detail", args=[lab_request.pk]))
+    assert f"Up to {labs.MAX_FILES} PDF, PNG or JPEG files" in response.content.decode()
+    assert "2.0\xa0KB each" in response.content.decode()
 
 
 def test_a_file_exactly_at_the_size_limit_is_accepted(client_for, lab_request, marker):

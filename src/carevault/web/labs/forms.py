@@ -10,6 +10,7 @@ from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import filesizeformat
+from django.utils.functional import lazy
 
 from carevault.web.forms import BootstrapForm
 
@@ -36,6 +37,22 @@ class MultipleFileField(forms.FileField):
         return files
 
 
+def request_limit() -> int:
+    """The largest upload request the in-memory handler accepts (files plus form fields)."""
+    return int(settings.FILE_UPLOAD_MAX_MEMORY_SIZE)
+
+
+def files_help_text() -> str:
+    # Evaluated when rendered, so the limits shown are the ones enforced (tests override them).
+    each = filesizeformat(settings.LAB_UPLOAD_MAX_BYTES)
+    # The whole request must fit the in-memory upload handler (see views._uploads_dropped).
+    together = filesizeformat(min(MAX_FILES * settings.LAB_UPLOAD_MAX_BYTES, request_limit()))
+    return (
+        f"Up to {MAX_FILES} PDF, PNG or JPEG files (checked by their content), "
+        f"{each} each and {together} together."
+    )
+
+
 class LabResultForm(BootstrapForm):
     values = forms.CharField(
         label="Result values",
@@ -52,20 +69,14 @@ class LabResultForm(BootstrapForm):
         label="Files",
         required=False,
         widget=MultipleFileInput(attrs={"accept": ",".join(SIGNATURES)}),
+        help_text=lazy(files_help_text, str)(),
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Read at run time, so the limits shown are the ones enforced (tests override them).
-        each = filesizeformat(settings.LAB_UPLOAD_MAX_BYTES)
-        # The whole request must fit the in-memory upload handler (see views._uploads_dropped).
-        together = filesizeformat(min(MAX_FILES * settings.LAB_UPLOAD_MAX_BYTES, request_limit()))
-        self.fields["files"].help_text = (
-            f"Up to {MAX_FILES} PDF, PNG or JPEG files (checked by their content), "
-            f"{each} each and {together} together."
-        )
-
-
-def request_limit() -> int:
-    """The largest upload request the in-memory handler accepts (files plus form fields)."""
-    return int(settings.FILE_UPLOAD_MAX_MEMORY_SIZE)
+    def add_error(self, field: str | None, error: Any) -> None:
+        # BootstrapForm marks invalid fields during full_clean; errors from the actions arrive
+        # after it, so mark those fields here too.
+        super().add_error(field, error)
+        if field in self.fields:
+            widget = self.fields[field].widget
+            if "is-invalid" not in widget.attrs.get("class", ""):
+                widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
