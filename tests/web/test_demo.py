@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from carevault.web.clinic.models import Patient, Prescription
 from carevault.web.clinic.actions import prescription_status
+from carevault.web.clinic.models import Patient, Prescription
 
 
 def test_the_seed_creates_every_demo_login(users):

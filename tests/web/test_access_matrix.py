@@ -1,0 +1,182 @@
+"""The access matrix: every actor against every URL of the application.
+
+The URL list is generated from the URL configuration, and every named URL must have a row in
+``POLICY``: a new view without a policy fails this test, so no view can escape it. Each cell
+says what the actor must get when asking for *patient2's* objects (patient2 is treated by
+doctor1): ``ok`` (the request reaches the view: 2xx, a redirect that is not the login page,
+or 400/409 for an empty form), ``login`` (anonymous: sent to the login page, or 401 from the
+API), ``forbidden`` (403: the role may never do this) or ``hidden`` (404: the object is not
+theirs, and its existence is not confirmed). Every 403 and 404 must also leave an
+``access.denied`` entry in the audit log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+
+from carevault.web.audit.models import AuditEntry
+from carevault.web.clinic.models import Appointment, BreakGlassGrant
+from carevault.web.labs.models import LabFile, LabRequest
+
+pytestmark = pytest.mark.django_db
+
+ACTORS = {
+    "anonymous": None,
+    "owner": "patient2",
+    "other_patient": "patient1",
+    "doctor": "doctor1",
+    "other_doctor": "doctor2",
+    "labtech": "labtech1",
+    "admin": "admin",
+}
+
+OK, LOGIN, FORBIDDEN, HIDDEN = "ok", "login", "forbidden", "hidden"
+
+
+def row(default: str, **cells: str) -> dict[str, str]:
+    return {actor: cells.get(actor, default) for actor in ACTORS} | (
+        {"anonymous": cells.get("anonymous", LOGIN)}
+    )
+
+
+ANYONE = row(OK, anonymous=OK)
+SIGNED_IN = row(OK)
+DOCTORS = row(FORBIDDEN, doctor=OK, other_doctor=OK)
+TREATING_DOCTOR = row(FORBIDDEN, doctor=OK, other_doctor=HIDDEN)
+PATIENTS = row(FORBIDDEN, owner=OK, other_patient=OK)
+OWNING_PATIENT = row(FORBIDDEN, owner=OK, other_patient=HIDDEN)
+LAB = row(FORBIDDEN, labtech=OK)
+OFFICER = row(FORBIDDEN, admin=OK)
+
+# (method, policy) for every named URL. Object arguments always name patient2's objects.
+POLICY: dict[str, tuple[str, dict[str, str]]] = {
+    "home": ("GET", SIGNED_IN),
+    "healthz": ("GET", ANYONE),
+    "accounts:login": ("GET", ANYONE),
+    # Logging out (or trying to, when not logged in) ends on the login page.
+    "accounts:logout": ("POST", row(LOGIN)),
+    "accounts:register": ("GET", ANYONE),
+    "clinic:doctor_home": ("GET", DOCTORS),
+    "clinic:decide_appointment": ("POST", TREATING_DOCTOR),
+    "clinic:patient_detail": ("GET", TREATING_DOCTOR),
+    # Emergency access is exactly for a doctor who is not treating the patient.
+    "clinic:break_glass": ("POST", DOCTORS),
+    "clinic:add_diagnosis": ("POST", TREATING_DOCTOR),
+    "clinic:add_note": ("POST", TREATING_DOCTOR),
+    "clinic:prescribe": ("POST", TREATING_DOCTOR),
+    "clinic:request_lab_test": ("POST", TREATING_DOCTOR),
+    "clinic:patient_home": ("GET", PATIENTS),
+    "clinic:patient_history": ("GET", PATIENTS),
+    "clinic:book_appointment": ("POST", PATIENTS),
+    "clinic:cancel_appointment": ("POST", OWNING_PATIENT),
+    "labs:queue": ("GET", LAB),
+    "labs:request_detail": ("GET", LAB),
+    # The file of a lab report: its patient, their doctor, and the lab that produced it.
+    "labs:file": (
+        "GET",
+        row(HIDDEN, owner=OK, doctor=OK, labtech=OK),
+    ),
+    "securityops:dashboard": ("GET", OFFICER),
+    "securityops:audit_table": ("GET", OFFICER),
+    "securityops:revoke_break_glass": ("POST", OFFICER),
+    "securityops:users": ("GET", OFFICER),
+    "securityops:user_create": ("GET", OFFICER),
+    "securityops:user_edit": ("GET", OFFICER),
+    "api:me": ("GET", SIGNED_IN),
+    "api:patients": ("GET", DOCTORS),
+    "api:patient_record": (
+        "GET",
+        row(FORBIDDEN, owner=OK, other_patient=HIDDEN, doctor=OK, other_doctor=HIDDEN),
+    ),
+    "api:patient_notes": ("POST", TREATING_DOCTOR),
+    "api:lab_queue": ("GET", LAB),
+    "api:not_found": ("GET", row(HIDDEN, anonymous=HIDDEN)),
+}
+
+
+def named_urls() -> list[tuple[str, URLPattern]]:
+    found: list[tuple[str, URLPattern]] = []
+
+    def walk(patterns: list[Any], namespace: str) -> None:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                inner = pattern.namespace or namespace
+                walk(pattern.url_patterns, inner)
+            elif isinstance(pattern, URLPattern):
+                assert pattern.name, f"unnamed URL {pattern.pattern}: name it and add a policy"
+                found.append(
+                    (f"{namespace}:{pattern.name}" if namespace else pattern.name, pattern)
+                )
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+@pytest.fixture
+def subject(users, patients) -> dict[str, Any]:
+    """Arguments for every URL parameter, all belonging to patient2."""
+    patient = patients["patient2"]
+    grant = BreakGlassGrant(
+        doctor=users["doctor2"],
+        patient=patient,
+        expires_at=timezone.now() - dt.timedelta(minutes=1),
+    )
+    grant.seal(reason="expired grant, only here to be revoked by the officer")
+    grant.save()
+    return {
+        "patient_id": patient.pk,
+        "appointment_id": Appointment.objects.filter(patient=patient).first().pk,
+        "request_id": LabRequest.objects.filter(patient=patient).first().pk,
+        "file_id": LabFile.objects.filter(patient=patient).first().pk,
+        "grant_id": grant.pk,
+        "user_id": users["patient2"].pk,
+        "path": "no/such/endpoint",
+    }
+
+
+def test_every_named_url_has_an_access_policy():
+    missing = sorted(name for name, _ in named_urls() if name not in POLICY)
+    stale = sorted(set(POLICY) - {name for name, _ in named_urls()})
+    assert not missing, f"views without an access policy: {missing}"
+    assert not stale, f"policies for URLs that no longer exist: {stale}"
+
+
+def outcome(response: Any) -> str:
+    status = response.status_code
+    location = response.get("Location", "")
+    if status == 401 or (status == 302 and "/accounts/login/" in location):
+        return LOGIN
+    if status == 403:
+        return FORBIDDEN
+    if status == 404:
+        return HIDDEN
+    if status < 400 or status in (400, 409):
+        return OK
+    return f"unexpected {status}"
+
+
+def cases() -> list[tuple[str, str]]:
+    return [(name, actor) for name in sorted(POLICY) for actor in ACTORS]
+
+
+@pytest.mark.parametrize(("url_name", "actor"), cases())
+def test_access_matrix(url_name, actor, subject, client_for):
+    method, policy = POLICY[url_name]
+    pattern = dict(named_urls())[url_name]
+    kwargs = {key: subject[key] for key in pattern.pattern.converters}
+    if url_name == "api:not_found":
+        kwargs = {"path": subject["path"]}
+    url = reverse(url_name, kwargs=kwargs)
+    client = client_for(ACTORS[actor])
+    before = AuditEntry.objects.filter(action="access.denied").count()
+    response = client.get(url) if method == "GET" else client.post(url, {})
+    expected = policy[actor]
+    assert outcome(response) == expected, f"{actor} {method} {url}: {response.status_code}"
+    if expected in (FORBIDDEN, HIDDEN) and url_name != "api:not_found":
+        after = AuditEntry.objects.filter(action="access.denied").count()
+        assert after > before, f"{actor} was refused {url} without an audit entry"
