@@ -80,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "carevault.web.middleware.KeyringScopeMiddleware",
 ]
 
 ROOT_URLCONF = "carevault.web.urls"

@@ -247,3 +247,12 @@ def test_the_access_history_is_paginated_newest_first(client_for, users, patient
     assert len(seqs) == 25
     assert seqs == sorted(seqs, reverse=True)
     assert client.get(HISTORY, {"page": 2}).context["rows"]
+
+
+def test_the_access_history_hides_the_patients_own_visits_unless_asked(client_for):
+    client = client_for("patient1")
+    client.get(HOME)  # an audited read by the patient themself
+    others = client.get(HISTORY).context["rows"]
+    assert all(row["entry"].actor != "patient1" for row in others)
+    everything = client.get(HISTORY, {"mine": "1"}).context["rows"]
+    assert any(row["entry"].actor == "patient1" for row in everything)

@@ -554,7 +554,7 @@ ACTION_LABELS = {
     "phi.list": "Saw your name or appointments in a list",
     "patient.search": "Looked you up by MRN",
     "patient.create": "Created your record",
-    "care.assign": "Joined your care team",
+    "care.assign": "Added a doctor to your care team",
     "diagnosis.create": "Added a diagnosis",
     "note.create": "Added a clinical note",
     "prescription.create": "Wrote a prescription",
@@ -576,6 +576,10 @@ def patient_history(request: HttpRequest) -> HttpResponse:
     """Who accessed my record: every audit entry about this patient, newest first."""
     access = _own_access(request)
     entries = AuditEntry.objects.filter(patient_id=str(access.patient.pk)).order_by("-seq")
+    # The patient's own visits are noise in "who accessed my record"; one click shows them.
+    include_mine = request.GET.get("mine") == "1"
+    if not include_mine:
+        entries = entries.exclude(actor_id=request.user.pk)
     page = Paginator(entries, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     roles = dict(Role.choices)
     rows = [
@@ -587,4 +591,8 @@ def patient_history(request: HttpRequest) -> HttpResponse:
         }
         for e in page
     ]
-    return render(request, "clinic/patient_history.html", {"page": page, "rows": rows})
+    return render(
+        request,
+        "clinic/patient_history.html",
+        {"page": page, "rows": rows, "include_mine": include_mine},
+    )

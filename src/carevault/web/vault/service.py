@@ -10,10 +10,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import transaction
@@ -84,7 +87,43 @@ def create_patient_keyring(patient_id: uuid.UUID, suite: Suite = Suite.AES_256_G
     return ring
 
 
+# Within one request (or one command), a patient's keyring is looked up once: a page with fifty
+# sealed fields must not read the same wrapped key fifty times. The scope is per request on
+# purpose: a rotation or a crypto-shredding elsewhere is seen by the very next request.
+_scope: contextvars.ContextVar[dict[str, Keyring] | None] = contextvars.ContextVar(
+    "carevault_keyring_scope", default=None
+)
+
+
+@contextlib.contextmanager
+def keyring_scope() -> Iterator[None]:
+    """Remember keyrings looked up inside the block (the middleware wraps every request)."""
+    token = _scope.set({})
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def _forget_in_scope(patient_id: uuid.UUID | str) -> None:
+    scope = _scope.get()
+    if scope is not None:
+        scope.pop(str(patient_id), None)
+
+
 def patient_keyring(patient_id: uuid.UUID | str) -> Keyring:
+    scope = _scope.get()
+    if scope is not None:
+        scoped = scope.get(str(patient_id))
+        if scoped is not None:
+            return scoped
+        ring = _load_keyring(patient_id)
+        scope[str(patient_id)] = ring
+        return ring
+    return _load_keyring(patient_id)
+
+
+def _load_keyring(patient_id: uuid.UUID | str) -> Keyring:
     row = PatientKey.objects.filter(patient_id=patient_id).values_list("wrapped", flat=True)
     wrapped = bytes(row.get())
     digest = hashlib.sha256(wrapped).digest()
@@ -103,6 +142,7 @@ def patient_keyring(patient_id: uuid.UUID | str) -> Keyring:
 
 
 def save_patient_keyring(ring: Keyring, patient_id: uuid.UUID | str) -> None:
+    _forget_in_scope(patient_id)
     PatientKey.objects.filter(patient_id=patient_id).update(
         wrapped=wrap_keyring(ring, master()), encryptions=0
     )
@@ -148,6 +188,7 @@ def shred_patient(patient_id: uuid.UUID | str) -> None:
     """Crypto-shredding: destroy every version of the patient's data key."""
     ring = _locked_private_keyring(patient_id)
     ring.shred()
+    _forget_in_scope(patient_id)
     PatientKey.objects.filter(patient_id=patient_id).update(wrapped=wrap_keyring(ring, master()))
 
 
