@@ -26,6 +26,12 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
         demo.seed(PASSWORD)
 
 
+@pytest.fixture(scope="session")
+def cast_password() -> str:
+    """The cast's password, for tests that log in through the real login form (the browser)."""
+    return PASSWORD
+
+
 @pytest.fixture
 def users(db: Any) -> dict[str, User]:
     return {u.username: u for u in User.objects.all()}

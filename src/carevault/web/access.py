@@ -69,21 +69,10 @@ class PatientAccess:
 
 def patient_for_user(request: HttpRequest, patient_id: Any, *, purpose: str) -> PatientAccess:
     """The patient, if this user may see their clinical record; otherwise audit and 404."""
-    from carevault.web.clinic.models import BreakGlassGrant, CareRelationship, Patient
+    from carevault.web.clinic.models import Patient
 
-    user = request.user
     patient = Patient.objects.filter(pk=patient_id).first()
-    via = ""
-    if patient is not None:
-        if getattr(user, "is_patient", False) and patient.user_id == user.pk:
-            via = "self"
-        elif getattr(user, "is_doctor", False):
-            if CareRelationship.objects.filter(doctor_id=user.pk, patient=patient).exists():
-                via = "care-team"
-            elif BreakGlassGrant.objects.filter(
-                doctor_id=user.pk, patient=patient, revoked=False, expires_at__gt=timezone.now()
-            ).exists():
-                via = "break-glass"
+    via = access_route(request.user, patient) if patient is not None else ""
     if not via:
         deny(
             request,
@@ -92,3 +81,22 @@ def patient_for_user(request: HttpRequest, patient_id: Any, *, purpose: str) -> 
             target_id=patient_id,
         )
     return PatientAccess(patient, via)
+
+
+def access_route(user: Any, patient: Any) -> str:
+    """How ``user`` may see ``patient``'s record ("self", "care-team", "break-glass"), or "".
+
+    The rule itself, without auditing: callers that refuse must audit (patient_for_user does).
+    """
+    from carevault.web.clinic.models import BreakGlassGrant, CareRelationship
+
+    if getattr(user, "is_patient", False) and patient.user_id == user.pk:
+        return "self"
+    if getattr(user, "is_doctor", False):
+        if CareRelationship.objects.filter(doctor_id=user.pk, patient=patient).exists():
+            return "care-team"
+        if BreakGlassGrant.objects.filter(
+            doctor_id=user.pk, patient=patient, revoked=False, expires_at__gt=timezone.now()
+        ).exists():
+            return "break-glass"
+    return ""

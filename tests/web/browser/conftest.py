@@ -32,8 +32,6 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 from carevault.web import demo
 from carevault.web.vault import service
 
-from ..conftest import PASSWORD
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -58,18 +56,18 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-def _reseed() -> None:
+def _reseed(password: str) -> None:
     service.reset_caches()
-    demo.seed(PASSWORD)
+    demo.seed(password)
 
 
 @pytest.fixture(scope="module")
-def _restore_cast(django_db_blocker: Any) -> Iterator[None]:
+def _restore_cast(django_db_blocker: Any, cast_password: str) -> Iterator[None]:
     """Put the demo cast back once this module's tests (and their flushes) are done."""
     yield
     with django_db_blocker.unblock():
         if not demo.is_seeded():
-            _reseed()
+            _reseed(cast_password)
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +95,11 @@ def browser(_restore_cast: None) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def cast(transactional_db: None) -> None:
+def cast(transactional_db: None, cast_password: str) -> None:
     """The demo cast, as every web test sees it (re-seeded if an earlier browser test's flush
     removed it)."""
     if not demo.is_seeded():
-        _reseed()
+        _reseed(cast_password)
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +124,9 @@ class ConsoleLog:
             self.messages.append((page.url, message.type, message.text))
 
         page.on("console", on_console)
-        page.on("pageerror", lambda error: self.messages.append((page.url, "pageerror", str(error))))
+        page.on(
+            "pageerror", lambda error: self.messages.append((page.url, "pageerror", str(error)))
+        )
 
     def csp_violations(self) -> list[str]:
         return [
@@ -146,7 +146,7 @@ def console() -> ConsoleLog:
 
 @pytest.fixture
 def login_as(
-    browser: Browser, live_server: Any, cast: None, console: ConsoleLog
+    browser: Browser, live_server: Any, cast: None, console: ConsoleLog, cast_password: str
 ) -> Iterator[LoginAs]:
     """``login_as("doctor1")``: a fresh browser context, logged in through the real login form.
 
@@ -164,7 +164,7 @@ def login_as(
         console.watch(page)
         page.goto("/accounts/login/")
         page.get_by_label("Username").fill(username)
-        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_label("Password").fill(cast_password)
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url(lambda url: "/accounts/login/" not in url)
         return page

@@ -26,7 +26,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from carevault.web.access import PatientAccess, deny, patient_for_user, role_required
+from carevault.web.access import (
+    PatientAccess,
+    access_route,
+    deny,
+    patient_for_user,
+    role_required,
+)
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.errors import ActionError, NotAllowed
@@ -92,16 +98,6 @@ def _action_failed(request: HttpRequest, form: forms.Form, exc: ActionError) -> 
         if "is-invalid" not in widget.attrs.get("class", ""):
             widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
     return 400
-
-
-def _has_access(doctor: User, patient: Patient) -> bool:
-    """Whether patient_for_user would let this doctor in (without auditing a refusal)."""
-    return (
-        CareRelationship.objects.filter(doctor=doctor, patient=patient).exists()
-        or BreakGlassGrant.objects.filter(
-            doctor=doctor, patient=patient, revoked=False, expires_at__gt=timezone.now()
-        ).exists()
-    )
 
 
 class _Listing:
@@ -170,7 +166,7 @@ def doctor_home(request: HttpRequest) -> HttpResponse:
                 doctor, search_form.cleaned_data["mrn"], request=request
             )
             for i, patient in enumerate(found):
-                mine = _has_access(doctor, patient)
+                mine = access_route(doctor, patient) != ""
                 # Not theirs: no data, only the way in that is logged as an alert.
                 form = None if mine else BreakGlassForm(auto_id=f"breakglass{i}_%s")
                 matches.append((patient, mine, form))
