@@ -20,40 +20,24 @@ service secrets (audit chain, blind index) whose rows the flush deleted.
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from browser_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    REPORT_VIOLATIONS,
+    TIMEOUT_MS,
+    ConsoleLog,
+    LoginAs,
+)
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from carevault.web import demo
 from carevault.web.vault import service
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-DESKTOP = {"width": 1280, "height": 900}
-TIMEOUT_MS = 10_000
-
-# Chromium reports a blocked script, style, image, frame or form target as a console error
-# starting "Refused to ..." that names the Content Security Policy; the page also gets a
-# ``securitypolicyviolation`` event, which the init script below turns into a console error too
-# (that covers violations Chromium does not print, e.g. in report-only situations).
-CSP_MARKERS = ("Content Security Policy", "Refused to ", "securitypolicyviolation")
-REPORT_VIOLATIONS = """
-document.addEventListener("securitypolicyviolation", (e) => {
-  console.error(`securitypolicyviolation: ${e.violatedDirective} blocked ${e.blockedURI}`);
-});
-"""
 
 
 def _reseed(password: str) -> None:
@@ -113,32 +97,6 @@ def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("screenshots")
 
 
-@dataclass
-class ConsoleLog:
-    """Console messages of every page a test opened, with the page they came from."""
-
-    messages: list[tuple[str, str, str]] = field(default_factory=list)  # (url, type, text)
-
-    def watch(self, page: Page) -> None:
-        def on_console(message: ConsoleMessage) -> None:
-            self.messages.append((page.url, message.type, message.text))
-
-        page.on("console", on_console)
-        page.on(
-            "pageerror", lambda error: self.messages.append((page.url, "pageerror", str(error)))
-        )
-
-    def csp_violations(self) -> list[str]:
-        return [
-            f"{url}: {text}"
-            for url, kind, text in self.messages
-            if kind in ("error", "warning", "pageerror") and any(m in text for m in CSP_MARKERS)
-        ]
-
-
-LoginAs = Callable[..., Page]
-
-
 @pytest.fixture
 def console() -> ConsoleLog:
     return ConsoleLog()
@@ -174,8 +132,3 @@ def login_as(
         context.close()
     violations = console.csp_violations()
     assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)
-
-
-def row_with(page: Page, container: str, text: str | re.Pattern[str]) -> Any:
-    """The table row (or list item) under ``container`` that shows ``text``."""
-    return page.locator(container).locator("tr, li").filter(has_text=text)

@@ -1,0 +1,59 @@
+"""Helpers of the browser tests (the conftest's fixtures and the tests share them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playwright.sync_api import ConsoleMessage, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+DESKTOP = {"width": 1280, "height": 900}
+TIMEOUT_MS = 10_000
+
+# Chromium reports a blocked script, style, image, frame or form target as a console error
+# starting "Refused to ..." that names the Content Security Policy; the page also gets a
+# ``securitypolicyviolation`` event, which the init script below turns into a console error too
+# (that covers violations Chromium does not print, e.g. in report-only situations).
+CSP_MARKERS = ("Content Security Policy", "Refused to ", "securitypolicyviolation")
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`securitypolicyviolation: ${e.violatedDirective} blocked ${e.blockedURI}`);
+});
+"""
+
+
+@dataclass
+class ConsoleLog:
+    """Console messages of every page a test opened, with the page they came from."""
+
+    messages: list[tuple[str, str, str]] = field(default_factory=list)  # (url, type, text)
+
+    def watch(self, page: Page) -> None:
+        def on_console(message: ConsoleMessage) -> None:
+            self.messages.append((page.url, message.type, message.text))
+
+        page.on("console", on_console)
+        page.on(
+            "pageerror", lambda error: self.messages.append((page.url, "pageerror", str(error)))
+        )
+
+    def csp_violations(self) -> list[str]:
+        return [
+            f"{url}: {text}"
+            for url, kind, text in self.messages
+            if kind in ("error", "warning", "pageerror") and any(m in text for m in CSP_MARKERS)
+        ]
+
+
+# login_as(username, *, viewport=None, **context_options) -> a logged-in page
+LoginAs = Callable[..., Page]
