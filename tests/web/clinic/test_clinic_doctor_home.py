@@ -52,7 +52,7 @@ def test_the_patient_list_is_paginated_twenty_to_a_page(client_for, users):
 
 
 def test_the_mrn_search_finds_a_patient_by_exact_mrn(client_for, patients):
-    response = client_for("doctor1").post(HOME, {"mrn": "MRN-10000002"})
+    response = client_for("doctor1").post(HOME, {"query": "MRN-10000002"})
     page = text(response)
     assert response.status_code == 200
     assert "Bartholomew Quigley" in page
@@ -60,25 +60,25 @@ def test_the_mrn_search_finds_a_patient_by_exact_mrn(client_for, patients):
 
 
 def test_the_mrn_search_does_not_match_part_of_an_mrn(client_for):
-    page = text(client_for("doctor1").post(HOME, {"mrn": "MRN-1000000"}))
+    page = text(client_for("doctor1").post(HOME, {"query": "MRN-1000000"}))
     assert "No patient has this MRN" in page
 
 
 def test_an_empty_mrn_search_is_an_inline_error(client_for):
-    response = client_for("doctor1").post(HOME, {"mrn": ""})
+    response = client_for("doctor1").post(HOME, {"query": ""})
     assert response.status_code == 400
     assert "This field is required" in text(response)
 
 
 def test_finding_another_doctors_patient_offers_break_glass_instead_of_data(client_for, patients):
-    page = text(client_for("doctor1").post(HOME, {"mrn": "MRN-10000003"}))
+    page = text(client_for("doctor1").post(HOME, {"query": "MRN-10000003"}))
     assert "Chiamaka" not in page
     assert "Break the glass" in page
     assert reverse("clinic:break_glass", args=[patients["patient3"].pk]) in page
 
 
 def test_an_mrn_search_lands_in_the_patients_access_history(client_for, patients):
-    client_for("doctor1").post(HOME, {"mrn": "MRN-10000003"})
+    client_for("doctor1").post(HOME, {"query": "MRN-10000003"})
     (entry,) = entries("patient.search", actor="doctor1")
     assert entry.patient_id == str(patients["patient3"].pk)
     assert "MRN" not in str(entry.details)
@@ -169,3 +169,13 @@ def test_an_anonymous_visitor_is_sent_to_log_in(client_for):
     response = client_for(None).get(HOME)
     assert response.status_code == 302
     assert reverse("accounts:login") in response["Location"]
+
+
+def test_a_doctor_finds_a_patient_by_exact_email_whatever_its_case(client_for):
+    page = text(client_for("doctor1").post(HOME, {"query": "  Alice.Smith@Example.org "}))
+    assert "Alice Wonderland-Smith" in page
+
+
+def test_an_email_that_matches_nobody_finds_nobody(client_for):
+    page = text(client_for("doctor1").post(HOME, {"query": "nobody@example.org"}))
+    assert "Alice Wonderland-Smith" not in page.split("Find a patient")[1]

@@ -16,7 +16,7 @@ def pages(client_for, patients):
     doctor, patient = client_for("doctor1"), client_for("patient1")
     return {
         "doctor home": doctor.get(reverse("clinic:doctor_home")),
-        "doctor search": doctor.post(reverse("clinic:doctor_home"), {"mrn": "MRN-10000003"}),
+        "doctor search": doctor.post(reverse("clinic:doctor_home"), {"query": "MRN-10000003"}),
         "patient detail": doctor.get(
             reverse("clinic:patient_detail", args=[patients["patient2"].pk])
         ),

@@ -133,12 +133,27 @@ def find_patients_by_mrn(acting_user: User, mrn: str) -> list[Patient]:
     return [p for p in candidates if p.unseal_or_none("mrn") == mrn.strip()]
 
 
-def search_patients_by_mrn(
-    acting_user: User, mrn: str, *, request: HttpRequest | None = None
+def find_patients_by_email(acting_user: User, email: str) -> list[Patient]:
+    """Exact (case-insensitive) e-mail match through its blind index, confirmed by decryption."""
+    wanted = email.strip().lower()
+    candidates = Patient.objects.filter(email_index=service.blind_index("patient.email", wanted))
+    return [p for p in candidates if p.unseal_or_none("email") == wanted]
+
+
+def find_patients(acting_user: User, query: str) -> list[Patient]:
+    """An exact MRN or e-mail address: the only searches blind indexes allow."""
+    if "@" in query:
+        return find_patients_by_email(acting_user, query)
+    return find_patients_by_mrn(acting_user, query)
+
+
+def search_patients(
+    acting_user: User, query: str, *, request: HttpRequest | None = None
 ) -> list[Patient]:
-    """:func:`find_patients_by_mrn`, audited: looking a patient up is part of the access trail
-    (it usually comes before a break-glass), so each match lands in that patient's history."""
-    matches = find_patients_by_mrn(acting_user, mrn)
+    """:func:`find_patients`, audited: looking a patient up is part of the access trail
+    (it usually comes before a break-glass), so each match lands in that patient's history.
+    The query itself is PHI and is not logged."""
+    matches = find_patients(acting_user, query)
     with transaction.atomic():
         if not matches:
             record("patient.search", actor=acting_user, request=request, details={"matches": 0})

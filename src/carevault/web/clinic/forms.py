@@ -28,10 +28,14 @@ def _textarea(rows: int = 3) -> forms.Textarea:
     return forms.Textarea(attrs={"rows": rows})
 
 
-class MrnSearchForm(_PrefixedIds):
+class PatientSearchForm(_PrefixedIds):
     id_prefix = "search"
 
-    mrn = forms.CharField(label="MRN", max_length=32, help_text="Exact medical record number.")
+    query = forms.CharField(
+        label="MRN or e-mail",
+        max_length=254,
+        help_text="Exact medical record number or e-mail address.",
+    )
 
 
 class BreakGlassForm(_PrefixedIds):

@@ -47,7 +47,7 @@ from .forms import (
     DecisionForm,
     DiagnosisForm,
     LabRequestForm,
-    MrnSearchForm,
+    PatientSearchForm,
     NoteForm,
     PrescriptionForm,
 )
@@ -155,15 +155,15 @@ def doctor_home(request: HttpRequest) -> HttpResponse:
         .order_by("expires_at")
     )
 
-    search_form = MrnSearchForm(request.POST if request.method == "POST" else None)
+    search_form = PatientSearchForm(request.POST if request.method == "POST" else None)
     matches: list[tuple[Patient, bool, BreakGlassForm | None]] = []
     searched = False
     status = 200
     if search_form.is_bound:
         if search_form.is_valid():
             searched = True
-            found = actions.search_patients_by_mrn(
-                doctor, search_form.cleaned_data["mrn"], request=request
+            found = actions.search_patients(
+                doctor, search_form.cleaned_data["query"], request=request
             )
             for i, patient in enumerate(found):
                 mine = access_route(doctor, patient) != ""
