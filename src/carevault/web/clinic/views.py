@@ -47,8 +47,8 @@ from .forms import (
     DecisionForm,
     DiagnosisForm,
     LabRequestForm,
-    PatientSearchForm,
     NoteForm,
+    PatientSearchForm,
     PrescriptionForm,
 )
 from .models import (
