@@ -20,10 +20,11 @@ CHROMIUM_ARGS = [
 DESKTOP = {"width": 1280, "height": 900}
 TIMEOUT_MS = 10_000
 
-# Chromium reports a blocked script, style, image, frame or form target as a console error
-# starting "Refused to ..." that names the Content Security Policy; the page also gets a
-# ``securitypolicyviolation`` event, which the init script below turns into a console error too
-# (that covers violations Chromium does not print, e.g. in report-only situations).
+# Chromium prints a CSP violation as a console error naming the Content Security Policy
+# (Chromium 156: "Executing inline script violates the following Content Security Policy
+# directive ..."; older versions: "Refused to execute ..."). The page also gets a
+# ``securitypolicyviolation`` event, which the init script below turns into a console error, so
+# a violation is caught even if the browser's wording changes again.
 CSP_MARKERS = ("Content Security Policy", "Refused to ", "securitypolicyviolation")
 REPORT_VIOLATIONS = """
 document.addEventListener("securitypolicyviolation", (e) => {
