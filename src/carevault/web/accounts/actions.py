@@ -7,7 +7,6 @@ given to nor taken from an account.
 
 from __future__ import annotations
 
-from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
@@ -16,6 +15,7 @@ from carevault.web.audit.log import record
 from carevault.web.errors import NotAllowed, ValidationFailed
 
 from .models import Role, User
+from .passwords import set_validated_password
 
 STAFF_ROLES: tuple[str, ...] = (Role.DOCTOR, Role.LABTECH, Role.ADMIN)
 PATIENT_ROLE_MESSAGE = (
@@ -73,11 +73,7 @@ def do_create_staff_user(
     if len(display_name) > 120:
         raise ValidationFailed("display name is longer than 120 characters", field="display_name")
     user = User(username=username, display_name=display_name, role=role)
-    try:
-        validate_password(password, user)
-    except ValidationError as exc:
-        raise ValidationFailed(" ".join(exc.messages), field="password") from None
-    user.set_password(password)
+    set_validated_password(user, password)
     user.save()
     record(
         "account.create",

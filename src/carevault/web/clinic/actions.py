@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.crypto import DecryptionError, InvalidSignatureError, Signature
 from carevault.web.accounts.models import Role, User
+from carevault.web.accounts.passwords import set_validated_password
 from carevault.web.audit.log import Outcome, record
 from carevault.web.errors import Conflict, NotAllowed, ValidationFailed
 from carevault.web.vault import service
@@ -51,6 +50,22 @@ def _text(value: Any, field_name: str, *, required: bool = True, limit: int = MA
 
 def _count(patient: Patient, n: int) -> None:
     service.count_encryptions(patient.pk, n)
+
+
+def store_sealed(
+    row: PhiModel,
+    patient: Patient,
+    *,
+    action: str,
+    acting_user: User,
+    request: HttpRequest | None,
+    **values: str,
+) -> None:
+    """Seal the PHI values into a new row, save it, count the encryptions, audit the write."""
+    n = row.seal(**values)
+    row.save()
+    service.count_encryptions(patient.pk, n)
+    record(action, actor=acting_user, target=row, patient_id=patient.pk, request=request)
 
 
 # -- patients -------------------------------------------------------------------------------------
@@ -114,11 +129,7 @@ def do_register_patient(
     if User.objects.filter(username__iexact=username).exists():
         raise ValidationFailed("that username is taken", field="username")
     user = User(username=username, role=Role.PATIENT)
-    try:
-        validate_password(password, user)
-    except ValidationError as exc:
-        raise ValidationFailed(" ".join(exc.messages), field="password") from None
-    user.set_password(password)
+    set_validated_password(user, password)
     user.save()
     do_create_patient(
         user, name=name, birth_date=birth_date, email=email, phone=phone, user=user, request=request
@@ -204,17 +215,14 @@ def do_add_diagnosis(
     if data_class not in DataClass.values:
         raise ValidationFailed("unknown data class", field="data_class")
     diagnosis = Diagnosis(patient=patient, doctor=acting_user, data_class=data_class)
-    n = diagnosis.seal(
-        code=_text(code, "code", limit=32), description=_text(description, "description")
-    )
-    diagnosis.save()
-    _count(patient, n)
-    record(
-        "diagnosis.create",
-        actor=acting_user,
-        target=diagnosis,
-        patient_id=patient.pk,
+    store_sealed(
+        diagnosis,
+        patient,
+        action="diagnosis.create",
+        acting_user=acting_user,
         request=request,
+        code=_text(code, "code", limit=32),
+        description=_text(description, "description"),
     )
     return diagnosis
 
@@ -224,10 +232,14 @@ def do_add_note(
     acting_user: User, patient: Patient, *, body: str, request: HttpRequest | None = None
 ) -> ClinicalNote:
     note = ClinicalNote(patient=patient, author=acting_user)
-    n = note.seal(body=_text(body, "body", limit=20000))
-    note.save()
-    _count(patient, n)
-    record("note.create", actor=acting_user, target=note, patient_id=patient.pk, request=request)
+    store_sealed(
+        note,
+        patient,
+        action="note.create",
+        acting_user=acting_user,
+        request=request,
+        body=_text(body, "body", limit=20000),
+    )
     return note
 
 
@@ -343,15 +355,13 @@ def do_request_appointment(
     ).exists():
         raise Conflict("that time is already taken; choose another", field="starts_at")
     appointment = Appointment(patient=patient, doctor=doctor, starts_at=starts_at)
-    n = appointment.seal(reason=_text(reason, "reason", limit=500))
-    appointment.save()
-    _count(patient, n)
-    record(
-        "appointment.request",
-        actor=acting_user,
-        target=appointment,
-        patient_id=patient.pk,
+    store_sealed(
+        appointment,
+        patient,
+        action="appointment.request",
+        acting_user=acting_user,
         request=request,
+        reason=_text(reason, "reason", limit=500),
     )
     return appointment
 
