@@ -21,6 +21,28 @@ class User(AbstractUser):
     # Patients' names are never stored here.
     display_name = models.CharField(max_length=120, blank=True)
 
+    # Login hardening (issue 4). Consecutive failures and suspension are durable (the database),
+    # so they survive restarts and show on the security dashboard; short-lived counters and
+    # back-off live in the cache (see accounts/throttle.py).
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspension_reason = models.CharField(max_length=200, blank=True)
+    # Bumped to end every session of the user at once ("log out everywhere", security response).
+    session_epoch = models.PositiveIntegerField(default=0)
+    # TOTP secret, wrapped by the master key (bound to the user); confirmed once enrolment works.
+    totp_wrapped = models.BinaryField(blank=True, default=b"")
+    totp_confirmed_at = models.DateTimeField(null=True, blank=True)
+    # The last TOTP time step accepted, so a code cannot be replayed within its window.
+    totp_last_step = models.BigIntegerField(default=0)
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
+
+    @property
+    def has_totp(self) -> bool:
+        return self.totp_confirmed_at is not None
+
     @property
     def is_patient(self) -> bool:
         return self.role == Role.PATIENT
@@ -40,3 +62,12 @@ class User(AbstractUser):
     @property
     def label(self) -> str:
         return self.display_name or self.username
+
+
+class RecoveryCode(models.Model):
+    """A one-time recovery code: only its hash is stored (like a password)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="recovery_codes")
+    code_hash = models.CharField(max_length=64)
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.crypto import canonical_bytes
+from carevault.web.net import client_address
 from carevault.web.vault import service
 
 from .models import AuditEntry, AuditHead
@@ -68,11 +69,6 @@ def _storable(value: Any) -> Any:
 def _text(value: Any, limit: int) -> str:
     # Cut to the column's length: PostgreSQL enforces it (and fails the write), SQLite does not.
     return str(_storable(str(value)))[:limit]
-
-
-def client_address(request: HttpRequest | None) -> str:
-    # The direct peer only: forwarded headers are for the hardened-login issue to trust properly.
-    return "" if request is None else str(request.META.get("REMOTE_ADDR", ""))[:64]
 
 
 def record(
