@@ -289,10 +289,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _serve(args.host, args.port, workers=1)
 
 
-def _serve(host: str, port: int, *, workers: int) -> int:
+def _serve(host: str, port: int, *, workers: int, tls: bool = False) -> int:
     import os
 
-    print(f"CareVault at http://{host}:{port}/ (Ctrl+C stops it)", flush=True)
+    tls_args: list[str] = []
+    if tls:
+        from carevault.crypto.tls import ensure_certificate
+
+        cert, key = ensure_certificate(config.data_dir() / "tls")
+        tls_args = ["--certfile", str(cert), "--keyfile", str(key)]
+        # Served over HTTPS: secure cookies and HSTS (settings read this at start-up).
+        os.environ["CAREVAULT_HTTPS"] = "true"
+        print(f"TLS certificate: {cert} (self-signed; trust it or replace it)", flush=True)
+    scheme = "https" if tls else "http"
+    print(f"CareVault at {scheme}://{host}:{port}/ (Ctrl+C stops it)", flush=True)
     argv = [
         sys.executable,
         "-m",
@@ -304,6 +314,7 @@ def _serve(host: str, port: int, *, workers: int) -> int:
         str(workers),
         "--access-logfile",
         "-",
+        *tls_args,
     ]
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carevault.web.settings")
     os.execv(sys.executable, argv)  # noqa: S606 - fixed program, arguments built above
@@ -312,7 +323,7 @@ def _serve(host: str, port: int, *, workers: int) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     _django()
     _migrate()
-    return _serve(args.host, args.port, workers=args.workers)
+    return _serve(args.host, args.port, workers=args.workers, tls=args.tls)
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -414,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_positive, default=8000)
     serve.add_argument("--workers", type=_positive, default=2)
+    serve.add_argument("--tls", action="store_true", help="HTTPS with a local certificate")
 
     audit = sub.add_parser("audit", help="the tamper-evident audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
