@@ -7,13 +7,18 @@ patient1, patient2, patient3. All share ``PASSWORD``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.http import HttpResponse
 from django.test import Client
+from django.urls import reverse
 
+from carevault.crypto import packets
 from carevault.web import demo
+from carevault.web.accounts import sessions
 from carevault.web.accounts.models import User
 from carevault.web.clinic.models import Patient
 
@@ -43,6 +48,27 @@ def patients(db: Any) -> dict[str, Patient]:
     return {p.user.username: p for p in Patient.objects.select_related("user")}
 
 
+def log_in(client: Client, user: User) -> None:
+    """Log ``user`` in on ``client`` the way the server does (``sessions.complete_login``), for a
+    request that looks like the ones this client sends (same address, same User-Agent).
+
+    The session guard refuses sessions that no real login request started (Django's own
+    ``force_login`` logs in from a bare request: no client, so no binding); this is how the
+    tests get a session bound to the test client, and to it alone.
+    """
+    sessions.start_client_session(client, user)
+
+
+@pytest.fixture(autouse=True)
+def _force_login_starts_a_real_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``client.force_login(user)`` in the web tests logs in through :func:`log_in`."""
+
+    def force_login(self: Client, user: User, backend: str | None = None) -> None:
+        log_in(self, user)
+
+    monkeypatch.setattr(Client, "force_login", force_login)
+
+
 @pytest.fixture
 def client_for(db: Any, users: dict[str, User]) -> Callable[[str | None], Client]:
     """A logged-in test client for a cast member (None: anonymous)."""
@@ -50,7 +76,24 @@ def client_for(db: Any, users: dict[str, User]) -> Callable[[str | None], Client
     def make(username: str | None) -> Client:
         client = Client()
         if username is not None:
-            client.force_login(users[username])
+            log_in(client, users[username])
         return client
 
     return make
+
+
+def login_with_packet(
+    client: Client, username: str, password: str, *, query: str = ""
+) -> HttpResponse:
+    """Log ``client`` in as the browser does: fetch a challenge, seal the credentials into a login
+    packet, post it. Returns the packet endpoint's response (``{"ok": true, "next": ...}``)."""
+    challenge = client.get(reverse("accounts:login_challenge")).json()
+    packet = packets.seal_login_packet(challenge, username, password, challenge["issued"])
+    url = reverse("accounts:login_packet") + query
+    return client.post(url, json.dumps(packet), content_type="application/json")
+
+
+@pytest.fixture
+def packet_login() -> Callable[..., HttpResponse]:
+    """``packet_login(client, username, password)``: see :func:`login_with_packet`."""
+    return login_with_packet

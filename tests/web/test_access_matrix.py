@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Appointment, BreakGlassGrant
@@ -58,9 +60,29 @@ POLICY: dict[str, tuple[str, dict[str, str]]] = {
     "home": ("GET", SIGNED_IN),
     "healthz": ("GET", ANYONE),
     "accounts:login": ("GET", ANYONE),
+    # Encrypted login packets: anyone may ask for a challenge and post a packet (an empty body
+    # is a malformed packet: 400, the one answer to every failed login).
+    "accounts:login_challenge": ("GET", ANYONE),
+    "accounts:login_packet": ("POST", ANYONE),
     # Logging out (or trying to, when not logged in) ends on the login page.
     "accounts:logout": ("POST", row(LOGIN)),
     "accounts:register": ("GET", ANYONE),
+    # Account security (second factor, sessions, recovery). Signed-in pages send anonymous
+    # visitors to the login page. The login's second step and step-up have nothing to ask of a
+    # visitor without a pending login (the login page) nor of a session that owes nothing (a
+    # redirect home). "Log out everywhere" ends every session: like logging out, it ends on the
+    # login page. Password reset is for people who cannot log in: anyone, and the same answer
+    # for everyone (an invalid link is a page saying so).
+    "account_security:overview": ("GET", SIGNED_IN),
+    "account_security:logout_everywhere": ("POST", row(LOGIN)),
+    "account_security:totp_setup": ("GET", SIGNED_IN),
+    "account_security:totp_disable": ("POST", SIGNED_IN),
+    "account_security:recovery_codes": ("POST", SIGNED_IN),
+    "account_security:verify": ("GET", SIGNED_IN),
+    "account_security:step_up": ("GET", SIGNED_IN),
+    "account_security:password_reset": ("GET", ANYONE),
+    "account_security:password_reset_done": ("GET", ANYONE),
+    "account_security:password_reset_confirm": ("GET", ANYONE),
     "clinic:doctor_home": ("GET", DOCTORS),
     "clinic:decide_appointment": ("POST", TREATING_DOCTOR),
     "clinic:patient_detail": ("GET", TREATING_DOCTOR),
@@ -84,6 +106,8 @@ POLICY: dict[str, tuple[str, dict[str, str]]] = {
     "securityops:dashboard": ("GET", OFFICER),
     "securityops:audit_table": ("GET", OFFICER),
     "securityops:revoke_break_glass": ("POST", OFFICER),
+    "securityops:lift_suspension": ("POST", OFFICER),
+    "securityops:unblock_address": ("POST", OFFICER),
     "securityops:users": ("GET", OFFICER),
     "securityops:user_create": ("GET", OFFICER),
     "securityops:user_edit": ("GET", OFFICER),
@@ -136,6 +160,9 @@ def subject(users, patients) -> dict[str, Any]:
         "grant_id": grant.pk,
         "user_id": users["patient2"].pk,
         "path": "no/such/endpoint",
+        # A reset link for patient2 with a token that is not valid.
+        "uidb64": urlsafe_base64_encode(force_bytes(users["patient2"].pk)),
+        "token": "set-password",
     }
 
 

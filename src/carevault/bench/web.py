@@ -25,6 +25,7 @@ def _build(fields_target: int) -> dict[str, Any]:
     from django.core.management import call_command
     from django.test import Client
 
+    from carevault.web.accounts import sessions
     from carevault.web.accounts.models import Role, User
     from carevault.web.clinic import actions
     from carevault.web.clinic.models import ClinicalNote, Diagnosis, Patient, Prescription
@@ -77,7 +78,8 @@ def _build(fields_target: int) -> dict[str, Any]:
                     setattr(row, f"{column}_enc", row.unseal(column).encode())
             row.save()
     client = Client()
-    client.force_login(doctor)
+    # Not force_login: the session guard refuses sessions that no login request started.
+    sessions.start_client_session(client, doctor)
     return {"client": client, "patients": patients}
 
 

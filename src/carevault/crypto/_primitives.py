@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from typing import Literal
+from typing import Literal, NoReturn
 
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.twofactor.totp import TOTP
 
 from .errors import ConfigurationError, DecryptionError, InvalidSignatureError, WeakKeyError
 
@@ -429,3 +430,96 @@ def self_signed_tls_certificate(hostnames: list[str], days: int) -> tuple[bytes,
         serialization.NoEncryption(),
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+# --- TOTP (RFC 6238: HMAC-SHA-1, the algorithm every authenticator app implements) -----------
+
+
+def totp_generate(key: bytes, at: float, *, digits: int, time_step: int) -> str:
+    """The code for the time step containing ``at`` (seconds since the epoch)."""
+    # HMAC-SHA-1 is what RFC 6238 and every authenticator app use; collisions in SHA-1 do not
+    # weaken HMAC-SHA-1 as a PRF.
+    return TOTP(key, digits, hashes.SHA1(), time_step).generate(at).decode()  # noqa: S303
+
+
+def totp_matching_step(
+    key: bytes, code: str, at: float, *, digits: int, time_step: int, window: int
+) -> int | None:
+    """The latest time step within ``window`` steps of ``at`` whose code is ``code``, or None.
+
+    Every candidate step is computed and compared in constant time, whichever matches, so the
+    time taken says nothing about which step (if any) the code belongs to.
+    """
+    totp = TOTP(key, digits, hashes.SHA1(), time_step)  # noqa: S303 - see totp_generate
+    current = int(at // time_step)
+    given = code.encode()
+    matched: int | None = None
+    for step in range(current - window, current + window + 1):
+        if hmac.compare_digest(totp.generate(step * time_step), given):
+            matched = step
+    return matched
+
+
+# --- ECDH on P-256 (login packets: the browser's WebCrypto speaks it) ---------------------------
+
+P256_POINT_BYTES = 65  # uncompressed X9.62: 0x04 || x (32) || y (32)
+
+
+class EcdhP256PrivateKey:
+    """One side of an ECDH key agreement on P-256; the shared secret is the x coordinate
+    (32 bytes), as in WebCrypto's ``deriveBits`` and SEC 1."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
+        if key.curve.name != "secp256r1":
+            raise ConfigurationError("not a P-256 private key")
+        self._key = key
+
+    @classmethod
+    def generate(cls) -> EcdhP256PrivateKey:
+        return cls(ec.generate_private_key(ec.SECP256R1()))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EcdhP256PrivateKey:
+        """From PKCS#8 DER (what :meth:`private_bytes` returns)."""
+        try:
+            key = serialization.load_der_private_key(data, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise ConfigurationError("not a valid P-256 private key") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigurationError("not a P-256 private key")
+        return cls(key)
+
+    def private_bytes(self) -> bytes:
+        return self._key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def public_bytes(self) -> bytes:
+        """The public point, uncompressed X9.62 (what WebCrypto's ``exportKey("raw")`` gives)."""
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+
+    def exchange(self, peer_point: bytes) -> bytes:
+        """The shared secret with the holder of ``peer_point`` (uncompressed X9.62).
+
+        The point comes from the network: one that is compressed, malformed or not on the curve
+        (an invalid-curve attack) raises :class:`ConfigurationError` before any use of the key.
+        """
+        if len(peer_point) != P256_POINT_BYTES or peer_point[0] != 0x04:
+            raise ConfigurationError("not an uncompressed P-256 point")
+        try:
+            peer = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), peer_point)
+            return self._key.exchange(ec.ECDH(), peer)
+        except ValueError:
+            raise ConfigurationError("not a valid P-256 point") from None
+
+    def __repr__(self) -> str:
+        return "<EcdhP256PrivateKey, redacted>"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("private keys cannot be pickled")

@@ -28,6 +28,22 @@ class DecryptionError(CryptoError):
         super().__init__("decryption failed")
 
 
+class RejectedPacketError(CryptoError):
+    """A login packet opened and authenticated, but is not valid for its challenge now.
+
+    ``reason`` says why ("foreign_nonce": it carries another challenge's nonce; "expired": the
+    challenge expired or the packet's timestamp is out of bounds) for the server's audit log
+    only. The message is the same for every reason, and a server answers it exactly as it
+    answers a :class:`DecryptionError`.
+    """
+
+    code = "packet_rejected"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("login packet rejected")
+        self.reason = reason
+
+
 class InvalidSignatureError(CryptoError):
     """A signature did not verify against the record and the key."""
 

@@ -33,6 +33,20 @@ def _env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name} must be true or false, got {value!r}")
 
 
+def _env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        upper = "" if maximum is None else f" and at most {maximum}"
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}{upper}, got {number}")
+    return number
+
+
 def _env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name, "").strip()
     return [item.strip() for item in value.split(",") if item.strip()] if value else default
@@ -119,11 +133,39 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _redis_url = os.environ.get("REDIS_URL", "").strip()
 CACHES = {
-    "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url}
+    "default": {
+        **(
+            {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url}
+            if _redis_url
+            else {
+                "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                # The default 300 entries would let a credential-stuffing run over a few hundred
+                # usernames evict the throttle's own counters.
+                "OPTIONS": {"MAX_ENTRIES": 200_000},
+            }
+        ),
+        # Several deployments (or test runs) can share one Redis without sharing counters.
+        "KEY_PREFIX": os.environ.get("CAREVAULT_CACHE_PREFIX", "").strip(),
+    },
+    # Login challenges (accounts/challenges.py) must be seen by every worker process, whichever
+    # one issued them: `carevault serve` runs two by default, and with a per-process cache a
+    # login whose challenge and packet reach different workers would fail (about 1 in 20 on an
+    # idle server, more under load). Without Redis they are files in the data directory
+    # (removing a file is atomic, so a challenge is consumed once across processes). A cache of
+    # their own also keeps a flood of challenge requests from evicting the login counters.
+    "login_challenges": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _redis_url,
+            "KEY_PREFIX": os.environ.get("CAREVAULT_CACHE_PREFIX", "").strip(),
+        }
         if _redis_url
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache" / "login-challenges"),
+            "OPTIONS": {"MAX_ENTRIES": 20000},
+        }
+    ),
 }
 
 AUTH_USER_MODEL = "accounts.User"
@@ -172,7 +214,56 @@ UPLOAD_DIR = DATA_DIR / "uploads"
 
 # Login hardening (issue 4).
 TRUSTED_PROXIES = int(os.environ.get("CAREVAULT_TRUSTED_PROXIES", "0"))
+# Login protection (accounts/throttle.py; docs/operations.md "Login protection").
+# Per account (by normalised name, existing or not): failures up to BACKOFF_AFTER are free, then
+# every further attempt waits 2^(n - BACKOFF_AFTER) seconds, up to BACKOFF_MAX; the count is
+# forgotten after ACCOUNT_RESET seconds without a failure, and on a successful login.
+LOGIN_BACKOFF_AFTER = _env_int("CAREVAULT_LOGIN_BACKOFF_AFTER", 5, minimum=1)
+LOGIN_BACKOFF_MAX_SECONDS = _env_int("CAREVAULT_LOGIN_BACKOFF_MAX_SECONDS", 900, minimum=1)
+LOGIN_ACCOUNT_RESET_SECONDS = _env_int("CAREVAULT_LOGIN_ACCOUNT_RESET_SECONDS", 3600, minimum=60)
+# An existing account is suspended after this many consecutive failures (kept in the database).
+# NIST SP 800-63B allows at most 100; 20 leaves an online guesser almost nothing.
+LOGIN_SUSPEND_AFTER = _env_int("CAREVAULT_LOGIN_SUSPEND_AFTER", 20, minimum=1, maximum=100)
+# Per client address, over a sliding window: too many failures, or failures against too many
+# different account names (credential stuffing, password spraying), block the address.
+LOGIN_ADDRESS_WINDOW_SECONDS = _env_int("CAREVAULT_LOGIN_ADDRESS_WINDOW_SECONDS", 900, minimum=60)
+LOGIN_ADDRESS_MAX_FAILURES = _env_int("CAREVAULT_LOGIN_ADDRESS_MAX_FAILURES", 30, minimum=1)
+LOGIN_ADDRESS_MAX_USERNAMES = _env_int("CAREVAULT_LOGIN_ADDRESS_MAX_USERNAMES", 10, minimum=1)
+LOGIN_ADDRESS_BLOCK_SECONDS = _env_int("CAREVAULT_LOGIN_ADDRESS_BLOCK_SECONDS", 900, minimum=1)
 BREAK_GLASS_MINUTES = int(os.environ.get("CAREVAULT_BREAK_GLASS_MINUTES", "60"))
+
+# --- Sessions, second factor and account recovery (issue 4: accounts/sessions.py, twofactor.py,
+# recovery.py, outbox.py) --------------------------------------------------------------------------
+# HIPAA automatic logoff: a session ends after this long without a request, and in any case this
+# long after its login.
+SESSION_IDLE_MINUTES = _env_int("CAREVAULT_IDLE_MINUTES", 15, minimum=1)
+SESSION_ABSOLUTE_HOURS = _env_int("CAREVAULT_SESSION_HOURS", 8, minimum=1, maximum=24)
+# require_recent_second_factor: how recent a second factor sensitive views ask for.
+STEP_UP_MAX_AGE_MINUTES = _env_int("CAREVAULT_STEP_UP_MAX_AGE_MINUTES", 15, minimum=1)
+# Password-reset links are single-use and expire after 30 minutes; the reset form answers no
+# faster than this, whether or not it sent anything (message delivery time stays hidden).
+PASSWORD_RESET_TIMEOUT = 30 * 60
+PASSWORD_RESET_MIN_SECONDS = _env_int("CAREVAULT_PASSWORD_RESET_MIN_MS", 500, minimum=0) / 1000
+# The address reset links point to (e.g. https://records.example-clinic.org); when empty, the
+# request's host (checked against ALLOWED_HOSTS).
+SITE_URL = os.environ.get("CAREVAULT_SITE_URL", "").strip().rstrip("/")
+# E-mail: SMTP when CAREVAULT_EMAIL_HOST is set; otherwise an encrypted outbox in the data
+# directory (development, demos, tests: accounts/outbox.py), never plaintext files.
+DEFAULT_FROM_EMAIL = os.environ.get("CAREVAULT_EMAIL_FROM", "CareVault <no-reply@localhost>")
+EMAIL_OUTBOX_DIR = DATA_DIR / "outbox"
+_email_host = os.environ.get("CAREVAULT_EMAIL_HOST", "").strip()
+if _email_host:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = _email_host
+    EMAIL_PORT = _env_int("CAREVAULT_EMAIL_PORT", 587, minimum=1, maximum=65535)
+    EMAIL_HOST_USER = os.environ.get("CAREVAULT_EMAIL_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("CAREVAULT_EMAIL_PASSWORD", "")
+    EMAIL_USE_TLS = _env_bool("CAREVAULT_EMAIL_USE_TLS", default=True)
+    EMAIL_USE_SSL = _env_bool("CAREVAULT_EMAIL_USE_SSL")
+    EMAIL_TIMEOUT = 10
+else:
+    EMAIL_BACKEND = "carevault.web.accounts.outbox.EncryptedOutboxBackend"
+# --- end of sessions, second factor and account recovery -------------------------------------
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -157,9 +157,9 @@ def test_a_tampered_audit_entry_shows_as_a_broken_chain(client_for):
     assert "entry 2 was altered" in response.content.decode()
 
 
-def test_the_dashboard_counts_recent_denials_and_login_failures(client_for, client):
+def test_the_dashboard_counts_recent_denials_and_login_failures(client_for, client, packet_login):
     before = client_for("admin").get(DASHBOARD).context["counts"]
-    client.post(reverse("accounts:login"), {"username": "doctor1", "password": "wrong-password"})
+    packet_login(client, "doctor1", "wrong-password")
     client_for("labtech1").get(DASHBOARD)
     after = client_for("admin").get(DASHBOARD).context["counts"]
     assert after["login_failures"] == before["login_failures"] + 1

@@ -157,7 +157,7 @@ def set_password(user, password=STRONG):
     user.save(update_fields=["password"])
 
 
-def test_a_deactivated_user_cannot_log_in_and_loses_open_sessions(client_for, users):
+def test_a_deactivated_user_cannot_log_in_and_loses_open_sessions(client_for, users, packet_login):
     set_password(users["doctor1"])
     session = client_for("doctor1")
     assert session.get(reverse("api:me")).status_code == 200
@@ -167,9 +167,10 @@ def test_a_deactivated_user_cannot_log_in_and_loses_open_sessions(client_for, us
     assert not users["doctor1"].is_active
     assert latest("account.deactivate").target_id == str(users["doctor1"].pk)
     assert session.get(reverse("api:me")).status_code == 401
-    login = Client().post(reverse("accounts:login"), {"username": "doctor1", "password": STRONG})
-    assert login.status_code == 200  # the form again, not a redirect
-    assert "_auth_user_id" not in login.client.session
+    fresh = Client()
+    login = packet_login(fresh, "doctor1", STRONG)
+    assert (login.status_code, login.json()["ok"]) == (400, False)
+    assert "_auth_user_id" not in fresh.session
 
 
 def test_a_deactivated_user_can_be_reactivated(client_for, users):

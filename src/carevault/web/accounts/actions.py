@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from carevault.web.audit.log import record
 from carevault.web.errors import NotAllowed, ValidationFailed
 
+from . import throttle
 from .models import Role, User
 from .passwords import set_validated_password
 
@@ -137,3 +138,18 @@ def do_set_active(
     )
     user.is_active = active
     return locked
+
+
+def do_lift_suspension(acting_user: User, user: User, request: HttpRequest | None = None) -> bool:
+    """The officer lifts an automatic suspension (audited); False if it was not suspended."""
+    _require_officer(acting_user)
+    return throttle.lift_suspension(
+        user, actor=acting_user, reason="lifted by a security officer", request=request
+    )
+
+
+def do_unblock_address(acting_user: User, address: str, request: HttpRequest | None = None) -> bool:
+    """The officer ends a temporary block of a client address (audited); False if it was not
+    blocked."""
+    _require_officer(acting_user)
+    return throttle.unblock_address(address, actor=acting_user, request=request)

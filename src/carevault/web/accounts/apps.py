@@ -6,4 +6,6 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401 - connects the login audit receivers
+        # signals: the login audit receivers; sessions: stamps every new login session (the
+        # client binding the session guard checks).
+        from . import sessions, signals  # noqa: F401

@@ -30,7 +30,10 @@ class LoginOutcome(enum.Enum):
 @dataclass(frozen=True)
 class LoginResult:
     outcome: LoginOutcome
-    # Seconds before another attempt can succeed, when the caller is throttled (else 0).
+    # Seconds before another attempt can succeed, set only when the throttle refused the attempt
+    # before any password check: a value after a password check would tell a guesser whether
+    # the password was right (a wrong one earns a back-off, a right one on a suspended account
+    # would not).
     retry_after: int = 0
 
 
@@ -49,7 +52,7 @@ def attempt_password_login(request: HttpRequest, username: str, password: str) -
     user = authenticate(request, username=username, password=password)
     if not isinstance(user, User):
         throttle.record_failure(username, address, request=request)
-        return LoginResult(LoginOutcome.FAILED, throttle.check(username, address).retry_after)
+        return LoginResult(LoginOutcome.FAILED)
     if user.has_totp:
         # The password was right; the second factor decides. A suspended account whose owner
         # holds the second factor is unlocked by it (twofactor.finish), so lockout cannot be

@@ -1,14 +1,58 @@
-"""Failed-login counting, back-off, temporary blocks and suspension (minimal version; the
-login-hardening work extends it). Counters live in the Django cache so that several app servers
-share them through Redis."""
+"""Failed-login counting, back-off, temporary address blocks and account suspension (OWASP
+Authentication Cheat Sheet; NIST SP 800-63B, 5.2.2: at most 100 consecutive failures).
+
+Three defences, each against a different attack:
+
+* **Per account name** (normalised, whether or not such an account exists, so the answers
+  reveal nothing): the first ``LOGIN_BACKOFF_AFTER`` failures are free, then every attempt must
+  wait ``2^(n - LOGIN_BACKOFF_AFTER)`` seconds after the last failure, up to
+  ``LOGIN_BACKOFF_MAX_SECONDS``. This slows a guesser however many addresses they use.
+* **Per client address** (:func:`carevault.web.net.client_address`, so a forged
+  X-Forwarded-For changes nothing), over a sliding window: too many failures, or failures against
+  too many different account names (credential stuffing, password spraying), block the address
+  for ``LOGIN_ADDRESS_BLOCK_SECONDS``.
+* **Suspension** of an existing account after ``LOGIN_SUSPEND_AFTER`` consecutive failures
+  (``User.consecutive_failures``, durable in the database). It cannot be turned against the
+  owner: a second factor or a password reset lifts it (:func:`lift_suspension`), and so does
+  the security officer on the dashboard. Every suspension and lift is audited.
+
+Counters live in the Django cache (local memory on one machine, Redis when ``REDIS_URL`` is set)
+and change only through ``cache.add`` + ``cache.incr``: ``add`` creates a key only when it is
+absent and ``incr`` is atomic (one INCR on Redis, a lock in local memory), so app servers that
+share Redis count every failure exactly once. Keys carry a keyed hash of the account name and
+address, never the name itself: people type passwords into the name field.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import time
+import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from carevault.web.audit.log import Outcome, record
 
 from .models import User
+
+PREFIX = "cv:login"
+# How many of the most recent blocks the dashboard's registry remembers. Each block is one slot
+# (an atomic sequence number, then a key that expires with the block), which works the same on
+# Redis and in local memory; an attack that blocks more addresses than this within one block
+# period shows the newest ones (every block is in the audit log regardless).
+REGISTRY_SIZE = 1000
+
+REASON_ADDRESS = "address-blocked"
+REASON_ACCOUNT = "account-backoff"
 
 
 @dataclass(frozen=True)
@@ -18,13 +62,334 @@ class ThrottleDecision:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class BlockedAddress:
+    address: str
+    since: dt.datetime
+    until: dt.datetime
+    reason: str
+
+
+def clock() -> float:
+    """The time the throttle decides by (seconds since the epoch); tests replace it."""
+    return time.time()
+
+
+# -- the login flow's three calls ------------------------------------------------------------------
+
+
 def check(username: str, address: str) -> ThrottleDecision:
-    return ThrottleDecision(blocked=False)
+    """May this name be tried from this address now? Reads only; counts nothing."""
+    now = clock()
+    account = _account_key(username)
+    block_key = _block_key(address)
+    found = cache.get_many([block_key, f"{account}:n", f"{account}:last"])
+    block = found.get(block_key)
+    if isinstance(block, dict) and float(block.get("until", 0)) > now:
+        return ThrottleDecision(True, _seconds(float(block["until"]) - now), REASON_ADDRESS)
+    failures = int(found.get(f"{account}:n") or 0)
+    last = found.get(f"{account}:last")
+    if last is not None and backoff_seconds(failures) > 0:
+        until = float(last) + backoff_seconds(failures)
+        if until > now:
+            return ThrottleDecision(True, _seconds(until - now), REASON_ACCOUNT)
+    return ThrottleDecision(False)
 
 
 def record_failure(username: str, address: str, *, request: HttpRequest | None = None) -> None:
-    return None
+    """Count a failed password check against the name and the address; block or suspend when a
+    threshold is crossed."""
+    now = clock()
+    name = normalise(username)
+    account = _account_key(username)
+    reset = int(settings.LOGIN_ACCOUNT_RESET_SECONDS)
+    _increment(f"{account}:n", reset)
+    # The count lives until RESET seconds after the *latest* failure (touch), so a slow guesser
+    # who waits out every back-off keeps their count.
+    cache.touch(f"{account}:n", reset)
+    cache.set(f"{account}:last", now, reset)
+
+    bucket = _bucket(now)
+    base = f"{_address_key(address)}:{bucket}"
+    ttl = _bucket_ttl()
+    _increment(f"{base}:fails", ttl)
+    # add() succeeds for the first failure against this name in this bucket only: the count of
+    # distinct names is exact, with no list to read, modify and write back.
+    if cache.add(f"{base}:name:{_digest(name)}", 1, ttl):
+        _increment(f"{base}:names", ttl)
+    failures, names = address_counts(address, now=now)
+    window = int(settings.LOGIN_ADDRESS_WINDOW_SECONDS)
+    if names >= int(settings.LOGIN_ADDRESS_MAX_USERNAMES):
+        _block(
+            address,
+            f"failed logins against {names} account names in {_minutes(window)}",
+            now,
+            request,
+        )
+    elif failures >= int(settings.LOGIN_ADDRESS_MAX_FAILURES):
+        _block(address, f"{failures} failed logins in {_minutes(window)}", now, request)
+
+    _count_consecutive_failure(username, request)
 
 
 def record_success(user: User, address: str) -> None:
-    return None
+    """A correct login ends the account's back-off and its run of consecutive failures. The
+    address's counts stay: an attacker could otherwise reset them with an account of their own."""
+    _forget_account(user.username)
+    User.objects.filter(pk=user.pk, consecutive_failures__gt=0).update(consecutive_failures=0)
+    user.consecutive_failures = 0
+
+
+# -- suspension ------------------------------------------------------------------------------------
+
+
+def lift_suspension(
+    user: User, *, actor: User | None, reason: str, request: HttpRequest | None = None
+) -> bool:
+    """Lift the account's suspension (second factor, password reset, the security officer),
+    reset its failure counts and back-off. Audited when there was a suspension to lift; returns
+    whether there was one."""
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        suspended_at, suspension_reason = locked.suspended_at, locked.suspension_reason
+        locked.suspended_at = None
+        locked.suspension_reason = ""
+        locked.consecutive_failures = 0
+        locked.save(update_fields=["suspended_at", "suspension_reason", "consecutive_failures"])
+        if suspended_at is not None:
+            record(
+                "account.unsuspended",
+                actor=actor,
+                target=locked,
+                request=request,
+                details={
+                    "username": locked.username,
+                    "reason": reason[:200],
+                    "suspended_at": suspended_at.isoformat(),
+                    "suspension_reason": suspension_reason,
+                },
+            )
+    user.suspended_at, user.suspension_reason, user.consecutive_failures = None, "", 0
+    _forget_account(locked.username)
+    return suspended_at is not None
+
+
+def suspended_users() -> QuerySet[User]:
+    return User.objects.filter(suspended_at__isnull=False).order_by("-suspended_at")
+
+
+def _count_consecutive_failure(username: str, request: HttpRequest | None) -> None:
+    """One more consecutive failure for the account of that name, if there is one; suspend it at
+    the threshold. The increment is a single UPDATE, so concurrent failures all count."""
+    username = username.strip()
+    if not username:
+        return
+    limit = int(settings.LOGIN_SUSPEND_AFTER)
+    # Usernames are unique regardless of case (accounts.actions, clinic.actions), so "Doctor1"
+    # is an attack on doctor1 even though the password check itself is case-sensitive.
+    same_name = User.objects.filter(username__iexact=username)
+    with transaction.atomic():
+        if not same_name.update(consecutive_failures=F("consecutive_failures") + 1):
+            return
+        to_suspend = same_name.select_for_update().filter(
+            suspended_at__isnull=True, consecutive_failures__gte=limit
+        )
+        for user in to_suspend:
+            user.suspended_at = timezone.now()
+            user.suspension_reason = f"{user.consecutive_failures} consecutive failed logins"
+            user.save(update_fields=["suspended_at", "suspension_reason"])
+            record(
+                "account.suspended",
+                outcome=Outcome.ALERT,
+                target=user,
+                request=request,
+                details={
+                    "username": user.username,
+                    "reason": user.suspension_reason,
+                    "failures": user.consecutive_failures,
+                },
+            )
+
+
+# -- address blocks --------------------------------------------------------------------------------
+
+
+def address_counts(address: str, *, now: float | None = None) -> tuple[int, int]:
+    """(failures, distinct account names) from this address over the sliding window.
+
+    Two fixed buckets, the previous one weighted by how much of it still overlaps the window
+    (the sliding-window counter): no cliff at a bucket edge, two keys per count. Rounded up, so
+    the estimate errs towards counting."""
+    now = clock() if now is None else now
+    bucket = _bucket(now)
+    elapsed = (now % _window()) / _window()
+    current, previous = (f"{_address_key(address)}:{b}" for b in (bucket, bucket - 1))
+    keys = [f"{current}:fails", f"{current}:names", f"{previous}:fails", f"{previous}:names"]
+    found = cache.get_many(keys)
+    counts = [int(found.get(key) or 0) for key in keys]
+
+    def slide(now_count: int, before: int) -> int:
+        return math.ceil(now_count + before * (1 - elapsed))
+
+    return slide(counts[0], counts[2]), slide(counts[1], counts[3])
+
+
+def describe() -> dict[str, Any]:
+    """The thresholds in force (the dashboard shows them next to the lists)."""
+    return {
+        "backoff_after": int(settings.LOGIN_BACKOFF_AFTER),
+        "backoff_max": int(settings.LOGIN_BACKOFF_MAX_SECONDS),
+        "suspend_after": int(settings.LOGIN_SUSPEND_AFTER),
+        "window_minutes": _window() // 60,
+        "address_max_failures": int(settings.LOGIN_ADDRESS_MAX_FAILURES),
+        "address_max_usernames": int(settings.LOGIN_ADDRESS_MAX_USERNAMES),
+        "block_minutes": int(settings.LOGIN_ADDRESS_BLOCK_SECONDS) // 60,
+    }
+
+
+def blocked_addresses() -> list[BlockedAddress]:
+    """Addresses blocked right now, newest first."""
+    now = clock()
+    last = int(cache.get(f"{PREFIX}:blocks:seq") or 0)
+    slots = cache.get_many(
+        [f"{PREFIX}:blocks:{n}" for n in range(max(1, last - REGISTRY_SIZE + 1), last + 1)]
+    )
+    addresses = {str(address): _block_key(str(address)) for address in slots.values()}
+    found = cache.get_many(list(addresses.values()))
+    blocked = []
+    for address, key in addresses.items():
+        block = found.get(key)
+        if isinstance(block, dict) and float(block.get("until", 0)) > now:
+            blocked.append(
+                BlockedAddress(
+                    address=address,
+                    since=_datetime(float(block["since"])),
+                    until=_datetime(float(block["until"])),
+                    reason=str(block.get("reason", "")),
+                )
+            )
+    return sorted(blocked, key=lambda item: item.since, reverse=True)
+
+
+def unblock_address(
+    address: str, *, actor: User | None, request: HttpRequest | None = None
+) -> bool:
+    """End the address's block and forget its recent failures (the officer vouches for it).
+    Audited when there was a block to end; returns whether there was one."""
+    now = clock()
+    key = _block_key(address)
+    block = cache.get(key)
+    bucket = _bucket(now)
+    base = _address_key(address)
+    cache.delete_many(
+        [key]
+        + [f"{base}:{b}:{count}" for b in (bucket, bucket - 1) for count in ("fails", "names")]
+    )
+    if not (isinstance(block, dict) and float(block.get("until", 0)) > now):
+        return False
+    record(
+        "auth.address_unblocked",
+        actor=actor,
+        request=request,
+        details={"address": address, "reason": str(block.get("reason", ""))},
+    )
+    return True
+
+
+def _block(address: str, reason: str, now: float, request: HttpRequest | None) -> None:
+    seconds = int(settings.LOGIN_ADDRESS_BLOCK_SECONDS)
+    key = _block_key(address)
+    entry = {"address": address, "since": now, "until": now + seconds, "reason": reason}
+    # add(): of several app servers crossing the threshold together, one blocks and audits.
+    if not cache.add(key, entry, seconds):
+        current = cache.get(key)
+        if isinstance(current, dict) and float(current.get("until", 0)) > now:
+            return
+        cache.set(key, entry, seconds)
+    slot = _increment(f"{PREFIX}:blocks:seq", None)
+    cache.set(f"{PREFIX}:blocks:{slot}", address, seconds)
+    record(
+        "auth.address_blocked",
+        outcome=Outcome.ALERT,
+        request=request,
+        details={"address": address, "reason": reason, "seconds": seconds},
+    )
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def normalise(username: str) -> str:
+    """The name the counters know an account by: "Doctor1", " doctor1" and the same name in
+    fullwidth letters are one account to an attacker, so they are one to the counters."""
+    return unicodedata.normalize("NFKC", str(username)).strip().casefold()
+
+
+def backoff_seconds(failures: int) -> int:
+    """How long after the last failure the next attempt must wait."""
+    after = int(settings.LOGIN_BACKOFF_AFTER)
+    if failures < after:
+        return 0
+    # The exponent is capped so that a huge count does not build a huge integer.
+    return min(1 << min(failures - after, 62), int(settings.LOGIN_BACKOFF_MAX_SECONDS))
+
+
+def _increment(key: str, timeout: int | None) -> int:
+    """Add one to a counter, creating it with its expiry when absent."""
+    for _ in range(3):
+        cache.add(key, 0, timeout)
+        try:
+            return int(cache.incr(key))
+        except ValueError:
+            # It expired between add() and incr(): create it again.
+            continue
+    cache.set(key, 1, timeout)  # pragma: no cover - expiring three times in a row
+    return 1  # pragma: no cover
+
+
+def _forget_account(username: str) -> None:
+    account = _account_key(username)
+    cache.delete_many([f"{account}:n", f"{account}:last"])
+
+
+def _digest(value: str) -> str:
+    # Keyed (SECRET_KEY, shared by every app server): whoever reads the cache cannot test
+    # guesses of the names (or mistyped passwords) behind the keys.
+    return salted_hmac("carevault.throttle", value, algorithm="sha256").hexdigest()[:32]
+
+
+def _account_key(username: str) -> str:
+    return f"{PREFIX}:acct:{_digest(normalise(username))}"
+
+
+def _address_key(address: str) -> str:
+    return f"{PREFIX}:addr:{_digest(address)}"
+
+
+def _block_key(address: str) -> str:
+    return f"{PREFIX}:block:{_digest(address)}"
+
+
+def _window() -> int:
+    return int(settings.LOGIN_ADDRESS_WINDOW_SECONDS)
+
+
+def _bucket(now: float) -> int:
+    return int(now // _window())
+
+
+def _bucket_ttl() -> int:
+    # A bucket is read while it is current and while it is the previous one.
+    return 2 * _window() + 60
+
+
+def _seconds(value: float) -> int:
+    return max(1, math.ceil(value))
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
+def _datetime(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)

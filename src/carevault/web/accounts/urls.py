@@ -1,15 +1,14 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import login_views, views
 
 app_name = "accounts"
 urlpatterns = [
-    path(
-        "login/",
-        auth_views.LoginView.as_view(template_name="accounts/login.html"),
-        name="login",
-    ),
+    # Credentials arrive only as encrypted login packets (login_views.py); the page is GET only.
+    path("login/", login_views.login_page, name="login"),
+    path("login/challenge/", login_views.login_challenge, name="login_challenge"),
+    path("login/packet/", login_views.login_packet, name="login_packet"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("register/", views.register, name="register"),
 ]

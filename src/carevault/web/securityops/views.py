@@ -1,4 +1,5 @@
-"""The security officer's pages: the audit log, break-glass review, key status, user admin.
+"""The security officer's pages: the audit log, break-glass review, key status, login protection
+(suspended accounts, blocked addresses), user admin.
 
 Officers do not read clinical content: nothing here decrypts a diagnosis, note, prescription,
 lab result or a patient's identity. Patients appear by their record id only.
@@ -7,6 +8,7 @@ lab result or a patient's identity. Patients appear by their record id only.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import uuid
 from typing import Any
@@ -23,6 +25,7 @@ from carevault import config
 from carevault.crypto import KeyProviderError
 from carevault.web.access import deny, role_required
 from carevault.web.accounts import actions as account_actions
+from carevault.web.accounts import throttle
 from carevault.web.accounts.forms import RoleForm, StaffUserForm
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, verify_chain
@@ -38,6 +41,7 @@ from .forms import AuditFilterForm
 AUDIT_PAGE_SIZE = 50
 USERS_PAGE_SIZE = 25
 RECENT = dt.timedelta(hours=24)
+SUSPENDED_SHOWN = 200
 
 
 class OfficerRequest(HttpRequest):
@@ -90,6 +94,19 @@ def _grants_context(request: OfficerRequest) -> dict[str, Any]:
     return {"grants": active_grants_for_review(request.user, request=request)}
 
 
+def _suspensions_context() -> dict[str, Any]:
+    suspended = throttle.suspended_users()
+    return {
+        "suspended": list(suspended[:SUSPENDED_SHOWN]),
+        "suspended_total": suspended.count(),
+        "limits": throttle.describe(),
+    }
+
+
+def _blocks_context() -> dict[str, Any]:
+    return {"blocked": throttle.blocked_addresses(), "limits": throttle.describe()}
+
+
 @require_GET
 @role_required(Role.ADMIN)
 def dashboard(request: OfficerRequest) -> HttpResponse:
@@ -97,6 +114,8 @@ def dashboard(request: OfficerRequest) -> HttpResponse:
     context = {
         **_audit_page(request),
         **_grants_context(request),
+        **_suspensions_context(),
+        **_blocks_context(),
         "chain": verify_chain(),
         "counts": _recent_counts(now),
         "keys": _key_status(),
@@ -140,6 +159,56 @@ def revoke_break_glass(request: OfficerRequest, grant_id: uuid.UUID) -> HttpResp
         )
     messages.info(request, notice)
     return redirect("securityops:dashboard")
+
+
+def _answer(request: OfficerRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    """htmx swaps the section in place; without JavaScript, back to the dashboard."""
+    if request.headers.get("HX-Request"):
+        return render(request, template, context)
+    messages.info(request, context["notice"])
+    return redirect("securityops:dashboard")
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def lift_suspension(request: OfficerRequest, user_id: int) -> HttpResponse:
+    person = User.objects.filter(pk=user_id).first()
+    if person is None:
+        deny(request, reason="no such user", target_type="accounts.user", target_id=user_id)
+        raise AssertionError("deny() raises")  # pragma: no cover
+    try:
+        lifted = account_actions.do_lift_suspension(request.user, person, request)
+    except ActionError as exc:
+        notice = exc.message
+    else:
+        notice = (
+            f"Suspension of {person.username} lifted."
+            if lifted
+            else f"{person.username} was not suspended."
+        )
+    return _answer(
+        request, "securityops/_suspensions.html", {**_suspensions_context(), "notice": notice}
+    )
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def unblock_address(request: OfficerRequest) -> HttpResponse:
+    address = request.POST.get("address", "").strip()[:64]
+    try:
+        # Blocks are kept under the address as net.client_address wrote it ("invalid" stands for
+        # every unparseable peer address).
+        address = address if address == "invalid" else str(ipaddress.ip_address(address))
+    except ValueError:
+        notice = "That is not a client address."
+    else:
+        try:
+            unblocked = account_actions.do_unblock_address(request.user, address, request)
+        except ActionError as exc:
+            notice = exc.message
+        else:
+            notice = f"{address} unblocked." if unblocked else f"{address} was not blocked."
+    return _answer(request, "securityops/_blocks.html", {**_blocks_context(), "notice": notice})
 
 
 # -- user administration ---------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from carevault.crypto import (
     wrap_keyring,
 )
 from carevault.crypto.keyring import GCM_NONCE_BUDGET
+from carevault.crypto.packets import LoginKey
 
 from .models import ClinicianKey, PatientKey, ServiceSecret
 
@@ -49,6 +50,7 @@ _master: KeyEncryptionKey | None = None
 _keyrings: OrderedDict[tuple[str, bytes], Keyring] = OrderedDict()
 _secrets: dict[str, SecretBytes] = {}
 _verify_keys: dict[bytes, VerifyKey] = {}
+_login_key: LoginKey | None = None
 _KEYRING_CACHE = 512
 
 
@@ -66,9 +68,10 @@ def master() -> KeyEncryptionKey:
 
 def reset_caches() -> None:
     """Forget every unwrapped key (tests; after a master rotation)."""
-    global _master
+    global _master, _login_key
     with _lock:
         _master = None
+        _login_key = None
         _keyrings.clear()
         _secrets.clear()
         _verify_keys.clear()
@@ -232,6 +235,36 @@ def service_secret(name: str) -> SecretBytes:
     with _lock:
         _secrets[name] = secret
     return secret
+
+
+LOGIN_KEY_NAME = "login-key"
+
+
+def login_key(*, reload: bool = False) -> LoginKey:
+    """The server's P-256 key for encrypted login packets, created once, cached per process.
+
+    Its PKCS#8 DER is a service secret like the others (a ``ServiceSecret`` row, wrapped by the
+    master key with the same context), so ``carevault keys rotate`` rewraps it with the rest.
+    ``reload=True`` reads the row again: a process that meets a challenge made under another
+    key id (the key was replaced while it ran) picks up the current key instead of failing.
+    """
+    global _login_key
+    with _lock:
+        cached = _login_key
+    if cached is not None and not reload:
+        return cached
+    context = {"purpose": "service-secret", "name": LOGIN_KEY_NAME}
+    row = ServiceSecret.objects.filter(name=LOGIN_KEY_NAME).first()
+    if row is None:
+        with transaction.atomic():
+            fresh = LoginKey.generate().private_bytes()
+            row, _created = ServiceSecret.objects.get_or_create(
+                name=LOGIN_KEY_NAME, defaults={"wrapped": master().wrap(fresh.expose(), context)}
+            )
+    key = LoginKey.from_private_bytes(SecretBytes(master().unwrap(bytes(row.wrapped), context)))
+    with _lock:
+        _login_key = key
+    return key
 
 
 def blind_index(field: str, value: str, *, bits: int = 32) -> str:

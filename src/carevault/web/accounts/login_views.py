@@ -1,0 +1,142 @@
+"""Logging in with an encrypted login packet (issue 4; the scheme is in crypto/packets.py).
+
+=========================  ======  =========================================================
+URL name                   method  does
+=========================  ======  =========================================================
+accounts:login             GET     the login page (POST is refused: no credentials in forms)
+accounts:login_challenge   GET     a fresh single-use challenge (JSON)
+accounts:login_packet      POST    a sealed packet (JSON, CSRF token in ``X-CSRFToken``) ->
+                                   ``{"ok": true, "next": url}`` or, for every failure,
+                                   400 ``{"ok": false, "error": "Login failed."}``
+=========================  ======  =========================================================
+
+Every failure gets the same status and body, whatever the cause: a malformed, tampered,
+replayed, expired or foreign packet, a wrong password, an unknown, suspended or throttled
+account. There is no ``Retry-After`` either: ``login_flow`` reports a back-off after a wrong
+password but none for the right password of a suspended account, so exposing it would tell a
+guesser which password was right. A refused packet is audited with its reason
+(``auth.packet_rejected``); password failures are audited by the login flow and the throttle.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render, resolve_url
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET, require_POST, require_safe
+
+from carevault.crypto import DecryptionError
+from carevault.crypto.errors import RejectedPacketError
+from carevault.crypto.packets import MAX_PACKET_BYTES, LoginPacket, open_login_packet
+from carevault.web.audit.log import Outcome, record
+from carevault.web.vault import service
+
+from . import challenges, login_flow
+from .login_flow import LoginOutcome
+
+LOGIN_FAILED = "Login failed."
+
+
+def _json(data: dict[str, object], status: int = 200) -> JsonResponse:
+    response = JsonResponse(data, status=status)
+    # Challenges and login answers are for one client, once: never kept by a cache.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_safe
+@ensure_csrf_cookie
+def login_page(request: HttpRequest) -> HttpResponse:
+    """The login form. Its fields have no ``name``, so even a form submitted without JavaScript
+    carries no credentials; and a POST here is refused (405) whatever it carries."""
+    return render(request, "accounts/login.html", {"next": request.GET.get("next", "")})
+
+
+@require_GET
+def login_challenge(request: HttpRequest) -> HttpResponse:
+    return _json(challenges.issue().to_dict())
+
+
+@require_POST
+def login_packet(request: HttpRequest) -> HttpResponse:
+    try:
+        packet = LoginPacket.parse(_body(request))
+    except DecryptionError:
+        return _refused(request, "malformed")
+    try:
+        pending = challenges.consume(packet.cid)
+    except challenges.ChallengeRefused as exc:
+        return _refused(request, exc.reason)
+    key = service.login_key()
+    if key.key_id != pending.key_id:
+        # The challenge was made under another key: this process holds an old one.
+        key = service.login_key(reload=True)
+    try:
+        credentials = open_login_packet(
+            key,
+            packet,
+            pending.nonce,
+            pending.cid,
+            expires=pending.expires,
+            now=challenges.now(),
+        )
+    except DecryptionError:
+        return _refused(request, "tampered")
+    except RejectedPacketError as exc:
+        return _refused(request, exc.reason)
+    result = login_flow.attempt_password_login(request, credentials.username, credentials.password)
+    if result.outcome is LoginOutcome.SUCCESS:
+        home = resolve_url(settings.LOGIN_REDIRECT_URL)
+        return _json({"ok": True, "next": _next_url(request) or home})
+    if result.outcome is LoginOutcome.SECOND_FACTOR:
+        return _json({"ok": True, "next": _second_factor_url(request)})
+    return _failed()
+
+
+def _body(request: HttpRequest) -> bytes:
+    """The raw body, or b"" (malformed) when it is larger than any packet can be."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return b""
+    if declared > MAX_PACKET_BYTES:
+        return b""
+    try:
+        return request.body
+    except RequestDataTooBig:
+        return b""
+
+
+def _failed() -> JsonResponse:
+    return _json({"ok": False, "error": LOGIN_FAILED}, status=400)
+
+
+def _refused(request: HttpRequest, reason: str) -> JsonResponse:
+    record(
+        "auth.packet_rejected", outcome=Outcome.FAILED, request=request, details={"reason": reason}
+    )
+    return _failed()
+
+
+def _next_url(request: HttpRequest) -> str:
+    """Where the login page was asked to lead (``?next=``), if that is a page of this site."""
+    target = request.GET.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return ""
+
+
+def _second_factor_url(request: HttpRequest) -> str:
+    """The second-factor page (security_views.verify), passing ``next`` on: the password step is
+    remembered in the session (twofactor.begin), and no session starts before the code."""
+    url = reverse("account_security:verify")
+    target = _next_url(request)
+    return f"{url}?{urlencode({'next': target})}" if target else url
