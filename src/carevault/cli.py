@@ -341,6 +341,20 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else EXIT_FAILURE
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """The e-mails a development server 'sent' (kept encrypted in the data directory)."""
+    if config.is_production():
+        raise CommandError("production mode sends e-mail through SMTP; there is no outbox")
+    _django()
+    from carevault.web.accounts.outbox import read_outbox
+
+    messages = read_outbox()
+    data = {"messages": [m.__dict__ for m in messages]}
+    text = "\n\n".join(f"To: {', '.join(m.to)}\nSubject: {m.subject}\n\n{m.body}" for m in messages)
+    _emit(args, data, text or "the outbox is empty")
+    return 0
+
+
 def cmd_manage(args: argparse.Namespace) -> int:
     _django()
     from django.core.management import execute_from_command_line
@@ -430,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the tamper-evident audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     add(audit_sub, "verify", cmd_audit_verify, "check the audit chain for edits and deletions")
+
+    add(sub, "outbox", cmd_outbox, "show the e-mails a development server sent")
 
     manage = sub.add_parser("manage", help="Django management commands (migrate, shell, ...)")
     manage.add_argument("rest", nargs=argparse.REMAINDER)

@@ -71,3 +71,19 @@ def test_a_weak_demo_password_is_refused(tmp_path):
     result = run(tmp_path, "demo", "--seed-only", "--password", "123")
     assert result.returncode != 0
     assert "too weak" in result.stderr
+
+
+def test_the_outbox_command_shows_an_empty_outbox_and_refuses_production(seeded):
+    result = run(seeded, "outbox")
+    assert result.returncode == 0, result.stderr
+    assert "the outbox is empty" in result.stdout
+    env_production = {"CAREVAULT_ENV": "production"}
+    refused = subprocess.run(
+        [EXE, "outbox"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CAREVAULT_DATA_DIR": str(seeded), **env_production},
+        timeout=60,
+    )
+    assert refused.returncode != 0
+    assert "no outbox" in refused.stderr
