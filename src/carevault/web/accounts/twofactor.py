@@ -245,6 +245,22 @@ def verify_second_factor(request: HttpRequest, user: User, code: str, *, purpose
     raise SecondFactorFailed()
 
 
+def _count_wrong_code(request: HttpRequest, user: User, counter_key: str, purpose: str) -> int:
+    """A wrong code: count it in the session, audit it, and count it as a failed login."""
+    attempts = int(request.session.get(counter_key, 0)) + 1
+    request.session[counter_key] = attempts
+    record(
+        "auth.second_factor_failed",
+        actor=user,
+        outcome=Outcome.FAILED,
+        target=user,
+        request=request,
+        details={"purpose": purpose, "attempt": attempts},
+    )
+    throttle.record_failure(user.username, client_address(request), request=request)
+    return attempts
+
+
 def check_in_session(request: HttpRequest, user: User, code: str, *, purpose: str) -> str:
     """:func:`verify_second_factor` for a logged-in session (step-up, disabling, new recovery
     codes). Wrong codes count as failed logins, and after MAX_ATTEMPTS of them the session ends:
@@ -252,17 +268,7 @@ def check_in_session(request: HttpRequest, user: User, code: str, *, purpose: st
     try:
         method = verify_second_factor(request, user, code, purpose=purpose)
     except SecondFactorFailed:
-        attempts = int(request.session.get(ATTEMPTS_KEY, 0)) + 1
-        request.session[ATTEMPTS_KEY] = attempts
-        record(
-            "auth.second_factor_failed",
-            actor=user,
-            outcome=Outcome.FAILED,
-            target=user,
-            request=request,
-            details={"purpose": purpose, "attempt": attempts},
-        )
-        throttle.record_failure(user.username, client_address(request), request=request)
+        attempts = _count_wrong_code(request, user, ATTEMPTS_KEY, purpose)
         if attempts >= MAX_ATTEMPTS:
             sessions.refuse(request, user, sessions.TOO_MANY_CODES)
         raise
@@ -314,17 +320,7 @@ def verify_pending(request: HttpRequest, user: User, code: str) -> None:
     try:
         verify_second_factor(request, user, code, purpose="login")
     except SecondFactorFailed:
-        attempts = int(request.session.get(PENDING_ATTEMPTS_KEY, 0)) + 1
-        request.session[PENDING_ATTEMPTS_KEY] = attempts
-        record(
-            "auth.second_factor_failed",
-            actor=user,
-            outcome=Outcome.FAILED,
-            target=user,
-            request=request,
-            details={"purpose": "login", "attempt": attempts},
-        )
-        throttle.record_failure(user.username, client_address(request), request=request)
+        attempts = _count_wrong_code(request, user, PENDING_ATTEMPTS_KEY, "login")
         if attempts >= MAX_ATTEMPTS:
             clear_pending(request)
         raise
