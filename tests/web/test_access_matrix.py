@@ -24,6 +24,7 @@ from django.utils.http import urlsafe_base64_encode
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Appointment, BreakGlassGrant
 from carevault.web.labs.models import LabFile, LabRequest
+from carevault.web.securitycore.models import Incident, ResponseRecord, ResponseStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -108,6 +109,15 @@ POLICY: dict[str, tuple[str, dict[str, str]]] = {
     "securityops:revoke_break_glass": ("POST", OFFICER),
     "securityops:lift_suspension": ("POST", OFFICER),
     "securityops:unblock_address": ("POST", OFFICER),
+    # The security layer (issue 5): incidents, responses, the floor, the risk timeline (JSON).
+    "securityops:incidents": ("GET", OFFICER),
+    "securityops:acknowledge_incident": ("POST", OFFICER),
+    "securityops:escalate_incident": ("POST", OFFICER),
+    "securityops:close_incident": ("POST", OFFICER),
+    "securityops:security_state": ("GET", OFFICER),
+    "securityops:lift_response": ("POST", OFFICER),
+    "securityops:lower_floor": ("POST", OFFICER),
+    "securityops:risk_timeline": ("GET", OFFICER),
     "securityops:users": ("GET", OFFICER),
     "securityops:user_create": ("GET", OFFICER),
     "securityops:user_edit": ("GET", OFFICER),
@@ -152,12 +162,26 @@ def subject(users, patients) -> dict[str, Any]:
     )
     grant.seal(reason="expired grant, only here to be revoked by the officer")
     grant.save()
+    now = timezone.now()
+    incident = Incident.objects.create(opened_at=now, updated_at=now, title="an incident", level=1)
+    response = ResponseRecord.objects.create(
+        incident=incident,
+        at=now,
+        action="throttle_address",
+        level=2,
+        target="192.0.2.99",
+        explanation="only here to be lifted by the officer",
+        status=ResponseStatus.IN_FORCE,
+        reversible=True,
+    )
     return {
         "patient_id": patient.pk,
         "appointment_id": Appointment.objects.filter(patient=patient).first().pk,
         "request_id": LabRequest.objects.filter(patient=patient).first().pk,
         "file_id": LabFile.objects.filter(patient=patient).first().pk,
         "grant_id": grant.pk,
+        "incident_id": incident.pk,
+        "response_id": response.pk,
         "user_id": users["patient2"].pk,
         "path": "no/such/endpoint",
         # A reset link for patient2 with a token that is not valid.

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "carevault.web.clinic",
     "carevault.web.labs",
     "carevault.web.securityops",
+    "carevault.web.securitycore",
     "carevault.web.api",
 ]
 
@@ -92,6 +93,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "carevault.web.securitycore.middleware.SecurityMiddleware",
     "carevault.web.accounts.middleware.SessionGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -264,6 +266,42 @@ if _email_host:
 else:
     EMAIL_BACKEND = "carevault.web.accounts.outbox.EncryptedOutboxBackend"
 # --- end of sessions, second factor and account recovery -------------------------------------
+
+# --- AI threat detection and automated response (issue 5: carevault.security,
+# web/securitycore) --------------------------------------------------------------------------------
+# Every audited action becomes a security event, scored by the trained ensemble when a sealed
+# model is in the data directory (`carevault security train`), else by the rules-based baseline.
+SECURITY_EVENTS = _env_bool("CAREVAULT_SECURITY_EVENTS", default=True)
+
+
+def _env_thresholds(name: str, default: str) -> tuple[float, float, float, float]:
+    from carevault.security.response import Thresholds
+
+    try:
+        return Thresholds.parse(os.environ.get(name, "").strip() or default).as_tuple()
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+# The lowest risk of each response level: step-up, contain (end the session, block the
+# address), suspend (account + all its sessions), rotate (patients' keys + encryption floor).
+SECURITY_RESPONSE_THRESHOLDS = _env_thresholds("CAREVAULT_SECURITY_THRESHOLDS", "0.5,0.7,0.85,0.95")
+# An event at or above this risk opens (or joins) an incident; None: the step-up threshold.
+SECURITY_INCIDENT_THRESHOLD: float | None = None
+# An incident with no new event for this long is no longer joined by new ones.
+SECURITY_INCIDENT_IDLE_MINUTES = _env_int("CAREVAULT_SECURITY_INCIDENT_IDLE_MINUTES", 60, minimum=1)
+# The suite the encryption floor is raised to at the highest level, and for how long.
+SECURITY_FLOOR_SUITE = os.environ.get("CAREVAULT_SECURITY_FLOOR_SUITE", "AES-256-GCM").strip()
+SECURITY_FLOOR_HOURS = _env_int("CAREVAULT_SECURITY_FLOOR_HOURS", 24, minimum=1)
+# Baseline scorer limits beyond the login throttle's own (which it reuses): access denials per
+# account (privilege probing) and distinct patients' records opened (scraping) per window.
+SECURITY_PROBE_DENIALS = _env_int("CAREVAULT_SECURITY_PROBE_DENIALS", 10, minimum=1)
+SECURITY_SCRAPING_PATIENTS = _env_int("CAREVAULT_SECURITY_SCRAPING_PATIENTS", 25, minimum=1)
+# Above this p95 scoring time, events that need no immediate answer are scored in batches.
+SECURITY_SYNC_BUDGET_MS = _env_int("CAREVAULT_SECURITY_SYNC_BUDGET_MS", 5, minimum=1)
+# Host telemetry (CPU, memory, network, latency) every this many seconds; 0 turns it off.
+SECURITY_TELEMETRY_SECONDS = _env_int("CAREVAULT_SECURITY_TELEMETRY_SECONDS", 60, minimum=0)
+# --- end of threat detection and response ----------------------------------------------------
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

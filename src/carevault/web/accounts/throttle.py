@@ -296,15 +296,40 @@ def unblock_address(
     return True
 
 
-def _block(address: str, reason: str, now: float, request: HttpRequest | None) -> None:
-    seconds = int(settings.LOGIN_ADDRESS_BLOCK_SECONDS)
+def block_address(
+    address: str,
+    reason: str,
+    *,
+    seconds: int | None = None,
+    request: HttpRequest | None = None,
+) -> bool:
+    """Block the address now, for ``seconds`` (default LOGIN_ADDRESS_BLOCK_SECONDS): the
+    security layer's "throttle the address" response. Listed on the dashboard and audited
+    like the throttle's own blocks; returns False (and changes nothing) if it is blocked
+    already."""
+    return _block(address, reason[:200], clock(), request, seconds)
+
+
+def is_blocked(address: str) -> bool:
+    block = cache.get(_block_key(address))
+    return isinstance(block, dict) and float(block.get("until", 0)) > clock()
+
+
+def _block(
+    address: str,
+    reason: str,
+    now: float,
+    request: HttpRequest | None,
+    seconds: int | None = None,
+) -> bool:
+    seconds = int(settings.LOGIN_ADDRESS_BLOCK_SECONDS) if seconds is None else max(1, seconds)
     key = _block_key(address)
     entry = {"address": address, "since": now, "until": now + seconds, "reason": reason}
     # add(): of several app servers crossing the threshold together, one blocks and audits.
     if not cache.add(key, entry, seconds):
         current = cache.get(key)
         if isinstance(current, dict) and float(current.get("until", 0)) > now:
-            return
+            return False
         cache.set(key, entry, seconds)
     slot = _increment(f"{PREFIX}:blocks:seq", None)
     cache.set(f"{PREFIX}:blocks:{slot}", address, seconds)
@@ -314,6 +339,7 @@ def _block(address: str, reason: str, now: float, request: HttpRequest | None) -
         request=request,
         details={"address": address, "reason": reason, "seconds": seconds},
     )
+    return True
 
 
 # -- helpers ---------------------------------------------------------------------------------------

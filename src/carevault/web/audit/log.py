@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
@@ -18,6 +20,13 @@ from carevault.web.vault import service
 from .models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
+
+logger = logging.getLogger(__name__)
+
+# Told about every appended entry, after it is written: the security layer turns audited actions
+# into security events (carevault.web.securitycore registers itself when the app is ready).
+Observer = Callable[["AuditEntry", "HttpRequest | None"], None]
+_observers: list[Observer] = []
 
 
 class Outcome:
@@ -111,7 +120,28 @@ def record(
         entry.save()
         head.seq, head.digest = entry.seq, entry.digest
         head.save(update_fields=["seq", "digest"])
+    _notify(entry, request)
     return entry
+
+
+def add_observer(observer: Observer) -> None:
+    if observer not in _observers:
+        _observers.append(observer)
+
+
+def remove_observer(observer: Observer) -> None:
+    if observer in _observers:
+        _observers.remove(observer)
+
+
+def _notify(entry: AuditEntry, request: HttpRequest | None) -> None:
+    """Tell the observers. Whatever happens in one of them, the audited action goes on: the
+    entry is written, and a failure here is logged, never raised."""
+    for observer in tuple(_observers):
+        try:
+            observer(entry, request)
+        except Exception:
+            logger.exception("an audit observer failed on entry %s (%s)", entry.seq, entry.action)
 
 
 @dataclass(frozen=True)

@@ -319,7 +319,7 @@ def verify_signed(
 
 
 def prescription_status(p: Prescription, values: dict[str, str | None]) -> str:
-    return verify_signed(
+    status = verify_signed(
         values,
         lambda v: prescription_record(p, v),
         p.signature,
@@ -327,6 +327,10 @@ def prescription_status(p: Prescription, values: dict[str, str | None]) -> str:
         p.doctor,
         "prescription",
     )
+    if status == SignatureStatus.TAMPERED and None not in values.values():
+        # Fields that do not decrypt were reported already (PhiModel.unseal_or_none).
+        p.report_signature_failure()
+    return status
 
 
 # -- appointments ---------------------------------------------------------------------------------

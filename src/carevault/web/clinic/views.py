@@ -563,6 +563,11 @@ ACTION_LABELS = {
     "lab.request": "Requested a lab test",
     "lab.result": "Recorded a lab result",
     "access.denied": "Was refused access",
+    # The security layer (issue 5): damage found in the stored record, and the key rotation
+    # that answered it.
+    "phi.decryption_failed": "Found part of your stored record altered (integrity check failed)",
+    "phi.signature_failed": "Found a signed entry of your record altered (signature check failed)",
+    "security.response": "Security response: your record's encryption key was rotated",
 }
 
 

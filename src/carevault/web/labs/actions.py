@@ -195,7 +195,10 @@ def file_facts(lab_file: LabFile, *, check_content: bool = True) -> dict[str, An
             actual, size = storage.plaintext_digest(
                 lab_file.patient_id, lab_file.pk, lab_file.storage_name
             )
-        except (CryptoError, OSError):
+        except CryptoError:
+            lab_file.report_decryption_failure("file")
+            return None
+        except OSError:
             return None
         if not hmac.compare_digest(actual, digest) or size != lab_file.size:
             return None
@@ -225,6 +228,9 @@ def result_status(
         result.technician,
         "lab-report",
     )
+    if status == SignatureStatus.TAMPERED and None not in values.values():
+        # Fields that do not decrypt were reported already (PhiModel.unseal_or_none).
+        result.report_signature_failure()
     return values, status
 
 

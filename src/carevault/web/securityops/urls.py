@@ -17,6 +17,20 @@ urlpatterns = [
         name="lift_suspension",
     ),
     path("blocked-addresses/unblock/", views.unblock_address, name="unblock_address"),
+    path("incidents/", views.incidents, name="incidents"),
+    path(
+        "incidents/<int:incident_id>/acknowledge/",
+        views.acknowledge_incident,
+        name="acknowledge_incident",
+    ),
+    path(
+        "incidents/<int:incident_id>/escalate/", views.escalate_incident, name="escalate_incident"
+    ),
+    path("incidents/<int:incident_id>/close/", views.close_incident, name="close_incident"),
+    path("responses/", views.security_state, name="security_state"),
+    path("responses/<int:response_id>/lift/", views.lift_response, name="lift_response"),
+    path("floor/lower/", views.lower_floor, name="lower_floor"),
+    path("risk-timeline.json", views.risk_timeline, name="risk_timeline"),
     path("users/", views.users, name="users"),
     path("users/new/", views.user_create, name="user_create"),
     path("users/<int:user_id>/", views.user_edit, name="user_edit"),

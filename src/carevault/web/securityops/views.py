@@ -1,5 +1,6 @@
 """The security officer's pages: the audit log, break-glass review, key status, login protection
-(suspended accounts, blocked addresses), user admin.
+(suspended accounts, blocked addresses), the security layer (risk timeline, incidents, responses
+in force, encryption floor, detector health, key versions; issue 5), user admin.
 
 Officers do not read clinical content: nothing here decrypts a diagnosis, note, prescription,
 lab result or a patient's identity. Patients appear by their record id only.
@@ -16,7 +17,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -33,6 +34,10 @@ from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic import actions as clinic_actions
 from carevault.web.clinic.models import BreakGlassGrant
 from carevault.web.errors import ActionError
+from carevault.web.securitycore import actions as security_actions
+from carevault.web.securitycore import dashboard as security_dashboard
+from carevault.web.securitycore import engine as security_engine
+from carevault.web.securitycore.models import Incident, ResponseRecord
 from carevault.web.vault.models import ClinicianKey, PatientKey
 
 from .actions import active_grants_for_review
@@ -107,6 +112,21 @@ def _blocks_context() -> dict[str, Any]:
     return {"blocked": throttle.blocked_addresses(), "limits": throttle.describe()}
 
 
+def _incidents_context(notice: str = "") -> dict[str, Any]:
+    return {"incidents": security_dashboard.active_incidents(), "notice": notice}
+
+
+def _security_state_context(notice: str = "") -> dict[str, Any]:
+    return {
+        "in_force": security_dashboard.responses_in_force(),
+        "recent_responses": security_dashboard.recent_responses(),
+        "health": security_dashboard.detector_health(),
+        "key_versions": security_dashboard.key_versions(),
+        **security_dashboard.floor_context(),
+        "notice": notice,
+    }
+
+
 @require_GET
 @role_required(Role.ADMIN)
 def dashboard(request: OfficerRequest) -> HttpResponse:
@@ -116,6 +136,8 @@ def dashboard(request: OfficerRequest) -> HttpResponse:
         **_grants_context(request),
         **_suspensions_context(),
         **_blocks_context(),
+        **_incidents_context(),
+        **_security_state_context(),
         "chain": verify_chain(),
         "counts": _recent_counts(now),
         "keys": _key_status(),
@@ -209,6 +231,123 @@ def unblock_address(request: OfficerRequest) -> HttpResponse:
         else:
             notice = f"{address} unblocked." if unblocked else f"{address} was not blocked."
     return _answer(request, "securityops/_blocks.html", {**_blocks_context(), "notice": notice})
+
+
+# -- the security layer: incidents, responses, the floor (issue 5) ---------------------------------
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def incidents(request: OfficerRequest) -> HttpResponse:
+    """The active incidents alone: the dashboard polls them (htmx, every 10 s)."""
+    return render(request, "securityops/_incidents.html", _incidents_context())
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def security_state(request: OfficerRequest) -> HttpResponse:
+    """Responses in force, the floor, detector health, key versions (polled every 10 s)."""
+    return render(request, "securityops/_security_state.html", _security_state_context())
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def risk_timeline(request: OfficerRequest) -> HttpResponse:
+    """The risk per minute as JSON, for the chart (static/js/risk-timeline.js polls it).
+    Events left unscored (batch mode, see securitycore.engine) are scored first."""
+    security_engine.score_pending()
+    try:
+        minutes = int(request.GET.get("minutes", security_dashboard.TIMELINE_MINUTES))
+    except ValueError:
+        minutes = security_dashboard.TIMELINE_MINUTES
+    response = JsonResponse(security_dashboard.timeline(minutes))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _incident_or_deny(request: OfficerRequest, incident_id: int) -> Incident:
+    incident = Incident.objects.filter(pk=incident_id).first()
+    if incident is None:
+        deny(
+            request,
+            reason="no such incident",
+            target_type="securitycore.incident",
+            target_id=incident_id,
+        )
+    return incident
+
+
+def _incident_decision(
+    request: OfficerRequest, incident_id: int, decide: Any, done: str
+) -> HttpResponse:
+    incident = _incident_or_deny(request, incident_id)
+    try:
+        decide(request.user, incident, request)
+    except ActionError as exc:
+        notice = exc.message
+    else:
+        notice = done.format(pk=incident.pk)
+    return _answer(request, "securityops/_incidents.html", _incidents_context(notice))
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def acknowledge_incident(request: OfficerRequest, incident_id: int) -> HttpResponse:
+    return _incident_decision(
+        request,
+        incident_id,
+        security_actions.do_acknowledge_incident,
+        "Incident #{pk} acknowledged.",
+    )
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def escalate_incident(request: OfficerRequest, incident_id: int) -> HttpResponse:
+    return _incident_decision(
+        request, incident_id, security_actions.do_escalate_incident, "Incident #{pk} escalated."
+    )
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def close_incident(request: OfficerRequest, incident_id: int) -> HttpResponse:
+    return _incident_decision(
+        request, incident_id, security_actions.do_close_incident, "Incident #{pk} closed."
+    )
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def lift_response(request: OfficerRequest, response_id: int) -> HttpResponse:
+    response = ResponseRecord.objects.filter(pk=response_id).first()
+    if response is None:
+        deny(
+            request,
+            reason="no such security response",
+            target_type="securitycore.responserecord",
+            target_id=response_id,
+        )
+    reason = request.POST.get("reason", "").strip()[:200]
+    try:
+        security_actions.do_lift_response(request.user, response, request, reason=reason)
+    except ActionError as exc:
+        notice = exc.message
+    else:
+        notice = f"Response #{response.pk} ({response.action} {response.target}) lifted."
+    return _answer(request, "securityops/_security_state.html", _security_state_context(notice))
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def lower_floor(request: OfficerRequest) -> HttpResponse:
+    try:
+        lowered = security_actions.do_lower_floor(request.user, request)
+    except ActionError as exc:
+        notice = exc.message
+    else:
+        notice = "Encryption floor lowered." if lowered else "No raised floor was in force."
+    return _answer(request, "securityops/_security_state.html", _security_state_context(notice))
 
 
 # -- user administration ---------------------------------------------------------------------------

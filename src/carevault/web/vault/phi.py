@@ -48,11 +48,37 @@ class PhiModel(models.Model):
         )
 
     def unseal_or_none(self, column: str) -> str | None:
-        """The plaintext, or None when it does not authenticate (shown as tampered)."""
+        """The plaintext, or None when it does not authenticate (shown as tampered).
+
+        A stored value that does not authenticate is tampering (or a swapped ciphertext): it is
+        audited as ``phi.decryption_failed``, which the security layer answers (issue 5)."""
         try:
             return self.unseal(column)
         except DecryptionError:
+            self.report_decryption_failure(column)
             return None
+
+    def report_decryption_failure(self, column: str) -> None:
+        """Audit stored data of this row that does not authenticate (``column``: a PHI column,
+        or what else was checked, e.g. an encrypted file)."""
+        self._report_integrity_failure("phi.decryption_failed", {"column": column})
+
+    def report_signature_failure(self) -> None:
+        """Audit a signed record whose fields decrypt but whose signature does not verify
+        (``phi.signature_failed``): tampering too, answered by the security layer."""
+        self._report_integrity_failure("phi.signature_failed", {})
+
+    def _report_integrity_failure(self, action: str, details: dict[str, str]) -> None:
+        from carevault.web.audit.log import Outcome, record
+
+        record(
+            action,
+            outcome=Outcome.ALERT,
+            target_type=self._meta.label_lower,
+            target_id=str(self.pk),
+            patient_id=self.phi_patient_id(),
+            details=details,
+        )
 
     def unseal_all(self) -> dict[str, str | None]:
         return {column: self.unseal_or_none(column) for column in self.PHI_FIELDS}

@@ -1,0 +1,256 @@
+"""From an audit entry (and the request it was written for) to a security
+:class:`~carevault.security.events.Event`.
+
+Every audited action passes through :func:`carevault.web.audit.log.record`, so that is where the
+security layer listens (see engine.py). This module decides which actions are events, of which
+kind, and fills the event's fields from the entry and the request. Actions that are the security
+layer's own (responses, blocks, suspensions, officer decisions) and account administration are
+not events: they are what the layer does, not what it watches.
+
+Identifiers only: the session is a keyed hash of its key, the client a hash of its User-Agent, a
+failed login naming no account is kept as a keyed hash of the name (people type passwords into
+the name field), patients are their random record ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.sessions.backends.base import SessionBase
+from django.http import HttpRequest
+from django.utils.crypto import salted_hmac
+
+from carevault.security.events import Event, EventKind
+from carevault.web.accounts import sessions
+from carevault.web.accounts.models import User
+from carevault.web.audit.models import AuditEntry
+
+# Audit action -> event kind. Prefix rules follow (WRITE_PREFIXES).
+ACTION_KINDS: dict[str, EventKind] = {
+    "auth.login": EventKind.LOGIN_SUCCESS,
+    "auth.login_failed": EventKind.LOGIN_FAILURE,
+    "auth.second_factor_failed": EventKind.LOGIN_FAILURE,
+    "auth.totp_replay": EventKind.LOGIN_FAILURE,
+    # Refused before (or regardless of) a password check: outcome "denied".
+    "auth.throttled": EventKind.LOGIN_FAILURE,
+    "auth.login_refused": EventKind.LOGIN_FAILURE,
+    "auth.packet_rejected": EventKind.PACKET_REJECTED,
+    "access.denied": EventKind.ACCESS_DENIED,
+    "session.refused": EventKind.ACCESS_DENIED,
+    "phi.read": EventKind.PHI_READ,
+    "phi.list": EventKind.PHI_READ,
+    "phi.file_read": EventKind.PHI_READ,
+    "patient.search": EventKind.PHI_READ,
+    "breakglass.review": EventKind.PHI_READ,
+    "phi.decryption_failed": EventKind.DECRYPTION_FAILURE,
+    "phi.signature_failed": EventKind.SIGNATURE_FAILURE,
+    "lab.result": EventKind.PHI_WRITE,
+    "keys.master_rotate": EventKind.KEY_OPERATION,
+}
+WRITE_PREFIXES = (
+    "patient.create",
+    "diagnosis.",
+    "note.",
+    "prescription.",
+    "appointment.",
+    "lab.request",
+    "care.",
+    "breakglass.open",
+    "breakglass.revoke",
+    "account.register",
+)
+PREDICTION_PREFIXES = ("prediction.", "model.predict")
+KEY_PREFIXES = ("keys.",)
+
+# Written by the security layer itself: never events (and never a loop).
+OWN_PREFIXES = ("security.",)
+# Sessions that timed out (idle, maximum length) are housekeeping, not a denial of anything.
+BENIGN_REFUSALS = frozenset({sessions.IDLE, sessions.EXPIRED})
+
+
+@dataclass(frozen=True)
+class Observed:
+    """An event with what the web layer needs to act on it."""
+
+    event: Event
+    entry_seq: int
+    user: User | None  # the account the event names, if it exists
+    request: HttpRequest | None  # the request being served, when it is this event's
+    live: bool  # the request's logged-in session is the event's and can be acted on now
+
+
+def kind_of(entry: AuditEntry) -> EventKind | None:
+    action = entry.action
+    if action.startswith(OWN_PREFIXES):
+        return None
+    if action == "session.refused" and _details(entry).get("reason") in BENIGN_REFUSALS:
+        return None
+    if action == "phi.file_read" and _details(entry).get("error") == "integrity":
+        return EventKind.DECRYPTION_FAILURE
+    if action == "lab.result" and int(_details(entry).get("files") or 0) > 0:
+        return EventKind.UPLOAD
+    kind = ACTION_KINDS.get(action)
+    if kind is not None:
+        return kind
+    if action.startswith(WRITE_PREFIXES):
+        return EventKind.PHI_WRITE
+    if action.startswith(PREDICTION_PREFIXES):
+        return EventKind.PREDICTION
+    if action.startswith(KEY_PREFIXES):
+        return EventKind.KEY_OPERATION
+    return None
+
+
+def observe_entry(
+    entry: AuditEntry, request: HttpRequest | None, *, now: float | None = None
+) -> Observed | None:
+    """The event an audit entry stands for, or None when the action is not one."""
+    kind = kind_of(entry)
+    if kind is None:
+        return None
+    details = _details(entry)
+    user = _request_user(request)
+    if kind is EventKind.LOGIN_FAILURE and entry.action in ("auth.login_failed", "auth.throttled"):
+        # The entry names the account tried (which may not exist), not a logged-in actor.
+        account = _account_named(str(details.get("username", "")))
+        actor, role = _actor_name(account, str(details.get("username", ""))), _role(account)
+    elif entry.actor_id is not None:
+        if user is not None and user.pk == entry.actor_id:
+            account = user
+        else:
+            account = User.objects.filter(pk=entry.actor_id).first()
+        actor, role = entry.actor, entry.role
+    elif user is not None:
+        # Written without an actor inside a request (e.g. a stored value found tampered while
+        # a page was being built): the user of that request.
+        account, actor, role = user, user.username, user.role
+    else:
+        account, actor, role = None, "", ""
+    address = entry.address or _address(request)
+    patients = _patients(entry, details)
+    stored = kind in (EventKind.DECRYPTION_FAILURE, EventKind.SIGNATURE_FAILURE)
+    session_key = _session_key(request) if user is not None else ""
+    session = session_hash(session_key) if session_key else ""
+    event = Event(
+        at=time.time() if now is None else now,
+        kind=kind,
+        actor=actor,
+        role=role,
+        address=address,
+        network=network_of(address),
+        client=client_hash(request),
+        session=session,
+        rtt_ms=0.0,
+        outcome=_outcome(kind, entry.outcome),
+        records=_records(entry, details, patients),
+        stored_data=stored,
+        latency_ms=_elapsed_ms(request),
+        patients=patients,
+    )
+    live = bool(
+        request is not None
+        and session
+        and user is not None
+        and account is not None
+        and user.pk == account.pk
+        and not stored
+    )
+    return Observed(event, entry.seq, account, request if live else None, live)
+
+
+def _details(entry: AuditEntry) -> dict[str, Any]:
+    return entry.details if isinstance(entry.details, dict) else {}
+
+
+def _request_user(request: HttpRequest | None) -> User | None:
+    user = getattr(request, "user", None) if request is not None else None
+    return user if isinstance(user, User) and user.is_authenticated else None
+
+
+def _account_named(name: str) -> User | None:
+    name = name.strip()
+    if not name:
+        return None
+    # Usernames are unique regardless of case (accounts.actions), as the throttle counts them.
+    return User.objects.filter(username__iexact=name).first()
+
+
+def _actor_name(account: User | None, typed: str) -> str:
+    if account is not None:
+        return account.username
+    if not typed.strip():
+        return ""
+    digest = salted_hmac("carevault.security.actor", typed.strip().casefold()).hexdigest()
+    return f"?{digest[:16]}"
+
+
+def _role(account: User | None) -> str:
+    return account.role if account is not None else ""
+
+
+def _address(request: HttpRequest | None) -> str:
+    from carevault.web.net import client_address
+
+    return client_address(request) if request is not None else ""
+
+
+def network_of(address: str) -> str:
+    """The /16 (IPv4) or /48 (IPv6) the address belongs to ("" if it is not one)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return ""
+    prefix = 16 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def client_hash(request: HttpRequest | None) -> str:
+    if request is None:
+        return ""
+    agent = str(request.META.get("HTTP_USER_AGENT", ""))[:512]
+    return hashlib.sha256(agent.encode()).hexdigest()[:16]
+
+
+def session_hash(session_key: str) -> str:
+    return salted_hmac("carevault.security.session", session_key).hexdigest()[:32]
+
+
+def _session_key(request: HttpRequest | None) -> str:
+    session = getattr(request, "session", None)
+    if not isinstance(session, SessionBase):
+        return ""
+    return str(session.session_key or "")
+
+
+def _outcome(kind: EventKind, outcome: str) -> str:
+    if kind is EventKind.ACCESS_DENIED:
+        return "denied"
+    if outcome in ("failed", "denied"):
+        return outcome
+    return "ok"
+
+
+def _patients(entry: AuditEntry, details: dict[str, Any]) -> tuple[str, ...]:
+    listed = details.get("patients")
+    if isinstance(listed, list) and listed:
+        return tuple(sorted({str(p) for p in listed}))
+    return (str(entry.patient_id),) if entry.patient_id else ()
+
+
+def _records(entry: AuditEntry, details: dict[str, Any], patients: tuple[str, ...]) -> int:
+    if entry.action == "patient.search":
+        return int(details.get("matches") or 0)
+    if entry.action == "phi.list":
+        return len(patients)
+    return 1 if patients else 0
+
+
+def _elapsed_ms(request: HttpRequest | None) -> float:
+    started = getattr(request, "_cv_started", None) if request is not None else None
+    if not isinstance(started, float):
+        return 0.0
+    return round((time.perf_counter() - started) * 1000, 3)

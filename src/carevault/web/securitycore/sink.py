@@ -1,0 +1,115 @@
+"""The web layer's :class:`~carevault.security.response.ResponseSink`: each action through the
+module that owns it (the session guard's step-up, the login throttle's address blocks, the
+account's suspension fields and session epoch, the vault's key rotation, the floor).
+
+Sessions are acted on only through the request being served (the sink never holds a session
+key it did not see): a step-up marks that session; ending it is left to the security middleware
+at the end of the request, so the view finishes with the user it started with and the response
+it built is replaced by a redirect to the login page (the page that triggered the response is
+not delivered). Without the middleware (a login flow called directly) the session ends at once.
+A session seen earlier is reached through its account: revoking all of them bumps the epoch.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from django.utils import timezone
+
+from carevault.crypto import Suite
+from carevault.security.response import ResponseAction
+from carevault.web.accounts import sessions, throttle, twofactor
+from carevault.web.accounts.models import User
+from carevault.web.vault import service
+
+from . import context
+from . import state as security_state
+from .models import Incident
+
+
+class WebResponseSink:
+    def __init__(
+        self,
+        incident: Incident,
+        *,
+        live_request: HttpRequest | None,
+        ordered_by: User | None = None,
+    ) -> None:
+        self.incident = incident
+        self.request = live_request
+        self.ordered_by = ordered_by
+
+    def _reason(self, action: ResponseAction) -> str:
+        who = f" (ordered by {self.ordered_by.username})" if self.ordered_by else ""
+        return f"security incident #{self.incident.pk}, {action.level.label}{who}"
+
+    def _live(self) -> HttpRequest:
+        if self.request is None:
+            raise RuntimeError("no live session to act on")
+        return self.request
+
+    def step_up(self, action: ResponseAction) -> str:
+        twofactor.demand_step_up(self._live(), self._reason(action), actor=None)
+        return "a fresh second factor is required"
+
+    def block_session(self, action: ResponseAction) -> str:
+        self._end_session(self._live(), self._reason(action))
+        return "session ended"
+
+    def throttle_address(self, action: ResponseAction) -> str:
+        created = throttle.block_address(
+            action.target, self._reason(action), seconds=action.seconds, request=None
+        )
+        return f"blocked for {action.seconds} s" if created else "already blocked"
+
+    def suspend_account(self, action: ResponseAction) -> str:
+        user = User.objects.select_for_update().filter(username=action.target).first()
+        if user is None:
+            raise LookupError("no such account")
+        if user.suspended_at is not None:
+            return "already suspended"
+        user.suspended_at = timezone.now()
+        user.suspension_reason = self._reason(action)[:200]
+        user.save(update_fields=["suspended_at", "suspension_reason"])
+        return "suspended"
+
+    def revoke_sessions(self, action: ResponseAction) -> str:
+        user = User.objects.filter(username=action.target).first()
+        if user is None:
+            raise LookupError("no such account")
+        sessions.revoke_all_sessions(
+            user, actor=self.ordered_by, reason=self._reason(action), request=None
+        )
+        request = self.request
+        if request is not None and getattr(request.user, "pk", None) == user.pk:
+            # The current response is not delivered either.
+            self._end_session(request, self._reason(action))
+        return f"session epoch {user.session_epoch}"
+
+    def rotate_keys(self, action: ResponseAction) -> str:
+        patient_id = action.target
+        floor = security_state.current_floor()
+        current = service.patient_keyring(patient_id).primary.suite
+        suite: Suite | None = None
+        if floor is not None:
+            wanted = Suite.parse(floor.suite)
+            if wanted.is_symmetric and wanted.level > current.level:
+                suite = wanted
+        version = service.rotate_patient_key(patient_id, suite)
+        return f"data key v{version} ({(suite or current).label})"
+
+    def raise_floor(self, action: ResponseAction) -> str:
+        floor = security_state.raise_floor(
+            action.target,
+            seconds=action.seconds,
+            reason=self._reason(action),
+            incident=self.incident,
+        )
+        return f"floor {floor.suite} until {floor.until.isoformat(timespec='seconds')}"
+
+    @staticmethod
+    def _end_session(request: HttpRequest, reason: str) -> None:
+        pending = context.pending(request)
+        if pending is not None:
+            pending.end_session = reason
+        else:
+            sessions.end_session(request)
