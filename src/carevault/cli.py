@@ -73,7 +73,13 @@ def _key_stores() -> list[tuple[str, Any]]:
     """Where wrapped keys live: the directory store, and the database once it exists."""
     import os
 
-    stores: list[tuple[str, Any]] = [("directory", config.key_store())]
+    from carevault.crypto.keystore import DirectoryKeyStore
+
+    stores: list[tuple[str, Any]] = [
+        ("directory", config.key_store()),
+        # The sealed models' keyrings and signing key (carevault.security.store).
+        ("models", DirectoryKeyStore(config.data_dir() / "models" / "keys")),
+    ]
     has_database = (
         bool(os.environ.get("DATABASE_URL", "").strip())
         or (config.data_dir() / "carevault.sqlite3").exists()
@@ -363,6 +369,44 @@ def cmd_manage(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- security: train and evaluate the risk ensemble ------------------------------------------------
+
+
+def _model_store() -> Any:
+    from carevault.security.scoring import model_store
+
+    return model_store(config.data_dir())
+
+
+def cmd_security_train(args: argparse.Namespace) -> int:
+    from carevault.security import training
+    from carevault.security.store import SealedModelError
+
+    train_config = training.TrainConfig(
+        seed=args.seed, days=args.days, users=args.users, fusion=args.fusion
+    )
+    try:
+        report = training.train(train_config, _model_store())
+    except SealedModelError as exc:
+        raise CommandError(str(exc)) from None
+    _emit(args, report, training.render_train(report))
+    return 0
+
+
+def cmd_security_evaluate(args: argparse.Namespace) -> int:
+    from carevault.security import training
+    from carevault.security.store import SealedModelError
+
+    try:
+        result = training.evaluate(
+            _model_store(), seed=args.seed, days=args.days, users=args.users, version=args.version
+        )
+    except SealedModelError as exc:
+        raise CommandError(str(exc)) from None
+    _emit(args, result, training.render_evaluation(result))
+    return 0
+
+
 # -- bench ---------------------------------------------------------------------------------------
 
 
@@ -387,10 +431,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
             result = bench_web.run(quick=args.quick)
         _emit(args, result, bench_web.render(result))
         return 0
-    raise CommandError(f"`carevault bench {args.target}` arrives with its issue; try crypto or web")
+    if args.target == "security":
+        from carevault.bench import security as bench_security
+
+        result = bench_security.run(quick=args.quick)
+        _emit(args, result, bench_security.render(result))
+        return 0
+    raise CommandError(
+        f"`carevault bench {args.target}` arrives with its issue; try crypto, web or security"
+    )
 
 
 # -- parser --------------------------------------------------------------------------------------
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -450,6 +512,36 @@ def build_parser() -> argparse.ArgumentParser:
     manage = sub.add_parser("manage", help="Django management commands (migrate, shell, ...)")
     manage.add_argument("rest", nargs=argparse.REMAINDER)
     manage.set_defaults(handler=cmd_manage)
+
+    security = sub.add_parser("security", help="the AI threat detection: train, evaluate")
+    security_sub = security.add_subparsers(dest="security_command", required=True, metavar="ACTION")
+    train = add(
+        security_sub,
+        "train",
+        cmd_security_train,
+        "train the risk ensemble on generated traffic and seal it into the data directory",
+    )
+    train.add_argument("--seed", type=int, default=1, help="traffic generator seed (default 1)")
+    train.add_argument("--days", type=_positive_number, default=14.0, help="days of traffic")
+    train.add_argument("--users", type=_positive, default=120, help="simulated accounts")
+    train.add_argument(
+        "--fusion", choices=["stacking", "max", "fisher"], default="stacking", help="how to fuse"
+    )
+    evaluate = add(
+        security_sub,
+        "evaluate",
+        cmd_security_evaluate,
+        "score held-out generated traffic with the sealed ensemble: ROC-AUC, precision/recall, "
+        "false positives and time-to-detect per attack class and detector",
+    )
+    evaluate.add_argument(
+        "--seed", type=int, default=2, help="generator seed, not the training one (default 2)"
+    )
+    evaluate.add_argument(
+        "--days", type=_positive_number, default=None, help="days (default: as trained)"
+    )
+    evaluate.add_argument("--users", type=_positive, default=None, help="default: as trained")
+    evaluate.add_argument("--version", type=_positive, default=None, help="model version")
 
     bench = add(sub, "bench", cmd_bench, "run a benchmark and print ratios against baselines")
     bench.add_argument("target", choices=["crypto", "web", "security", "policy", "models"])
