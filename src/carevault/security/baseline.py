@@ -52,6 +52,7 @@ from __future__ import annotations
 import bisect
 import importlib
 import logging
+import os
 from collections import defaultdict, deque
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -450,6 +451,20 @@ class LoadedScorer:
 
 
 TRAINED_MODULE = "carevault.security.scoring"
+# The sealed model's name in the data directory's model store (models/<name>/v<n>/).
+TRAINED_MODEL_NAME = "risk-ensemble"
+
+
+def latest_model_version(data_dir: Path) -> int:
+    """The newest sealed version of the trained model in ``data_dir`` (0: none), from one
+    directory listing: cheap enough to ask every few seconds whether to reload."""
+    try:
+        entries = os.scandir(Path(data_dir) / "models" / TRAINED_MODEL_NAME)
+    except OSError:
+        return 0
+    with entries:
+        versions = [int(e.name[1:]) for e in entries if e.name[:1] == "v" and e.name[1:].isdigit()]
+    return max(versions, default=0)
 
 
 def load_scorer_or_baseline(data_dir: Path, baseline: RiskScorer) -> LoadedScorer:

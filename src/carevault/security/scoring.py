@@ -18,12 +18,13 @@ import numpy as np
 
 from . import rules as hard_rules
 from .assessment import Assessment
+from .baseline import TRAINED_MODEL_NAME
 from .ensemble import RiskEnsemble
 from .events import Event
 from .features import FEATURE_NAMES, FeatureExtractor
 from .store import ModelStore, SealedInfo, SealedModelError
 
-MODEL_NAME = "risk-ensemble"
+MODEL_NAME = TRAINED_MODEL_NAME
 
 # Every type a sealed risk ensemble may contain; anything else in the file is refused before
 # skops builds a single object (skops also trusts its own default list of safe types).

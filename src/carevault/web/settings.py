@@ -301,6 +301,8 @@ SECURITY_SCRAPING_PATIENTS = _env_int("CAREVAULT_SECURITY_SCRAPING_PATIENTS", 25
 SECURITY_SYNC_BUDGET_MS = _env_int("CAREVAULT_SECURITY_SYNC_BUDGET_MS", 5, minimum=1)
 # Host telemetry (CPU, memory, network, latency) every this many seconds; 0 turns it off.
 SECURITY_TELEMETRY_SECONDS = _env_int("CAREVAULT_SECURITY_TELEMETRY_SECONDS", 60, minimum=0)
+# How often each process looks for a newer sealed risk model (one directory listing).
+SECURITY_MODEL_CHECK_SECONDS = _env_int("CAREVAULT_SECURITY_MODEL_CHECK_SECONDS", 30, minimum=0)
 # --- end of threat detection and response ----------------------------------------------------
 
 LANGUAGE_CODE = "en-us"

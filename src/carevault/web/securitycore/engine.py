@@ -51,6 +51,7 @@ from carevault.security.baseline import (
     BaselineLimits,
     BaselineScorer,
     LoadedScorer,
+    latest_model_version,
     load_scorer_or_baseline,
 )
 from carevault.security.events import AttackClass, Event, EventKind
@@ -219,14 +220,28 @@ class Runtime:
 
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
+# The newest sealed model version in the data directory when the runtime was built, and when
+# that was last looked at: `carevault security train` in another process seals a new version,
+# and every worker picks it up within SECURITY_MODEL_CHECK_SECONDS without a restart.
+_model_seen: int = 0
+_model_checked: float = 0.0
 
 
 def runtime() -> Runtime:
     """The process's scorer: the trained sealed model when the data directory has one, else
-    the baseline (loaded once per process; :func:`reset_runtime` after training)."""
-    global _runtime
+    the baseline. Loaded once per process, and again when a newer model is sealed."""
+    global _runtime, _model_seen, _model_checked
     with _runtime_lock:
+        now = time.monotonic()
+        if _runtime is not None and now - _model_checked >= settings.SECURITY_MODEL_CHECK_SECONDS:
+            _model_checked = now
+            newest = latest_model_version(Path(settings.DATA_DIR))
+            if newest != _model_seen:
+                logger.info("security scorer: a new sealed model (v%s) was found", newest)
+                _runtime = None
         if _runtime is None:
+            _model_seen = latest_model_version(Path(settings.DATA_DIR))
+            _model_checked = now
             baseline = BaselineScorer(baseline_limits(), DbHistory())
             loaded = load_scorer_or_baseline(Path(settings.DATA_DIR), baseline)
             _runtime = Runtime(loaded=loaded, baseline=baseline)
