@@ -226,3 +226,49 @@ def test_a_completed_request_shows_the_signed_result_instead_of_the_form(
     assert 'type="file"' not in html
     lab_file = result_for(lab_request).files.get()
     assert reverse("labs:file", args=[lab_file.pk]) in html
+
+
+def test_a_refused_file_is_audited_with_its_types_and_size_but_not_its_name(
+    client_for, lab_request, marker
+):
+    from carevault.web.audit.models import AuditEntry
+    from carevault.web.securitycore.models import SecurityEvent
+    from carevault.web.securitycore.observed import observe_entry
+
+    disguised = SimpleUploadedFile(
+        f"scan-{marker.decode()}.pdf", png_bytes(marker), "application/pdf"
+    )
+    assert submit(client_for("labtech1"), lab_request, disguised).status_code == 400
+    entry = AuditEntry.objects.filter(action="lab.upload_rejected").get()
+    assert (entry.actor, entry.outcome, entry.patient_id) == (
+        "labtech1",
+        "failed",
+        str(lab_request.patient_id),
+    )
+    assert entry.details == {
+        "reason": "type_mismatch",
+        "declared_type": "application/pdf",
+        "sniffed_type": "image/png",
+        "bytes": len(png_bytes(marker)),
+    }
+    assert marker.decode() not in str(entry.details)
+    # The threat detection sees a failed upload whose claim and content disagree.
+    event = SecurityEvent.objects.filter(kind="upload").latest("pk")
+    assert (event.actor, event.outcome) == ("labtech1", "failed")
+    seen = observe_entry(entry, None).event
+    assert (seen.upload_bytes, seen.declared_type, seen.sniffed_type) == (
+        len(png_bytes(marker)),
+        "application/pdf",
+        "image/png",
+    )
+
+
+def test_an_accepted_upload_tells_the_threat_detection_its_size_and_type(
+    client_for, lab_request, marker
+):
+    from carevault.web.audit.models import AuditEntry
+
+    submit(client_for("labtech1"), lab_request, pdf_upload(marker))
+    entry = AuditEntry.objects.filter(action="lab.result").latest("seq")
+    assert entry.details["bytes"] == len(pdf_bytes(marker))
+    assert entry.details["types"] == ["application/pdf"]

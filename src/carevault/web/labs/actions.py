@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from carevault.crypto import CryptoError
 from carevault.web.accounts.models import Role, User
-from carevault.web.audit.log import record
+from carevault.web.audit.log import Outcome, record
 from carevault.web.clinic.actions import SignatureStatus, _text, verify_signed
 from carevault.web.clinic.models import Patient
 from carevault.web.errors import Conflict, NotAllowed, ValidationFailed
@@ -78,29 +78,71 @@ def result_record(
     }
 
 
+class UploadRejected(ValidationFailed):
+    """A file refused by its size or content: the reason and the types seen, for the audit log
+    and the threat detection (a technician's slip looks different from a stream of disguised
+    files). Never the file name: it can name the patient."""
+
+    def __init__(self, message: str, *, reason: str, declared: str, sniffed: str, size: int):
+        super().__init__(message, field="files")
+        self.facts = {
+            "reason": reason,
+            "declared_type": declared[:100],
+            "sniffed_type": sniffed,
+            "bytes": size,
+        }
+
+
 def _check_upload(upload: Upload) -> str:
+    # Media types are case-insensitive (RFC 9110 8.3.1): "Application/PDF" is no mismatch.
+    declared = upload.declared_type.strip().lower()
+    name = upload.name or "file"
+
+    def rejected(message: str, reason: str, sniffed: str = "") -> UploadRejected:
+        return UploadRejected(
+            message, reason=reason, declared=declared, sniffed=sniffed, size=upload.size
+        )
+
     if upload.size > settings.LAB_UPLOAD_MAX_BYTES:
         # filesizeformat, not "// 2**20 MB": a limit below 1 MB read "larger than 0 MB".
         limit = filesizeformat(settings.LAB_UPLOAD_MAX_BYTES)
-        raise ValidationFailed(f"{upload.name or 'file'} is larger than {limit}", field="files")
+        raise rejected(f"{name} is larger than {limit}", "too_large")
     if upload.size == 0:
-        raise ValidationFailed(f"{upload.name or 'file'} is empty", field="files")
+        raise rejected(f"{name} is empty", "empty")
     head = upload.data.read(16)
     upload.data.seek(0)
     content_type = storage.sniff(head)
     if content_type is None:
-        raise ValidationFailed(
-            f"{upload.name or 'file'} is not a PDF, PNG or JPEG file (checked by its content)",
-            field="files",
+        raise rejected(
+            f"{name} is not a PDF, PNG or JPEG file (checked by its content)", "unrecognised"
         )
-    # Media types are case-insensitive (RFC 9110 8.3.1): "Application/PDF" is no mismatch.
-    declared = upload.declared_type.strip().lower()
     if declared and declared != content_type:
-        raise ValidationFailed(
-            f"{upload.name or 'file'} claims to be {declared} but its content is {content_type}",
-            field="files",
+        raise rejected(
+            f"{name} claims to be {declared} but its content is {content_type}",
+            "type_mismatch",
+            content_type,
         )
     return content_type
+
+
+def _checked_uploads(
+    acting_user: User, lab_request: LabRequest, uploads: list[Upload], request: HttpRequest | None
+) -> list[str]:
+    """Every upload's content type, or the first refusal, audited before it is raised."""
+    try:
+        return [_check_upload(u) for u in uploads]
+    except UploadRejected as exc:
+        with transaction.atomic():
+            record(
+                "lab.upload_rejected",
+                actor=acting_user,
+                outcome=Outcome.FAILED,
+                target=lab_request,
+                patient_id=lab_request.patient_id,
+                request=request,
+                details=exc.facts,
+            )
+        raise
 
 
 def do_submit_lab_result(
@@ -122,7 +164,8 @@ def do_submit_lab_result(
         "values": _text(values, "values", limit=4000),
         "comment": _text(comment, "comment", required=False, limit=2000),
     }
-    types = [_check_upload(u) for u in uploads]  # validate everything before writing anything
+    # Validate everything before writing anything.
+    types = _checked_uploads(acting_user, lab_request, uploads, request)
     stored: list[str] = []
     try:
         with transaction.atomic():
@@ -173,7 +216,12 @@ def do_submit_lab_result(
                 target=result,
                 patient_id=locked.patient_id,
                 request=request,
-                details={"files": len(files), "key_id": key_record.key_id},
+                details={
+                    "files": len(files),
+                    "key_id": key_record.key_id,
+                    "bytes": sum(f["size"] for _, f in files),
+                    "types": sorted({f["type"] for _, f in files}),
+                },
             )
     except BaseException:
         for name in stored:

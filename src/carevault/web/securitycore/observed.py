@@ -93,6 +93,8 @@ def kind_of(entry: AuditEntry) -> EventKind | None:
         return EventKind.DECRYPTION_FAILURE
     if action == "lab.result" and int(_details(entry).get("files") or 0) > 0:
         return EventKind.UPLOAD
+    if action == "lab.upload_rejected":
+        return EventKind.UPLOAD
     kind = ACTION_KINDS.get(action)
     if kind is not None:
         return kind
@@ -150,6 +152,7 @@ def observe_entry(
         stored_data=stored,
         latency_ms=_elapsed_ms(request),
         patients=patients,
+        **(_upload_facts(details) if kind is EventKind.UPLOAD else {}),
     )
     live = bool(
         request is not None
@@ -160,6 +163,23 @@ def observe_entry(
         and not stored
     )
     return Observed(event, entry.seq, account, request if live else None, live)
+
+
+def _upload_facts(details: dict[str, Any]) -> dict[str, Any]:
+    """Size and types of an upload, accepted (``lab.result``) or refused
+    (``lab.upload_rejected``): what the detectors compare a file's claim and content with."""
+    try:
+        size = max(0, int(details.get("bytes") or 0))
+    except (TypeError, ValueError):
+        size = 0
+    types = details.get("types")
+    if isinstance(types, list) and types:
+        # Accepted files: what was declared is what the content is.
+        declared = sniffed = str(types[0])
+    else:
+        declared = str(details.get("declared_type") or "")
+        sniffed = str(details.get("sniffed_type") or "")
+    return {"upload_bytes": size, "declared_type": declared[:100], "sniffed_type": sniffed[:100]}
 
 
 def _details(entry: AuditEntry) -> dict[str, Any]:
