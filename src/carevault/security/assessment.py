@@ -18,7 +18,8 @@ class Assessment:
     detectors: dict[str, float] = field(default_factory=dict)
     # The features that pushed the score most, with their values (name -> value).
     features: dict[str, float] = field(default_factory=dict)
-    # Hard rules that fired (e.g. "aead_failure_at_rest"); any rule sets risk to 1.
+    # Hard rules that fired (e.g. "aead_failure_at_rest"); each sets a floor under the risk
+    # (an AEAD failure on stored data: 1; see carevault.security.rules).
     rules: tuple[str, ...] = ()
 
 
