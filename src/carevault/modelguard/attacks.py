@@ -1,0 +1,194 @@
+"""The extraction attack lab: real attackers against the real policy, budget and monitor.
+
+* :func:`equation_solving` (Tramèr et al. 2016): queries random points (the feature box, or
+  perturbed public cases, where the model's confidence is not saturated),
+  takes ``logit`` of the released P(malignant) and solves the linear system for the logistic
+  model's weights and bias by least squares; ``d + 1`` queries suffice with full confidences.
+  Without confidences (label only) it has nothing to solve and fits a logistic surrogate to
+  the labels instead.
+* :func:`retraining`: starts from a few public cases, perturbs them, and (adaptive variant)
+  spends later queries on line searches across its surrogate's boundary, then trains a
+  logistic surrogate on the released labels.
+
+Each query goes through :class:`Gate` (budget, then monitor, then the obfuscation policy), the
+way the service would run it; the attack stops at the first refusal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .budgets import BudgetExceeded, QueryBudget
+from .extraction import ExtractionMonitor
+from .obfuscation import ObfuscatedOutput, OutputPolicy, obfuscate
+
+Array = NDArray[np.float64]
+START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+class CutOff(Exception):
+    pass
+
+
+@dataclass
+class Gate:
+    """One client's view of the service: budget, monitor and output policy around the model."""
+
+    model: Pipeline
+    policy: OutputPolicy
+    monitor: ExtractionMonitor | None
+    budget: QueryBudget | None
+    client_id: str
+    interval: timedelta
+    rng: np.random.Generator
+    queries: int = 0
+    cut_reason: str = ""
+    _now: datetime = field(default=START)
+
+    def query(self, x: Array) -> ObfuscatedOutput:
+        if self.cut_reason:
+            raise CutOff(self.cut_reason)
+        try:
+            if self.budget is not None:
+                self.budget.charge(self.client_id, self._now)
+        except BudgetExceeded as exc:
+            self.cut_reason = f"budget: {exc.window}"
+            raise CutOff(self.cut_reason) from exc
+        self._now += self.interval
+        if self.monitor is not None:
+            verdict = self.monitor.observe(self.client_id, x)
+            if verdict.alert:
+                self.cut_reason = f"monitor: {verdict.reason}"
+                raise CutOff(self.cut_reason)
+        self.queries += 1
+        proba = float(self.model.predict_proba(x[None, :])[0, 1])
+        return obfuscate(self.policy, proba, rng=self.rng)
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    attacker: str
+    queries: int  # answered before the cut-off (or the attacker's whole allowance)
+    cut_off: bool
+    reason: str
+    agreement: float  # stolen model vs ours on the test split, at the end
+
+
+def _agreement(predict: NDArray[np.int64], model: Pipeline, X_test: Array) -> float:
+    return float(np.mean(predict == model.predict(X_test)))
+
+
+def _fit_labels(X: Array, y: list[int], random_state: int) -> Pipeline | None:
+    if len(set(y)) < 2:
+        return None
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(C=100.0, max_iter=5000, random_state=random_state)
+    ).fit(X, np.asarray(y))
+
+
+def _surrogate_agreement(X: list[Array], y: list[int], model: Pipeline, X_test: Array) -> float:
+    surrogate = _fit_labels(np.asarray(X), y, 0)
+    if surrogate is None:
+        majority = round(float(np.mean(y))) if y else 0
+        return _agreement(np.full(len(X_test), majority), model, X_test)
+    return _agreement(surrogate.predict(X_test), model, X_test)
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return float(np.log(p / (1 - p)))
+
+
+def equation_solving(
+    gate: Gate,
+    public: Array,
+    X_test: Array,
+    max_queries: int,
+    random_state: int,
+    *,
+    in_box: bool = False,
+    perturbation: float = 0.3,
+) -> AttackResult:
+    rng = np.random.default_rng(random_state)
+    lo, hi = public.min(axis=0), public.max(axis=0)
+    scale = public.std(axis=0) + 1e-12
+    X: list[Array] = []
+    labels: list[int] = []
+    scores: list[float] = []
+    for _ in range(max_queries):
+        if in_box:
+            x = rng.uniform(lo, hi)
+        else:
+            base = public[int(rng.integers(len(public)))]
+            x = base + rng.normal(0.0, perturbation, base.shape) * scale
+        try:
+            out = gate.query(x)
+        except CutOff:
+            break
+        X.append(x)
+        labels.append(out.label)
+        if out.confidence is not None:
+            scores.append(_logit(out.confidence))
+    if scores and len(scores) == len(X) and len(X) > 0:
+        A = np.hstack([np.asarray(X), np.ones((len(X), 1))])
+        # Standardise the columns so the least-squares solve is well conditioned.
+        col = np.abs(A).max(axis=0) + 1e-12
+        solution, *_ = np.linalg.lstsq(A / col, np.asarray(scores), rcond=None)
+        w = solution / col
+        predict = ((X_test @ w[:-1] + w[-1]) >= 0).astype(np.int64)
+        agreement = _agreement(predict, gate.model, X_test)
+    else:
+        agreement = _surrogate_agreement(X, labels, gate.model, X_test)
+    name = "equation-solving, box" if in_box else "equation-solving"
+    return AttackResult(name, len(X), bool(gate.cut_reason), gate.cut_reason, agreement)
+
+
+def retraining(
+    gate: Gate,
+    public: Array,
+    X_test: Array,
+    max_queries: int,
+    random_state: int,
+    *,
+    adaptive: bool = True,
+    perturbation: float = 0.1,
+) -> AttackResult:
+    rng = np.random.default_rng(random_state)
+    scale = public.std(axis=0) + 1e-12
+    X: list[Array] = []
+    y: list[int] = []
+    surrogate: Pipeline | None = None
+    for i in range(max_queries):
+        if adaptive and surrogate is not None and i % 2 == 1:
+            # Bisect between a benign and a malignant known point: lands near the boundary.
+            ya = np.asarray(y)
+            a = X[int(rng.choice(np.flatnonzero(ya == 0)))]
+            b = X[int(rng.choice(np.flatnonzero(ya == 1)))]
+            for _ in range(6):
+                mid = (a + b) / 2
+                if surrogate.predict(mid[None, :])[0] == 1:
+                    b = mid
+                else:
+                    a = mid
+            x = (a + b) / 2
+        else:
+            base = public[int(rng.integers(len(public)))]
+            x = base + rng.normal(0.0, perturbation, base.shape) * scale
+        try:
+            out = gate.query(x)
+        except CutOff:
+            break
+        X.append(x)
+        y.append(out.label)
+        if adaptive and i % 10 == 9:
+            surrogate = _fit_labels(np.asarray(X), y, random_state)
+    name = "retraining, adaptive" if adaptive else "retraining"
+    agreement = _surrogate_agreement(X, y, gate.model, X_test)
+    return AttackResult(name, len(X), bool(gate.cut_reason), gate.cut_reason, agreement)

@@ -1,0 +1,142 @@
+"""The extraction monitor: a per-client analysis of the query stream that cuts a client off when
+its queries look like model stealing rather than diagnosis.
+
+Two tests, either of which raises the alarm (and the alarm sticks: the client stays cut off
+until an operator clears it):
+
+* **PRADA** (Juuti et al. 2019): for each new query, the minimum distance to the client's
+  earlier queries (its "growing set"), in standardised feature units. Real cases a doctor sees
+  give distances that are roughly normally distributed; synthetic and perturbed probes give a
+  lumpy or skewed distribution. Once ``min_queries`` distances are in, a Shapiro-Wilk test on
+  them alarms when ``W < delta``.
+* **Off-manifold probes**: the Mahalanobis distance of the query from the training cases
+  (Ledoit-Wolf covariance, so 30 strongly correlated features stay well conditioned). Equation
+  solvers and retraining attackers that sample the feature box produce points no aspirate
+  gives (a large radius with a small area); ``ood_alarm`` such points alarm. A doctor's
+  measured case, noise included, stays inside the training cases' own spread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.stats import shapiro
+from sklearn.covariance import LedoitWolf
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    alert: bool
+    statistic: float  # latest Shapiro-Wilk W (1.0 until there are enough distances)
+    queries: int
+    reason: str
+
+
+@dataclass
+class _ClientState:
+    growing: list[Array] = field(default_factory=list)
+    distances: list[float] = field(default_factory=list)
+    off_manifold: int = 0
+    repeats: int = 0
+    queries: int = 0
+    statistic: float = 1.0
+    alert_reason: str = ""
+
+
+class ExtractionMonitor:
+    def __init__(
+        self,
+        reference: Array,
+        *,
+        delta: float = 0.80,
+        min_queries: int = 20,
+        ood_margin: float = 2.0,
+        ood_alarm: int = 3,
+        repeat_radius: float = 1.0,
+        repeat_share: float = 0.25,
+    ) -> None:
+        reference = np.asarray(reference, dtype=np.float64)
+        if reference.ndim != 2 or reference.shape[0] < 10:
+            raise ValueError("reference must be a matrix of at least ten training cases")
+        if not 0 < delta < 1 or min_queries < 3 or ood_alarm < 1 or ood_margin <= 0:
+            raise ValueError("need 0 < delta < 1, min_queries >= 3, ood_alarm >= 1, margin > 0")
+        self.n_features = reference.shape[1]
+        self.repeat_radius, self.repeat_share = repeat_radius, repeat_share
+        self.delta, self.min_queries, self.ood_alarm = delta, min_queries, ood_alarm
+        self._mean = reference.mean(axis=0)
+        self._scale = reference.std(axis=0) + 1e-12
+        z = (reference - self._mean) / self._scale
+        self._precision = LedoitWolf().fit(z).precision_
+        # The largest training case's distance, with a margin for measurement noise.
+        self.ood_threshold = float(np.sqrt(self._mahalanobis_sq(z).max()) * ood_margin)
+        self._clients: dict[str, _ClientState] = {}
+
+    def _mahalanobis_sq(self, z: Array) -> Array:
+        return np.asarray(np.einsum("ij,jk,ik->i", z, self._precision, z), dtype=np.float64)
+
+    def mahalanobis(self, X: Array) -> Array:
+        z = (np.atleast_2d(np.asarray(X, dtype=np.float64)) - self._mean) / self._scale
+        return np.sqrt(self._mahalanobis_sq(z))
+
+    def is_cut_off(self, client_id: str) -> bool:
+        state = self._clients.get(client_id)
+        return bool(state and state.alert_reason)
+
+    def clear(self, client_id: str) -> None:
+        """An operator lifts the cut-off; the client starts a fresh history."""
+        self._clients.pop(client_id, None)
+
+    def observe(self, client_id: str, x: Array) -> Verdict:
+        if not isinstance(client_id, str) or not client_id.strip():
+            raise ValueError("client id must be a non-empty string")
+        x = np.asarray(x, dtype=np.float64).ravel()
+        if x.shape != (self.n_features,) or not np.all(np.isfinite(x)):
+            raise ValueError(f"a query must be {self.n_features} finite feature values")
+        state = self._clients.setdefault(client_id, _ClientState())
+        state.queries += 1
+        if state.alert_reason:
+            return Verdict(True, state.statistic, state.queries, state.alert_reason)
+        z = (x - self._mean) / self._scale
+        if float(np.sqrt(self._mahalanobis_sq(z[None, :])[0])) > self.ood_threshold:
+            state.off_manifold += 1
+        if state.growing:
+            d_min = float(np.min(np.linalg.norm(np.asarray(state.growing) - z, axis=1)))
+            if d_min < self.repeat_radius:
+                # The same case measured again (a follow-up): not a new point of the client's
+                # spread, but many of them are a probe walking around one case.
+                state.repeats += 1
+                d_min = -1.0
+            else:
+                state.distances.append(d_min)
+            d = np.asarray(state.distances)
+            # PRADA's growing-set rule: keep queries that are not close to an earlier one, so a
+            # cloud of small perturbations does not hide behind its own tiny distances.
+            if d.size and d_min > max(float(d.mean() - d.std()), 0.0):
+                state.growing.append(z)
+        else:
+            state.growing.append(z)
+        if state.off_manifold >= self.ood_alarm:
+            state.alert_reason = (
+                f"{state.off_manifold} queries far outside the training cases "
+                f"(Mahalanobis > {self.ood_threshold:.1f})"
+            )
+        elif state.repeats >= 5 and state.repeats > self.repeat_share * state.queries:
+            state.alert_reason = (
+                f"{state.repeats} of {state.queries} queries are small variations of earlier ones"
+            )
+        elif len(state.distances) >= self.min_queries:
+            d = np.asarray(state.distances)
+            # On the log scale: a doctor's minimum distances are roughly log-normal (real cases
+            # cluster, with a long tail of rare ones); raw distances false-alarm on that tail.
+            logd = np.log(d + 1e-9)
+            state.statistic = 0.0 if np.ptp(logd) == 0 else float(shapiro(logd).statistic)
+            if state.statistic < self.delta:
+                state.alert_reason = (
+                    f"query distances not normal (Shapiro-Wilk W={state.statistic:.3f} "
+                    f"< {self.delta})"
+                )
+        return Verdict(bool(state.alert_reason), state.statistic, state.queries, state.alert_reason)
