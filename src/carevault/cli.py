@@ -428,6 +428,19 @@ def cmd_security_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_security_train_policy(args: argparse.Namespace) -> int:
+    from carevault.security import policy_training
+    from carevault.security.policy import train_policy
+    from carevault.security.store import SealedModelError
+
+    try:
+        report = train_policy(_model_store(), seed=args.seed)
+    except SealedModelError as exc:
+        raise CommandError(str(exc)) from None
+    _emit(args, report, policy_training.render_train(report))
+    return 0
+
+
 # -- bench ---------------------------------------------------------------------------------------
 
 
@@ -457,6 +470,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         result = bench_security.run(quick=args.quick)
         _emit(args, result, bench_security.render(result))
+        return 0
+    if args.target == "policy":
+        from carevault.bench import policy as bench_policy
+
+        result = bench_policy.run(quick=args.quick)
+        _emit(args, result, bench_policy.render(result))
         return 0
     raise CommandError(
         f"`carevault bench {args.target}` arrives with its issue; try crypto, web or security"
@@ -563,6 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--users", type=_positive, default=None, help="default: as trained")
     evaluate.add_argument("--version", type=_positive, default=None, help="model version")
+    train_policy = add(
+        security_sub,
+        "train-policy",
+        cmd_security_train_policy,
+        "measure the suites' costs on this machine, label, fit the adaptive encryption policy "
+        "and seal it into the data directory",
+    )
+    train_policy.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
 
     bench = add(sub, "bench", cmd_bench, "run a benchmark and print ratios against baselines")
     bench.add_argument("target", choices=["crypto", "web", "security", "policy", "models"])

@@ -189,8 +189,21 @@ def evaluate(
     return {"inputs": len(inputs), "exact": exact / n, "level": level / n, "below_floor": below}
 
 
-def train(
-    store: ModelStore,
+@dataclass
+class Fitted:
+    """A policy fitted in memory (what :func:`train` seals, what the benchmark uses)."""
+
+    forest: RandomForestClassifier
+    table: NDArray[np.uint8]
+    policy: EncryptionPolicy
+    costs: CostModel
+    rule: LabelRule
+    train_inputs: list[PolicyInputs]
+    train_labels: NDArray[np.int64]
+    report: dict[str, Any]
+
+
+def fit(
     *,
     seed: int = 0,
     samples: int = 40_000,
@@ -199,10 +212,12 @@ def train(
     rounds: int = 5,
     costs: CostModel | None = None,
     rule: LabelRule | None = None,
-) -> dict[str, Any]:
-    """Measure (unless ``costs`` is given), label, fit, compile, seal. Returns the report."""
-    if samples < 100 or held_out < 1 or n_estimators < 1:
-        raise ValueError("train-policy needs at least 100 samples, 1 held-out input and 1 tree")
+) -> Fitted:
+    """Measure (unless ``costs`` is given), label, fit, compile and evaluate; nothing written."""
+    if samples < 100 or held_out < 1 or n_estimators < 1 or rounds < 1:
+        raise ValueError(
+            "train-policy needs at least 100 samples, 1 held-out input, 1 tree and 1 round"
+        )
     rule = rule or LabelRule()
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -227,6 +242,7 @@ def train(
     seconds["compile"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    # A seed of its own for the held-out inputs: never the training rows again.
     test_inputs = sample_inputs(np.random.RandomState(seed + 1_000_003), held_out)
     accuracy = evaluate(policy, test_inputs, costs, rule)
     test_y = labels(test_inputs, costs, rule)
@@ -248,14 +264,22 @@ def train(
         "table_cells": int(table.size),
         "seconds": seconds,
     }
+    return Fitted(forest, table, policy, costs, rule, train_inputs, y, report)
+
+
+def train(store: ModelStore, *, seed: int = 0, **options: Any) -> dict[str, Any]:
+    """:func:`fit`, then seal the forest, its table, the training data, the rule and the cost
+    model as the next version of the policy. Returns the report (also in the manifest)."""
+    fitted = fit(seed=seed, **options)
+    report = dict(fitted.report)
     bundle = PolicyModel(
-        forest,
-        table,
-        training_inputs=input_matrix(train_inputs),
-        training_labels=y,
+        fitted.forest,
+        fitted.table,
+        training_inputs=input_matrix(fitted.train_inputs),
+        training_labels=fitted.train_labels,
         input_columns=INPUT_COLUMNS,
-        rule=asdict(rule),
-        costs=costs.as_dict(),
+        rule=asdict(fitted.rule),
+        costs=fitted.costs.as_dict(),
         report=report,
     )
     info = store.save(MODEL_NAME, bundle, trusted_types=TRUSTED_TYPES, metadata=report)
