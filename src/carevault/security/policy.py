@@ -176,7 +176,7 @@ class Decision:
 PAYLOAD_BINS = 25  # bin = bit length of the size, capped: 0 B, 1 B, 2-3 B, ..., >= 8 MiB
 RISK_BINS = 11  # bin = floor(10 * risk): steps of 0.1 (the requirement steps are multiples)
 CPU_EDGES = (20.0, 40.0, 60.0, 80.0)
-LATENCY_EDGES = (5.0, 20.0, 50.0, 200.0)
+LATENCY_EDGES = (5.0, 20.0, 50.0, 100.0, 200.0)
 TRAFFIC_EDGES = (10.0, 50.0, 200.0, 1000.0)
 GRID_FEATURES = (
     "sensitive",
@@ -355,7 +355,7 @@ class EncryptionPolicy:
         elif source == "floor":
             parts.append(f"model proposed {proposed}, raised to the floor")
         elif suite.level > floor.level:
-            parts.append("stronger than required: spare capacity")
+            parts.append(f"learned choice above the required {floor.label}")
         return Decision(
             suite, f"{suite.label} because: {', '.join(parts)}", source, floor, proposed, inputs
         )
