@@ -553,7 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     manage.add_argument("rest", nargs=argparse.REMAINDER)
     manage.set_defaults(handler=cmd_manage)
 
-    security = sub.add_parser("security", help="the AI threat detection: train, evaluate")
+    security = sub.add_parser(
+        "security", help="the AI threat detection: train, evaluate; the encryption policy"
+    )
     security_sub = security.add_subparsers(dest="security_command", required=True, metavar="ACTION")
     train = add(
         security_sub,
