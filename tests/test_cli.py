@@ -147,7 +147,7 @@ def test_selfcheck_passes_and_reports_every_suite(capsys):
 
 
 def test_a_benchmark_of_a_later_issue_says_so_instead_of_pretending(capsys):
-    code, _, err = run(capsys, "bench", "policy")
+    code, _, err = run(capsys, "bench", "models")
     assert code != 0
     assert "arrives with its issue" in err
 

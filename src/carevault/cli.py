@@ -478,7 +478,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _emit(args, result, bench_policy.render(result))
         return 0
     raise CommandError(
-        f"`carevault bench {args.target}` arrives with its issue; try crypto, web or security"
+        f"`carevault bench {args.target}` arrives with its issue; "
+        "try crypto, web, security or policy"
     )
 
 
