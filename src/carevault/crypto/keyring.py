@@ -1,11 +1,14 @@
 """Versioned keys: states, rotation, nonce budgets, crypto-shredding (Tink's keyset model).
 
 A :class:`Keyring` holds the versions of one logical key (a patient's data key, the master key,
-the server's hybrid key). Exactly one version is *primary* and encrypts; older versions stay
-*decrypt-only* so data written before a rotation stays readable; a *disabled* version refuses to
-decrypt until re-enabled; a *destroyed* version has lost its material for good, so whatever it
-protected is unrecoverable (crypto-shredding). Versions below ``min_decrypt_version`` are refused
-too, which lets an operator cut off old keys once re-encryption has finished.
+the server's hybrid key). Exactly one version is *primary* and encrypts by default; a write that
+asks for another suite (the adaptive policy, issue 6) is sealed by that suite's one *active*
+version, which the owner adds with :meth:`Keyring.add_suite` the first time the suite is wanted.
+Older versions stay *decrypt-only* so data written before a rotation stays readable; a
+*disabled* version refuses to decrypt until re-enabled; a *destroyed* version has lost its
+material for good, so whatever it protected is unrecoverable (crypto-shredding). Versions below
+``min_decrypt_version`` are refused too, which lets an operator cut off old keys once
+re-encryption has finished.
 
 Every envelope names the version that wrote it, so any mix of versions and suites decrypts.
 """
@@ -38,6 +41,8 @@ KEYRING_FORMAT = 1
 
 class KeyState(enum.Enum):
     PRIMARY = "primary"
+    # Encrypts when its suite is asked for by name (one per suite besides the primary's).
+    ACTIVE = "active"
     DECRYPT_ONLY = "decrypt-only"
     DISABLED = "disabled"
     DESTROYED = "destroyed"
@@ -63,7 +68,7 @@ class KeyInfo:
         }
 
 
-_DECRYPTABLE = frozenset({KeyState.PRIMARY, KeyState.DECRYPT_ONLY})
+_DECRYPTABLE = frozenset({KeyState.PRIMARY, KeyState.ACTIVE, KeyState.DECRYPT_ONLY})
 
 
 class _Version:
@@ -122,6 +127,8 @@ class Keyring:
         self._min_decrypt_version = 1
         self._versions: dict[int, _Version] = {}
         self._primary: int | None = None
+        # The version that encrypts for each suite other than the primary's (state ACTIVE).
+        self._active: dict[Suite, int] = {}
         # Derived from _versions on every change: the versions that may decrypt right now, with
         # the exact header they write. Keeps state checks off the decryption hot path.
         self._openers: dict[int, tuple[bytes, KeyMaterial]] = {}
@@ -181,19 +188,43 @@ class Keyring:
         primary = self._versions[self._primary]
         return primary.suite.is_symmetric and primary.encryptions >= self.nonce_budget // 2
 
+    def encrypting_suites(self) -> frozenset[Suite]:
+        """The suites this keyring can encrypt under right now (the primary's and the active)."""
+        suites = set(self._active)
+        if self._primary is not None:
+            suites.add(self._versions[self._primary].suite)
+        return frozenset(suites)
+
+    def can_encrypt(self, suite: Suite | str) -> bool:
+        return Suite.parse(suite) in self.encrypting_suites()
+
     # -- encryption -----------------------------------------------------------------------------
 
-    def encrypt(self, plaintext: bytes, context: Context) -> bytes:
-        """Seal ``plaintext`` under the primary key, bound to ``context``."""
+    def _encrypting_locked(self, suite: Suite | None) -> _Version:
+        if self._primary is None:
+            raise KeyStateError(f"keyring {self.name!r} has no primary key")
+        primary = self._versions[self._primary]
+        if suite is None or suite is primary.suite:
+            return primary
+        number = self._active.get(suite)
+        if number is None:
+            # Adding a version is a change the owner must persist under its own lock (two
+            # processes adding one each would write conflicting version numbers): never here.
+            raise KeyStateError(
+                f"keyring {self.name!r} has no active {suite.label} key; add one with add_suite"
+            )
+        return self._versions[number]
+
+    def encrypt(self, plaintext: bytes, context: Context, *, suite: Suite | None = None) -> bytes:
+        """Seal ``plaintext`` bound to ``context``, under the primary key or, when ``suite`` is
+        given, under that suite's active version (:class:`KeyStateError` if it has none)."""
         if not isinstance(plaintext, bytes | bytearray):
             raise TypeError("plaintext must be bytes")
         # Encode the context before taking the lock: it is the costly part and needs no lock.
         aad_tail = b"\x00" + context_bytes(context)
         rotated = exhausted = False
         with self._lock:
-            version = self._versions[self._primary] if self._primary is not None else None
-            if version is None:
-                raise KeyStateError(f"keyring {self.name!r} has no primary key")
+            version = self._encrypting_locked(suite)
             if version.symmetric:
                 if version.encryptions >= self.nonce_budget:
                     if not self.auto_rotate:
@@ -202,7 +233,10 @@ class Keyring:
                             "budget; rotate the keyring before encrypting again"
                         )
                     # Rotating here, not failing, is what keeps a busy key from causing downtime.
-                    version = self._rotate_locked(None)
+                    if version.state is KeyState.PRIMARY:
+                        version = self._rotate_locked(None)
+                    else:
+                        version = self._add_active_locked(version.suite)
                     rotated = True
                 version.encryptions += 1
                 # Reaching the budget is a change of state the owner must persist (on_change).
@@ -226,15 +260,23 @@ class Keyring:
         aad = header + b"\x00" + context_bytes(context)
         return opener[1].open_envelope(ciphertext, envelope.HEADER_BYTES, aad)
 
-    def needs_reencrypt(self, ciphertext: bytes | memoryview) -> bool:
-        """True when the envelope was written by a version other than the primary."""
-        return envelope.key_id_of(ciphertext) != self._primary
+    def needs_reencrypt(
+        self, ciphertext: bytes | memoryview, *, suite: Suite | None = None
+    ) -> bool:
+        """True when the envelope was written by a version other than the one that encrypts
+        for ``suite`` (the primary when None)."""
+        with self._lock:
+            target = self._encrypting_locked(suite).version
+        return envelope.key_id_of(ciphertext) != target
 
-    def reencrypt(self, ciphertext: bytes | memoryview, context: Context) -> bytes:
-        """The same plaintext sealed under the primary key (unchanged if already so)."""
-        if not self.needs_reencrypt(ciphertext):
+    def reencrypt(
+        self, ciphertext: bytes | memoryview, context: Context, *, suite: Suite | None = None
+    ) -> bytes:
+        """The same plaintext sealed under the primary key, or ``suite``'s active version
+        (unchanged if already so)."""
+        if not self.needs_reencrypt(ciphertext, suite=suite):
             return bytes(ciphertext)
-        return self.encrypt(self.decrypt(ciphertext, context), context)
+        return self.encrypt(self.decrypt(ciphertext, context), context, suite=suite)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -245,6 +287,38 @@ class Keyring:
         self._changed()
         return new.info()
 
+    def add_suite(self, suite: Suite | str) -> KeyInfo | None:
+        """Give ``suite`` an active version (new key material); None if it can encrypt already.
+
+        The owner calls this on a private copy under its own lock and persists the result, so
+        concurrent writers never add two versions for one suite."""
+        chosen = Suite.parse(suite)
+        with self._lock:
+            if self._primary is None:
+                raise KeyStateError(f"keyring {self.name!r} has no primary key")
+            if chosen is self._versions[self._primary].suite or chosen in self._active:
+                return None
+            new = self._add_active_locked(chosen)
+        self._changed()
+        return new.info()
+
+    def _add_active_locked(self, suite: Suite) -> _Version:
+        number = self._next_number()
+        new = _Version(number, suite, KeyState.ACTIVE, KeyMaterial.generate(suite), _now())
+        old = self._active.get(suite)
+        if old is not None:
+            self._versions[old].state = KeyState.DECRYPT_ONLY
+        self._versions[number] = new
+        self._active[suite] = number
+        self._refresh()
+        return new
+
+    def _next_number(self) -> int:
+        number = max(self._versions, default=0) + 1
+        if number > envelope.MAX_KEY_ID:
+            raise KeyStateError("key versions exhausted")
+        return number
+
     def _rotate_locked(self, suite: Suite | str | None) -> _Version:
         if suite is None:
             if self._primary is None:
@@ -252,12 +326,15 @@ class Keyring:
             chosen = self._versions[self._primary].suite
         else:
             chosen = Suite.parse(suite)
-        number = max(self._versions, default=0) + 1
-        if number > envelope.MAX_KEY_ID:
-            raise KeyStateError("key versions exhausted")
+        number = self._next_number()
         new = _Version(number, chosen, KeyState.PRIMARY, KeyMaterial.generate(chosen), _now())
         if self._primary is not None:
             self._versions[self._primary].state = KeyState.DECRYPT_ONLY
+        # A rotation retires every encrypting version: each suite gets fresh material when the
+        # policy next asks for it (add_suite).
+        for active in self._active.values():
+            self._versions[active].state = KeyState.DECRYPT_ONLY
+        self._active.clear()
         self._versions[number] = new
         self._primary = number
         self._refresh()
@@ -266,8 +343,8 @@ class Keyring:
     def disable(self, version: int) -> None:
         """Stop a non-primary version from decrypting (reversible with :meth:`enable`)."""
         target = self._get(version)
-        if target.state is KeyState.PRIMARY:
-            raise KeyStateError("the primary key cannot be disabled; rotate first")
+        if target.state in (KeyState.PRIMARY, KeyState.ACTIVE):
+            raise KeyStateError("an encrypting key cannot be disabled; rotate first")
         if target.state is KeyState.DESTROYED:
             raise KeyStateError(f"key v{version} is destroyed")
         target.state = KeyState.DISABLED
@@ -287,6 +364,8 @@ class Keyring:
         with self._lock:
             if target.state is KeyState.PRIMARY:
                 self._primary = None
+            if target.state is KeyState.ACTIVE:
+                del self._active[target.suite]
             target.state = KeyState.DESTROYED
             target.material = None
         self._changed()
@@ -312,6 +391,7 @@ class Keyring:
                 v.version, v.suite, v.state, material, v.created_at, v.encryptions
             )
         copy._primary = self._primary
+        copy._active = dict(self._active)
         copy._refresh()
         return copy
 
@@ -373,6 +453,12 @@ class Keyring:
                 if material is None:
                     raise ConfigurationError("the primary key has no material")
                 ring._primary = number
+            if state is KeyState.ACTIVE:
+                if suite in ring._active or material is None:
+                    raise ConfigurationError(f"keyring has a bad active {suite.label} key")
+                ring._active[suite] = number
+        if ring._primary is not None and ring._versions[ring._primary].suite in ring._active:
+            raise ConfigurationError("keyring has two encrypting keys for one suite")
         ring._refresh()
         return ring
 

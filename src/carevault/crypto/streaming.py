@@ -70,17 +70,22 @@ def encrypt_stream(
     context: Context,
     *,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    suite: Suite | None = None,
 ) -> int:
-    """Encrypt ``src`` into ``dst``; returns the plaintext length."""
+    """Encrypt ``src`` into ``dst``; returns the plaintext length.
+
+    ``suite`` (the adaptive policy's choice) seals the file key with that suite's active
+    version; None uses the keyring's primary."""
     if not MIN_CHUNK_BYTES <= chunk_bytes <= MAX_CHUNK_BYTES:
         raise ConfigurationError(
             f"chunk size must be between {MIN_CHUNK_BYTES} and {MAX_CHUNK_BYTES} bytes"
         )
-    body_suite = (
-        Suite.AES_128_GCM if keyring.primary.suite is Suite.AES_128_GCM else Suite.AES_256_GCM
-    )
+    chosen = suite if suite is not None else keyring.primary.suite
+    # The body's AES key is never weaker than the suite that seals it (hybrid and RSA suites
+    # protect their payload with AES-256).
+    body_suite = Suite.AES_128_GCM if chosen is Suite.AES_128_GCM else Suite.AES_256_GCM
     file_key = p.random_bytes(body_suite.aes_key_bytes)
-    sealed_key = keyring.encrypt(file_key, _file_key_context(context))
+    sealed_key = keyring.encrypt(file_key, _file_key_context(context), suite=suite)
     prefix = p.random_bytes(7)
     header = _FIXED.pack(MAGIC, VERSION, chunk_bytes, body_suite.suite_id, prefix, len(sealed_key))
     header += sealed_key
@@ -185,3 +190,18 @@ def decrypt_file(
     """All or nothing: ``dst_path`` appears only if the whole file authenticated."""
     with open(src_path, "rb") as src, atomic_writer(dst_path) as dst:
         return decrypt_stream(keyring, src, dst, context)
+
+
+def sealing_suite(src: BinaryIO) -> Suite:
+    """The suite whose key sealed this file's key, read from its header (not authenticated:
+    re-encryption jobs use it to find files below a floor; decryption still checks it).
+    :class:`DecryptionError` if ``src`` does not start like one of our files."""
+    from . import envelope
+
+    fixed = src.read(_FIXED.size)
+    if len(fixed) != _FIXED.size:
+        raise DecryptionError()
+    magic, version, _chunk, _suite, _prefix, key_len = _FIXED.unpack(fixed)
+    if magic != MAGIC or version != VERSION or key_len < envelope.HEADER_BYTES:
+        raise DecryptionError()
+    return envelope.parse_header(src.read(envelope.HEADER_BYTES)).suite
