@@ -13,13 +13,26 @@ runs the attacker's code on load, an edited one quietly stops detecting. So a st
   ``CAREVAULT_DATA_DIR/models/keys`` (a :class:`~carevault.crypto.keystore.DirectoryKeyStore`,
   so ``carevault keys rotate`` rewraps them with the rest).
 
-Loading checks in the order that refuses earliest: signature over the manifest, name and
-version, ciphertext digest, decryption, plaintext digest, trusted types, and only then skops.
+Loading checks in the order that refuses earliest: the high-water mark, signature over the
+manifest, name and version, ciphertext digest, decryption, plaintext digest, the manifest digest
+the mark names, trusted types, and only then skops.
+
+**Rollback.** Signatures alone do not stop an attacker who can write the model directory from
+deleting the newest version (or replacing it with an older one), so that an older, validly
+signed model is served again. Each sealing therefore also writes a *high-water record*: the
+highest version ever sealed for the name and the SHA-256 of its manifest, encrypted and
+authenticated (AES-256-GCM) under the model's own keyring, which only the master key unwraps.
+Without the master key the record cannot be forged or lowered; deleting it while versions
+remain is refused too. What it cannot stop is *replaying* an older copy of the record together
+with the older files (the record is not a hardware counter): the services that load models keep
+the highest version they have served in memory, and docs/models.md says where a monotonic
+counter outside the directory would close that gap.
 
 Layout::
 
     models/keys/                 wrapped model keyrings and the wrapped signing key
     models/<name>/v<n>/          manifest.json, manifest.sig, model.skops.enc
+    models/<name>/high-water.enc the encrypted high-water record
 """
 
 from __future__ import annotations
@@ -64,12 +77,47 @@ SIGNING_KEY_NAME = "models:signing"
 PAYLOAD = "model.skops.enc"
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
+HIGH_WATER = "high-water.enc"
+HIGH_WATER_FORMAT = "carevault-model-high-water/1"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+# What to run when a model is missing or refused, per model name (the store serves several
+# packages; the name is the only thing it knows about a model).
+_REMEDIES = {
+    "risk-ensemble": "carevault security train",
+    "encryption-policy": "carevault security train-policy",
+    "diagnosis-logistic": "carevault model train",
+    "diagnosis-forest": "carevault model train",
+}
+
+
+def remedy(name: str) -> str:
+    """The command that seals a new version of ``name``, as advice for an error message."""
+    command = _REMEDIES.get(name)
+    if command is not None:
+        return f"run `{command}`"
+    return (
+        "seal it again with the command that trains it (`carevault security train`, "
+        "`carevault security train-policy` or `carevault model train`)"
+    )
 
 
 class SealedModelError(Exception):
     """A sealed model is missing, tampered with, of the wrong version or untrusted; the message
-    says which (it never contains key material)."""
+    says which (it never contains key material). ``reason`` is a short code for machines:
+    missing, invalid, wrong-key, unsigned, tampered, rollback, untrusted, unreadable."""
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RollbackError(SealedModelError):
+    """The newest sealed version is gone or was replaced: an older model would be served."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="rollback")
 
 
 @dataclass(frozen=True)
@@ -78,6 +126,16 @@ class SealedInfo:
     version: int
     path: Path
     manifest: dict[str, Any]
+    # False when an older version was asked for by number (never the case for version=None).
+    current: bool = True
+
+
+@dataclass(frozen=True)
+class HighWater:
+    """The highest version ever sealed for a model, and the digest of its manifest."""
+
+    version: int
+    manifest_sha256: str
 
 
 def _sha256(data: bytes) -> str:
@@ -118,7 +176,9 @@ class ModelStore:
         ring_name = f"model:{name}"
         if ring_name not in self.keys:
             if not create:
-                raise SealedModelError(f"no key for model {name!r}: it was never sealed here")
+                raise SealedModelError(
+                    f"no key for model {name!r}: it was never sealed here", reason="missing"
+                )
             ring = Keyring.generate(ring_name, Suite.AES_256_GCM)
             self.keys.put(ring_name, wrap_keyring(ring, self.kek))
             return ring
@@ -126,14 +186,16 @@ class ModelStore:
             return unwrap_keyring(self.keys.get(ring_name), self.kek, ring_name)
         except CryptoError:
             raise SealedModelError(
-                f"the key of model {name!r} does not open with this master key"
+                f"the key of model {name!r} does not open with this master key", reason="wrong-key"
             ) from None
 
     def _signing_key(self, *, create: bool) -> SigningKey:
         context = keyring_context(SIGNING_KEY_NAME)
         if SIGNING_KEY_NAME not in self.keys:
             if not create:
-                raise SealedModelError("no model signing key here: nothing was sealed yet")
+                raise SealedModelError(
+                    "no model signing key here: nothing was sealed yet", reason="missing"
+                )
             key = SigningKey.generate("Ed25519")
             self.keys.put(SIGNING_KEY_NAME, self.kek.wrap(key.private_bytes().expose(), context))
             return key
@@ -142,7 +204,7 @@ class ModelStore:
             return SigningKey.from_private_bytes("Ed25519", secret)
         except CryptoError:
             raise SealedModelError(
-                "the model signing key does not open with this master key"
+                "the model signing key does not open with this master key", reason="wrong-key"
             ) from None
 
     # -- layout ----------------------------------------------------------------------------------
@@ -190,14 +252,19 @@ class ModelStore:
         trusted = sorted(set(trusted_types))
         untrusted = sorted(set(sio.get_untrusted_types(data=plaintext)) - set(trusted))
         if untrusted:
-            raise SealedModelError(f"refusing to seal {name!r}: untrusted types {untrusted}")
+            raise SealedModelError(
+                f"refusing to seal {name!r}: untrusted types {untrusted}", reason="untrusted"
+            )
         signer = self._signing_key(create=True)
         with self._locked(name):
-            version = max(self.versions(name), default=0) + 1
             ring = self._keyring(name, create=True)
+            # A record that does not open stops sealing too: writing a fresh one over it would
+            # launder whatever was done to the directory.
+            mark = self._read_high_water(name, ring)
+            # Never reuse the number of a deleted version: its old, validly signed files could
+            # then be put back in place of the new ones.
+            version = max([*self.versions(name), mark.version if mark else 0]) + 1
             ciphertext = ring.encrypt(plaintext, {"model": name, "version": version})
-            # Persist the keyring's encryption count (its GCM nonce budget) with the model.
-            self.keys.put(ring.name, wrap_keyring(ring, self.kek))
             manifest = {
                 "format": FORMAT,
                 "model": name,
@@ -216,105 +283,203 @@ class ModelStore:
                 "metadata": signable(dict(metadata or {})),
             }
             signature = signer.sign(manifest, purpose=PURPOSE)
+            manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode()
+            record = self._seal_high_water(name, ring, HighWater(version, _sha256(manifest_bytes)))
+            # Persist the keyring's encryption count (its GCM nonce budget) with the model.
+            self.keys.put(ring.name, wrap_keyring(ring, self.kek))
             final = self._dir(name) / f"v{version}"
             staging = Path(tempfile.mkdtemp(prefix=f".v{version}.", dir=self._dir(name)))
             try:
                 atomic_write_bytes(staging / PAYLOAD, ciphertext)
-                atomic_write_bytes(
-                    staging / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode()
-                )
+                atomic_write_bytes(staging / MANIFEST, manifest_bytes)
                 atomic_write_bytes(staging / SIGNATURE, signature.to_text().encode())
                 os.chmod(staging, 0o700)
                 os.rename(staging, final)  # all three files appear at once, or none
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
+            # The mark goes up only once the version exists. A crash in between leaves a
+            # version above the mark, which loads (its signature still has to verify); the
+            # other order would leave a mark pointing at nothing and refuse every load.
+            atomic_write_bytes(self._dir(name) / HIGH_WATER, record)
         return SealedInfo(name, version, final, manifest)
+
+    def high_water(self, name: str) -> HighWater | None:
+        """The verified high-water record of ``name`` (None when it was never sealed here)."""
+        if not (self._dir(name) / HIGH_WATER).exists():
+            return None
+        return self._read_high_water(name, self._keyring(name, create=False))
 
     def inspect(self, name: str, version: int | None = None) -> SealedInfo:
         """The verified manifest of a sealed model (signature checked; payload not opened)."""
-        number, directory = self._locate(name, version)
-        return SealedInfo(name, number, directory, self._verified_manifest(name, number, directory))
+        number, directory, mark = self._locate(name, version)
+        manifest, manifest_sha256 = self._verified_manifest(name, number, directory)
+        self._check_mark(name, number, manifest_sha256, mark)
+        return SealedInfo(name, number, directory, manifest, current=_is_current(number, mark))
 
     def load(
         self, name: str, version: int | None = None, *, trusted_types: Iterable[str]
     ) -> tuple[Any, SealedInfo]:
         """The model and its manifest; :class:`SealedModelError` if anything does not check out.
         ``trusted_types`` is the caller's list: what the manifest claims is not trusted."""
-        number, directory = self._locate(name, version)
-        manifest = self._verified_manifest(name, number, directory)
+        number, directory, mark = self._locate(name, version)
+        manifest, manifest_sha256 = self._verified_manifest(name, number, directory)
         label = f"model {name!r} v{number}"
         try:
             ciphertext = (directory / PAYLOAD).read_bytes()
         except FileNotFoundError:
-            raise SealedModelError(f"{label}: the payload file is missing") from None
+            raise SealedModelError(
+                f"{label}: the payload file is missing", reason="tampered"
+            ) from None
         if _sha256(ciphertext) != manifest["payload"]["sha256"]:
-            raise SealedModelError(f"{label}: the payload does not match its signed digest")
+            raise SealedModelError(
+                f"{label}: the payload does not match its signed digest", reason="tampered"
+            )
         ring = self._keyring(name, create=False)
         try:
             plaintext = ring.decrypt(ciphertext, {"model": name, "version": number})
         except DecryptionError:
-            raise SealedModelError(f"{label}: the payload does not decrypt") from None
+            raise SealedModelError(
+                f"{label}: the payload does not decrypt", reason="tampered"
+            ) from None
         if _sha256(plaintext) != manifest["plaintext_sha256"]:
-            raise SealedModelError(f"{label}: the decrypted model does not match its digest")
+            raise SealedModelError(
+                f"{label}: the decrypted model does not match its digest", reason="tampered"
+            )
+        # After decryption, so that a payload moved under another version fails as undecryptable
+        # even when someone re-signed its manifest; still before anything is deserialised.
+        self._check_mark(name, number, manifest_sha256, mark)
         allowed = set(trusted_types)
         untrusted = sorted(set(sio.get_untrusted_types(data=plaintext)) - allowed)
         if untrusted:
-            raise SealedModelError(f"{label}: refusing to load untrusted types {untrusted}")
+            raise SealedModelError(
+                f"{label}: refusing to load untrusted types {untrusted}", reason="untrusted"
+            )
         try:
             obj = sio.loads(plaintext, trusted=sorted(allowed))
         except Exception as exc:  # skops raises many types; report one
             raise SealedModelError(
-                f"{label}: skops could not load it ({type(exc).__name__})"
+                f"{label}: skops could not load it ({type(exc).__name__})", reason="unreadable"
             ) from None
-        return obj, SealedInfo(name, number, directory, manifest)
+        info = SealedInfo(name, number, directory, manifest, current=_is_current(number, mark))
+        return obj, info
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _locate(self, name: str, version: int | None) -> tuple[int, Path]:
-        known = self.versions(name)
-        if not known:
+    def _seal_high_water(self, name: str, ring: Keyring, mark: HighWater) -> bytes:
+        record = {
+            "format": HIGH_WATER_FORMAT,
+            "model": name,
+            "version": mark.version,
+            "manifest_sha256": mark.manifest_sha256,
+        }
+        return ring.encrypt(json.dumps(record, sort_keys=True).encode(), _high_water_context(name))
+
+    def _read_high_water(self, name: str, ring: Keyring) -> HighWater | None:
+        try:
+            blob = (self._dir(name) / HIGH_WATER).read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            record = json.loads(ring.decrypt(blob, _high_water_context(name)))
+            mark = HighWater(int(record["version"]), str(record["manifest_sha256"]))
+            if record.get("format") != HIGH_WATER_FORMAT or record.get("model") != name:
+                raise ValueError
+        except (CryptoError, ValueError, KeyError, TypeError):
             raise SealedModelError(
-                f"no sealed model {name!r} in {self.root}: run `carevault security train` first"
+                f"model {name!r}: the high-water record does not open (tampered with, or from "
+                f"another installation); {remedy(name)} once the directory is checked",
+                reason="tampered",
+            ) from None
+        return mark
+
+    def _locate(self, name: str, version: int | None) -> tuple[int, Path, HighWater | None]:
+        known = self.versions(name)
+        has_mark = (self._dir(name) / HIGH_WATER).exists()
+        if not known and not has_mark:
+            raise SealedModelError(
+                f"no sealed model {name!r} in {self.root}: {remedy(name)} first", reason="missing"
             )
-        number = known[-1] if version is None else version
+        mark = self._read_high_water(name, self._keyring(name, create=False))
+        if mark is None:
+            # Versions but no record: the record was deleted to hide a rollback (or the model
+            # was sealed before records existed). Sealing a new version writes one.
+            raise RollbackError(
+                f"model {name!r} has no high-water record, so a rollback cannot be ruled out: "
+                f"refusing to load it; {remedy(name)} to seal a new version"
+            )
+        newest = max(known, default=0)
+        if newest < mark.version:
+            now = f"v{newest}" if known else "nothing"
+            raise RollbackError(
+                f"model {name!r}: its newest sealed version v{mark.version} is missing (rolled "
+                f"back or deleted; {now} left): refusing to load an older one; {remedy(name)} "
+                "to seal a new version"
+            )
+        number = newest if version is None else version
         if number not in known:
             have = ", ".join(f"v{v}" for v in known)
             raise SealedModelError(f"model {name!r} has no version {number} (have {have})")
-        return number, self._dir(name) / f"v{number}"
+        return number, self._dir(name) / f"v{number}", mark
 
-    def _verified_manifest(self, name: str, number: int, directory: Path) -> dict[str, Any]:
+    def _verified_manifest(
+        self, name: str, number: int, directory: Path
+    ) -> tuple[dict[str, Any], str]:
+        """The manifest once its signature, name and version check out, and its digest."""
         label = f"model {name!r} v{number}"
         try:
             raw = (directory / MANIFEST).read_bytes()
         except FileNotFoundError:
-            raise SealedModelError(f"{label}: the manifest is missing") from None
+            raise SealedModelError(f"{label}: the manifest is missing", reason="tampered") from None
         try:
             signature_text = (directory / SIGNATURE).read_text().strip()
         except FileNotFoundError:
-            raise SealedModelError(f"{label} is not signed: refusing to load it") from None
+            raise SealedModelError(
+                f"{label} is not signed: refusing to load it", reason="unsigned"
+            ) from None
         try:
             manifest = json.loads(raw)
             if not isinstance(manifest, dict):
                 raise ValueError
         except ValueError:
-            raise SealedModelError(f"{label}: the manifest is not valid JSON (tampered?)") from None
+            raise SealedModelError(
+                f"{label}: the manifest is not valid JSON (tampered?)", reason="tampered"
+            ) from None
         signer = self._signing_key(create=False)
         try:
             signer.verify_key.verify(manifest, Signature.from_text(signature_text), purpose=PURPOSE)
         except (InvalidSignatureError, CryptoError):
             raise SealedModelError(
                 f"{label}: the signature does not verify (tampered with, or sealed by another "
-                "installation)"
+                "installation)",
+                reason="tampered",
             ) from None
         if manifest.get("format") != FORMAT:
             raise SealedModelError(f"{label}: unsupported format {manifest.get('format')!r}")
         if manifest.get("model") != name or manifest.get("version") != number:
-            raise SealedModelError(
+            raise RollbackError(
                 f"{label}: the files are those of model {manifest.get('model')!r} "
                 f"v{manifest.get('version')} (wrong version: copied or rolled back)"
             )
-        return manifest
+        return manifest, _sha256(raw)
+
+    @staticmethod
+    def _check_mark(name: str, number: int, manifest_sha256: str, mark: HighWater | None) -> None:
+        if mark is not None and number == mark.version and manifest_sha256 != mark.manifest_sha256:
+            # Validly signed, right number, but not the seal the record names: an older seal of
+            # the same number put back.
+            raise RollbackError(
+                f"model {name!r} v{number} is not the v{number} sealed last (an older seal put "
+                "back): refusing it"
+            )
+
+
+def _high_water_context(name: str) -> dict[str, str]:
+    return {"model": name, "record": "high-water"}
+
+
+def _is_current(number: int, mark: HighWater | None) -> bool:
+    return mark is None or number >= mark.version
 
 
 def _skops_version() -> str:
