@@ -8,5 +8,8 @@ import os
 import tempfile
 
 os.environ["CAREVAULT_DATA_DIR"] = tempfile.mkdtemp(prefix="carevault-test-")
+# Tests run re-encryption jobs explicitly: a background thread would not see a test's
+# uncommitted rows (and would outlive the test).
+os.environ["CAREVAULT_REENCRYPT_IN_BACKGROUND"] = "0"
 for _name in ("CAREVAULT_MASTER_KEY", "CAREVAULT_MASTER_KEY_FILE", "CAREVAULT_ENV"):
     os.environ.pop(_name, None)

@@ -303,6 +303,10 @@ SECURITY_SYNC_BUDGET_MS = _env_int("CAREVAULT_SECURITY_SYNC_BUDGET_MS", 5, minim
 SECURITY_TELEMETRY_SECONDS = _env_int("CAREVAULT_SECURITY_TELEMETRY_SECONDS", 60, minimum=0)
 # How often each process looks for a newer sealed risk model (one directory listing).
 SECURITY_MODEL_CHECK_SECONDS = _env_int("CAREVAULT_SECURITY_MODEL_CHECK_SECONDS", 30, minimum=0)
+# When the floor rises, stored data below it is re-encrypted by a thread of the process that
+# raised it (and taken up by any process once its worker's lease runs out). 0: only by
+# `carevault keys reencrypt` (e.g. run as a separate worker).
+REENCRYPT_IN_BACKGROUND = _env_bool("CAREVAULT_REENCRYPT_IN_BACKGROUND", default=True)
 # --- end of threat detection and response ----------------------------------------------------
 
 LANGUAGE_CODE = "en-us"

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from carevault.security import data_classes
+from carevault.security.policy import DataClass as PolicyDataClass
 from carevault.web.vault.phi import PhiModel
 
 User = settings.AUTH_USER_MODEL
@@ -71,6 +73,11 @@ class Diagnosis(PhiModel):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def phi_data_class(self, values: dict[str, str]) -> PolicyDataClass:
+        # Sensitive when the doctor says so or when the code is in a protected ICD-10 range.
+        marked = PolicyDataClass(self.data_class)
+        return data_classes.strongest(marked, data_classes.of_icd10(values.get("code", "")))
 
 
 class ClinicalNote(PhiModel):

@@ -20,7 +20,7 @@ from carevault.web.audit.log import Outcome, record
 from carevault.web.clinic.actions import SignatureStatus, _text, verify_signed
 from carevault.web.clinic.models import Patient
 from carevault.web.errors import Conflict, NotAllowed, ValidationFailed
-from carevault.web.vault import service
+from carevault.web.vault import adaptive, service
 
 from . import storage
 from .models import LabFile, LabRequest, LabRequestStatus, LabResult
@@ -185,10 +185,18 @@ def do_submit_lab_result(
                 lab_file = LabFile(
                     result=result, patient_id=locked.patient_id, content_type=content_type
                 )
-                name, digest, size = storage.store(locked.patient_id, lab_file.pk, upload.data)
+                # The file's key is sealed under the suite the policy picks for the file (its
+                # size is the payload), logged with the file's record below.
+                decision = adaptive.decide(locked.phi_data_class({}), upload.size)
+                name, digest, size = storage.store(
+                    locked.patient_id, lab_file.pk, upload.data, suite=decision.suite
+                )
                 stored.append(name)
                 lab_file.storage_name, lab_file.size = name, size
                 lab_file.seal(filename=_text(upload.name, "file name", limit=255), sha256=digest)
+                adaptive.log_decision(
+                    storage.CONTENT_TABLE, lab_file.pk, locked.patient_id, decision
+                )
                 files.append(
                     (
                         lab_file,

@@ -5,10 +5,13 @@ Technicians work from a pseudonymous sample code, never the patient's identity."
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 
+from carevault.security import data_classes
+from carevault.security.policy import DataClass
 from carevault.web.clinic.models import Patient
 from carevault.web.vault.phi import PhiModel
 
@@ -40,6 +43,14 @@ class LabRequest(PhiModel):
     class Meta:
         ordering = ["-created_at"]
 
+    def phi_data_class(self, values: dict[str, str]) -> DataClass:
+        # Sensitive when the test's name names a protected category (HIV, genetic, ...); its
+        # results and files inherit the class.
+        test = values.get("test")
+        if test is None:
+            test = (self.unseal_or_none("test") or "") if self.test_enc else ""
+        return data_classes.of_text(test)
+
 
 class LabResult(PhiModel):
     PHI_FIELDS = ("values", "comment")
@@ -55,6 +66,9 @@ class LabResult(PhiModel):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def phi_data_class(self, values: dict[str, str]) -> DataClass:
+        return self.request.phi_data_class({})
 
 
 class LabFile(PhiModel):
@@ -72,3 +86,32 @@ class LabFile(PhiModel):
     sha256_enc = models.BinaryField()
     storage_name = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def phi_data_class(self, values: dict[str, str]) -> DataClass:
+        return self.result.request.phi_data_class({})
+
+    def reencrypt_attachments(self, target: Any, reason: str) -> tuple[int, int, int]:
+        """The stored file, when its key is sealed below ``target``: written anew, then the
+        record pointed at it only if it still names the old file (compare-and-set), then the
+        old file removed. A file that does not authenticate stays as it is (a failure)."""
+        from carevault.crypto import CryptoError
+        from carevault.web.vault import adaptive
+
+        from . import storage
+
+        old = self.storage_name
+        try:
+            if storage.sealing_suite(old).level >= target.level:
+                return 0, 0, 0
+            new = storage.reencrypt(self.patient_id, self.pk, old, target)
+        except (CryptoError, OSError):
+            return 0, 0, 1
+        if LabFile.objects.filter(pk=self.pk, storage_name=old).update(storage_name=new):
+            storage.remove(old)
+            self.storage_name = new
+            adaptive.log_reencryption(
+                storage.CONTENT_TABLE, self.pk, self.patient_id, target, reason
+            )
+            return 1, 0, 0
+        storage.remove(new)
+        return 0, 1, 0

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 
-from carevault.crypto import streaming
+from carevault.crypto import Suite, streaming
 from carevault.web.vault import service
 
 # What a lab may upload, recognised by content (the name and the browser's claim are not
@@ -30,6 +30,11 @@ def sniff(head: bytes) -> str | None:
         if any(head.startswith(m) for m in magics):
             return content_type
     return None
+
+
+# The decision log names a file's content by this pseudo-table (its record's own fields, the
+# file name and digest, are logged under the record's table).
+CONTENT_TABLE = "labs_labfile:content"
 
 
 def _context(patient_id: object, file_id: object) -> dict[str, str | int]:
@@ -63,17 +68,36 @@ class _HashingReader:
         return int(n or 0)
 
 
-def store(patient_id: Any, file_id: object, src: BinaryIO) -> tuple[str, str, int]:
-    """Encrypt ``src`` into a new file; returns (storage name, sha256 of plaintext, size)."""
+def store(
+    patient_id: Any, file_id: object, src: BinaryIO, *, suite: Suite | None = None
+) -> tuple[str, str, int]:
+    """Encrypt ``src`` into a new file, its key sealed under ``suite`` (the policy's choice;
+    None: the keyring's primary); returns (storage name, sha256 of plaintext, size)."""
     name = secrets.token_hex(16) + ".cvs"
     reader = _HashingReader(src)
-    ring = service.patient_keyring(patient_id)
+    if suite is None:
+        ring = service.patient_keyring(patient_id)
+    else:
+        ring = service.keyring_for(patient_id, suite)
     from carevault.crypto._files import atomic_writer
 
     with atomic_writer(upload_dir() / name) as dst:
-        streaming.encrypt_stream(ring, reader, dst, _context(patient_id, file_id))  # type: ignore[arg-type]
+        streaming.encrypt_stream(
+            ring,
+            reader,  # type: ignore[arg-type]
+            dst,
+            _context(patient_id, file_id),
+            suite=suite,
+        )
     service.count_encryptions(patient_id, 1)
     return name, reader.hash.hexdigest(), reader.size
+
+
+def sealing_suite(name: str) -> Suite:
+    """The suite that sealed a stored file's key (from its header; DecryptionError if the file
+    is not one of ours, OSError if it is missing)."""
+    with open(upload_dir() / name, "rb") as src:
+        return streaming.sealing_suite(src)
 
 
 def remove(name: str) -> None:
@@ -103,3 +127,44 @@ def plaintext_digest(patient_id: Any, file_id: object, name: str) -> tuple[str, 
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
+
+
+class _ChunkReader:
+    """A readable stream over decrypted chunks, so a file is re-encrypted in constant memory and
+    its plaintext never touches the disk."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.pending = b""
+
+    def readinto(self, buffer: memoryview) -> int:
+        while not self.pending:
+            try:
+                self.pending = next(self.chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+
+def reencrypt(patient_id: Any, file_id: object, name: str, suite: Suite) -> str:
+    """A new stored file holding the same content with its key sealed under ``suite``; returns
+    its name (the old file is left for the caller to remove once the record points to the new
+    one). DecryptionError if the old file does not authenticate; nothing is left behind then."""
+    new_name = secrets.token_hex(16) + ".cvs"
+    ring = service.keyring_for(patient_id, suite)
+    from carevault.crypto._files import atomic_writer
+
+    reader = _ChunkReader(open_decrypted(patient_id, file_id, name))
+    with atomic_writer(upload_dir() / new_name) as dst:
+        streaming.encrypt_stream(
+            ring,
+            reader,  # type: ignore[arg-type]
+            dst,
+            _context(patient_id, file_id),
+            suite=suite,
+        )
+    service.count_encryptions(patient_id, 1)
+    return new_name

@@ -640,6 +640,9 @@ def after_request(elapsed_ms: float) -> None:
             score_pending()
     except Exception:
         logger.exception("batch scoring failed")
+    from carevault.web.vault import reencrypt
+
+    reencrypt.resume_if_abandoned()
     interval = int(settings.SECURITY_TELEMETRY_SECONDS)
     if interval <= 0:
         return

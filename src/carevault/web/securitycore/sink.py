@@ -19,7 +19,7 @@ from carevault.crypto import Suite
 from carevault.security.response import ResponseAction
 from carevault.web.accounts import sessions, throttle, twofactor
 from carevault.web.accounts.models import User
-from carevault.web.vault import service
+from carevault.web.vault import reencrypt, service
 
 from . import context
 from . import state as security_state
@@ -104,7 +104,12 @@ class WebResponseSink:
             reason=self._reason(action),
             incident=self.incident,
         )
-        return f"floor {floor.suite} until {floor.until.isoformat(timespec='seconds')}"
+        # Data already stored below the new floor is brought up to it in the background.
+        job = reencrypt.escalate(Suite.parse(floor.suite), f"floor raised: {self._reason(action)}")
+        return (
+            f"floor {floor.suite} until {floor.until.isoformat(timespec='seconds')}; "
+            f"re-encryption job {job.pk}"
+        )
 
     @staticmethod
     def _end_session(request: HttpRequest, reason: str) -> None:

@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 from django.db import models
 
 from carevault.crypto import DecryptionError
+from carevault.security.policy import DataClass, Decision
 
-from . import service
+from . import adaptive, service
 
 
 class PhiModel(models.Model):
@@ -28,15 +29,33 @@ class PhiModel(models.Model):
     def phi_patient_id(self) -> Any:
         return self.patient_id  # type: ignore[attr-defined]
 
+    def phi_data_class(self, values: dict[str, str]) -> DataClass:
+        """The class of this record's data for the encryption policy (``values``: what is being
+        sealed now). Ordinary unless a model knows better (diagnoses, lab requests)."""
+        return DataClass.ORDINARY
+
     def seal(self, **values: str) -> int:
-        """Encrypt the given PHI values into their columns; returns how many were sealed."""
-        patient_id = self.phi_patient_id()
-        table = self._meta.db_table
-        for column, value in values.items():
+        """Encrypt the given PHI values into their columns, under the suite the adaptive policy
+        picks for this write (logged per record); returns how many were sealed."""
+        for column in values:
             if column not in self.PHI_FIELDS:
                 raise ValueError(f"{type(self).__name__} has no PHI field {column!r}")
-            setattr(self, f"{column}_enc", service.seal(patient_id, table, column, self.pk, value))
+        patient_id = self.phi_patient_id()
+        table = self._meta.db_table
+        size = sum(len(value.encode()) for value in values.values())
+        decision = adaptive.decide(self.phi_data_class(values), size)
+        for column, value in values.items():
+            sealed = service.seal(patient_id, table, column, self.pk, value, suite=decision.suite)
+            setattr(self, f"{column}_enc", sealed)
+        adaptive.log_decision(table, self.pk, patient_id, decision)
+        self.encryption_decision: Decision | None = decision
         return len(values)
+
+    def reencrypt_attachments(self, target: Any, reason: str) -> tuple[int, int, int]:
+        """Bring what this record keeps outside its columns (stored files) up to ``target``
+        (a :class:`carevault.crypto.Suite`); (re-encrypted, conflicts, failures). Nothing by
+        default; see :mod:`carevault.web.vault.reencrypt`."""
+        return 0, 0, 0
 
     def unseal(self, column: str) -> str:
         """The plaintext of one PHI column; :class:`DecryptionError` if it was tampered with."""

@@ -177,6 +177,27 @@ def _locked_private_keyring(patient_id: uuid.UUID | str) -> Keyring:
     return unwrap_keyring(wrapped, master(), keyring_name(patient_id))
 
 
+def keyring_for(patient_id: uuid.UUID | str, suite: Suite) -> Keyring:
+    """The patient's keyring, able to encrypt under ``suite`` (the policy's choice).
+
+    The first write that wants a suite the keyring has no active version for adds one: under the
+    row lock, on a private copy, re-checked after the lock (another process may have added it
+    meanwhile), and saved before anything is encrypted with it, so no two processes ever add
+    conflicting versions and nothing is sealed under a key the database does not hold.
+    """
+    ring = patient_keyring(patient_id)
+    if ring.can_encrypt(suite):
+        return ring
+    with transaction.atomic():
+        fresh = _locked_private_keyring(patient_id)
+        if fresh.add_suite(suite) is not None:
+            PatientKey.objects.filter(patient_id=patient_id).update(
+                wrapped=wrap_keyring(fresh, master())
+            )
+    _forget_in_scope(patient_id)
+    return patient_keyring(patient_id)
+
+
 @transaction.atomic
 def rotate_patient_key(patient_id: uuid.UUID | str, suite: Suite | None = None) -> int:
     """New primary version for the patient; old data stays readable (decrypt-only)."""
@@ -204,9 +225,15 @@ def field_context(table: str, column: str, row: Any, patient_id: Any) -> BoundCo
     )
 
 
-def seal(patient_id: Any, table: str, column: str, row: Any, value: str) -> bytes:
-    ring = patient_keyring(patient_id)
-    return ring.encrypt(value.encode(), field_context(table, column, row, patient_id))
+def seal(
+    patient_id: Any, table: str, column: str, row: Any, value: str, *, suite: Suite | None = None
+) -> bytes:
+    """``value`` sealed under the patient's key; under ``suite`` when given (the policy's choice,
+    see :mod:`carevault.web.vault.adaptive`), else under the keyring's primary."""
+    context = field_context(table, column, row, patient_id)
+    if suite is None:
+        return patient_keyring(patient_id).encrypt(value.encode(), context)
+    return keyring_for(patient_id, suite).encrypt(value.encode(), context, suite=suite)
 
 
 def open_text(patient_id: Any, table: str, column: str, row: Any, sealed: bytes) -> str:

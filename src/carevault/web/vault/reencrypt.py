@@ -1,0 +1,324 @@
+"""Re-encryption under escalation (issue 6): when the floor rises, stored values and files sealed
+under weaker suites are sealed again under the floor, in the background.
+
+* **Resumable.** A job visits every PHI table in primary-key order, a batch at a time, and saves
+  its cursor and counters after each batch in the same transaction as the batch's updates. A
+  worker killed midway loses at most the batch it was in, whose updates rolled back with it; the
+  next worker starts from the saved cursor, and values already at the floor are skipped.
+* **Concurrent edits are never overwritten.** Each row is updated with a compare-and-set on the
+  exact ciphertexts that were read; a row that changed meanwhile is read again and retried, and
+  left to its writer if it keeps changing (the writer's own write honours the floor: every
+  write asks the policy, which applies the system floor).
+* **One worker at a time** holds a job's lease; a worker whose lease expired (killed, stuck) is
+  replaced by the next one that looks (``carevault keys reencrypt``, or any app server after a
+  request).
+* A value that does not authenticate is left exactly as it is and counted as a failure: the read
+  path reports it as tampering; re-encrypting it would launder it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db import close_old_connections, connections, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from carevault.crypto import CryptoError, Suite, parse_header
+
+from . import adaptive, service
+from .models import JobStatus, ReencryptionJob
+from .phi import PhiModel
+
+logger = logging.getLogger(__name__)
+
+BATCH = 100
+LEASE = dt.timedelta(seconds=120)
+RETRIES = 3
+OPEN = (JobStatus.PENDING, JobStatus.RUNNING)
+
+
+class JobBusy(Exception):
+    """Another worker holds the job's lease."""
+
+
+@dataclass
+class Counts:
+    reencrypted: int = 0
+    conflicts: int = 0
+    failures: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.reencrypted += other.reencrypted
+        self.conflicts += other.conflicts
+        self.failures += other.failures
+
+
+def phi_models() -> list[type[PhiModel]]:
+    """Every table that holds sealed values, in a fixed order (the job's visiting order)."""
+    found = [m for m in apps.get_models() if issubclass(m, PhiModel) and not m._meta.abstract]
+    return sorted(found, key=lambda m: m._meta.db_table)
+
+
+def owner_name() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{threading.get_ident() % 100000}"
+
+
+def open_job() -> ReencryptionJob | None:
+    return ReencryptionJob.objects.filter(status__in=OPEN).order_by("-created_at", "-pk").first()
+
+
+@transaction.atomic
+def request_job(target: Suite, reason: str) -> ReencryptionJob:
+    """A job that brings everything up to ``target``: the open one if it aims at least as high,
+    else a new one (open jobs aiming lower are superseded: the new one covers them)."""
+    for job in ReencryptionJob.objects.select_for_update().filter(status__in=OPEN):
+        if Suite.parse(job.target_suite).level >= target.level:
+            return job
+        job.status = JobStatus.SUPERSEDED
+        job.finished_at = timezone.now()
+        job.lease_owner, job.lease_until = "", None
+        job.save(update_fields=["status", "finished_at", "lease_owner", "lease_until"])
+    total = sum(model._default_manager.count() for model in phi_models())
+    return ReencryptionJob.objects.create(
+        target_suite=target.label,
+        reason=reason[:300],
+        total=total,
+        progress={model._meta.db_table: {"cursor": "", "done": False} for model in phi_models()},
+    )
+
+
+def _claim(job_id: int, owner: str) -> bool:
+    now = timezone.now()
+    claimed = (
+        ReencryptionJob.objects.filter(pk=job_id, status__in=OPEN)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner))
+        .update(lease_owner=owner, lease_until=now + LEASE, status=JobStatus.RUNNING)
+    )
+    if claimed:
+        ReencryptionJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
+    return bool(claimed)
+
+
+def _reencrypt_row(model: type[PhiModel], row: PhiModel, target: Suite, reason: str) -> Counts:
+    """Bring one row's sealed values (and its stored files) up to ``target``."""
+    counts = Counts()
+    table = model._meta.db_table
+    for _attempt in range(RETRIES):
+        patient_id = row.phi_patient_id()
+        updates: dict[str, tuple[bytes, bytes]] = {}
+        failed = 0
+        for column in model.PHI_FIELDS:
+            old = bytes(getattr(row, f"{column}_enc") or b"")
+            if not old:
+                continue
+            try:
+                if parse_header(old).suite.level >= target.level:
+                    continue
+                context = service.field_context(table, column, row.pk, patient_id)
+                ring = service.keyring_for(patient_id, target)
+                updates[column] = (old, ring.reencrypt(old, context, suite=target))
+            except CryptoError:
+                failed += 1  # tampered, or the patient's key was shredded: left as it is
+        if not updates:
+            counts.failures += failed
+            break
+        changed = model._default_manager.filter(
+            pk=row.pk, **{f"{c}_enc": old for c, (old, _) in updates.items()}
+        ).update(**{f"{c}_enc": new for c, (_, new) in updates.items()})
+        if changed:
+            counts.reencrypted += len(updates)
+            counts.failures += failed
+            service.count_encryptions(patient_id, len(updates))
+            adaptive.log_reencryption(table, row.pk, patient_id, target, reason)
+            break
+        fresh = model._default_manager.filter(pk=row.pk).first()
+        if fresh is None:
+            break  # deleted meanwhile: nothing left to protect
+        row = fresh
+    else:
+        counts.conflicts += 1
+    extra = row.reencrypt_attachments(target, reason)
+    counts.add(Counts(*extra))
+    return counts
+
+
+def _batch(job: ReencryptionJob, target: Suite, batch: int) -> bool:
+    """One batch of the first unfinished table, saved with the job's progress. False when every
+    table is done."""
+    for model in phi_models():
+        table = model._meta.db_table
+        state = job.progress.get(table) or {"cursor": "", "done": False}
+        if state.get("done"):
+            continue
+        rows = model._default_manager.order_by("pk")
+        if state.get("cursor"):
+            rows = rows.filter(pk__gt=state["cursor"])
+        chunk = list(rows[:batch])
+        counts = Counts()
+        with transaction.atomic():
+            for row in chunk:
+                counts.add(_reencrypt_row(model, row, target, job.reason))
+            progress = dict(job.progress)
+            progress[table] = {
+                "cursor": str(chunk[-1].pk) if chunk else state.get("cursor", ""),
+                "done": len(chunk) < batch,
+            }
+            kept = ReencryptionJob.objects.filter(
+                pk=job.pk, lease_owner=job.lease_owner, status=JobStatus.RUNNING
+            ).update(
+                progress=progress,
+                scanned=F("scanned") + len(chunk),
+                reencrypted=F("reencrypted") + counts.reencrypted,
+                conflicts=F("conflicts") + counts.conflicts,
+                failures=F("failures") + counts.failures,
+                lease_until=timezone.now() + LEASE,
+            )
+            if not kept:
+                # The lease was lost (expired and taken, or the job was superseded): undo
+                # this batch; whoever holds the job now does it.
+                transaction.set_rollback(True)
+                raise JobBusy(f"re-encryption job {job.pk} is no longer ours")
+        job.progress = progress
+        return True
+    return False
+
+
+def run(
+    job_id: int,
+    *,
+    owner: str | None = None,
+    batch: int = BATCH,
+    max_batches: int | None = None,
+    on_batch: Callable[[ReencryptionJob], None] | None = None,
+) -> ReencryptionJob:
+    """Work on the job until it is done (or ``max_batches`` batches); JobBusy if another worker
+    holds it. Safe to kill at any moment and run again."""
+    owner = owner or owner_name()
+    if not _claim(job_id, owner):
+        job = ReencryptionJob.objects.get(pk=job_id)
+        if job.status not in OPEN:
+            return job
+        raise JobBusy(f"re-encryption job {job_id} is held by {job.lease_owner}")
+    job = ReencryptionJob.objects.get(pk=job_id)
+    target = Suite.parse(job.target_suite)
+    done_batches = 0
+    while max_batches is None or done_batches < max_batches:
+        if not _batch(job, target, batch):
+            _finish(job)
+            break
+        done_batches += 1
+        if on_batch is not None:
+            on_batch(ReencryptionJob.objects.get(pk=job_id))
+    else:
+        # Stopped early on purpose: let the next worker take over at once.
+        ReencryptionJob.objects.filter(pk=job_id, lease_owner=owner).update(
+            lease_owner="", lease_until=None
+        )
+    return ReencryptionJob.objects.get(pk=job_id)
+
+
+def _finish(job: ReencryptionJob) -> None:
+    from carevault.web.audit.log import Outcome, record
+
+    with transaction.atomic():
+        ReencryptionJob.objects.filter(pk=job.pk, lease_owner=job.lease_owner).update(
+            status=JobStatus.DONE, finished_at=timezone.now(), lease_owner="", lease_until=None
+        )
+        done = ReencryptionJob.objects.get(pk=job.pk)
+        record(
+            "keys.reencrypt",
+            outcome=Outcome.OK if done.failures == 0 else Outcome.FAILED,
+            details={
+                "job": done.pk,
+                "suite": done.target_suite,
+                "scanned": done.scanned,
+                "reencrypted": done.reencrypted,
+                "conflicts": done.conflicts,
+                "failures": done.failures,
+            },
+        )
+
+
+# -- in the background -----------------------------------------------------------------------------
+
+_started: dict[int, threading.Thread] = {}
+_started_lock = threading.Lock()
+_last_look = 0.0
+LOOK_EVERY_SECONDS = 30.0
+
+
+def _work(job_id: int) -> None:
+    try:
+        run(job_id)
+    except JobBusy:
+        logger.info("re-encryption job %s is being run elsewhere", job_id)
+    except Exception:
+        logger.exception("re-encryption job %s stopped; it resumes from its last batch", job_id)
+    finally:
+        connections.close_all()
+
+
+def start_in_background(job_id: int) -> bool:
+    """Run the job in a thread of this process (one per job per process); False if disabled
+    (``CAREVAULT_REENCRYPT_IN_BACKGROUND=0``) or already running here."""
+    if not settings.REENCRYPT_IN_BACKGROUND:
+        return False
+    with _started_lock:
+        thread = _started.get(job_id)
+        if thread is not None and thread.is_alive():
+            return False
+        thread = threading.Thread(target=_work, args=(job_id,), name=f"reencrypt-{job_id}")
+        thread.daemon = True
+        _started[job_id] = thread
+        thread.start()
+    return True
+
+
+def escalate(target: Suite, reason: str) -> ReencryptionJob:
+    """The floor rose to ``target``: make sure a job brings stored data up to it, started once
+    the caller's transaction commits."""
+    job = request_job(target, reason)
+    transaction.on_commit(lambda: start_in_background(job.pk))
+    return job
+
+
+def resume_if_abandoned() -> bool:
+    """Called after requests (at most every LOOK_EVERY_SECONDS per process): an open job whose
+    worker died (lease expired) is taken up here. Never raises."""
+    global _last_look
+    now = time.monotonic()
+    if not settings.REENCRYPT_IN_BACKGROUND or now - _last_look < LOOK_EVERY_SECONDS:
+        return False
+    _last_look = now
+    try:
+        close_old_connections()
+        job = (
+            ReencryptionJob.objects.filter(status__in=OPEN)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now()))
+            .order_by("created_at")
+            .first()
+        )
+        return job is not None and start_in_background(job.pk)
+    except Exception:
+        logger.exception("could not look for abandoned re-encryption jobs")
+        return False
+
+
+def below(target: Suite) -> dict[str, Any]:
+    """How many logged records sit below ``target``, per suite (for the dashboard)."""
+    from .models import EncryptionDecision
+
+    weaker = [s.label for s in Suite if s.level < target.level]
+    rows = EncryptionDecision.objects.filter(suite__in=weaker)
+    return {"count": rows.count(), "suites": weaker}
