@@ -441,6 +441,68 @@ def cmd_security_train_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- model: the diagnosis models ------------------------------------------------------------------
+
+
+def cmd_model_train(args: argparse.Namespace) -> int:
+    from carevault.modelguard import diagnosis_training
+    from carevault.security.store import SealedModelError
+
+    try:
+        reports = diagnosis_training.train(_model_store(), seed=args.seed)
+    except SealedModelError as exc:
+        raise CommandError(str(exc)) from None
+    data = {
+        "seed": args.seed,
+        "quality_bar": diagnosis_training.DEFAULT_BAR.as_dict(),
+        "models": [r.as_dict() for r in reports],
+    }
+    _emit(args, data, diagnosis_training.render(reports))
+    refused = [r for r in reports if not r.sealed]
+    if refused:
+        raise CommandError(
+            "; ".join(f"{r.name} not sealed: {', '.join(r.failures)}" for r in refused)
+        )
+    return 0
+
+
+def cmd_model_seal(args: argparse.Namespace) -> int:
+    from carevault.modelguard import diagnosis_training
+    from carevault.security.store import SealedModelError
+
+    try:
+        report = diagnosis_training.import_file(_model_store(), args.path, seed=args.seed)
+    except SealedModelError as exc:
+        raise CommandError(str(exc)) from None
+    _emit(args, report.as_dict(), diagnosis_training.render([report]))
+    if not report.sealed:
+        raise CommandError(f"{report.name} not sealed: {', '.join(report.failures)}")
+    return 0
+
+
+def cmd_model_verify(args: argparse.Namespace) -> int:
+    from carevault.modelguard import sealed
+
+    root = config.data_dir() / "models"
+    if not any((root / name).is_dir() for name in sealed.MODEL_NAMES.values()):
+        # Said before opening the store, which would create a dev master key as a side effect.
+        raise CommandError(f"no sealed diagnosis model in {root}: run `carevault model train`")
+    report = sealed.verify_all(_model_store())
+    lines = []
+    for entry in report["models"]:
+        versions = ", ".join(
+            f"v{v['version']} {'ok' if v['ok'] else 'REFUSED'}" for v in entry["versions"]
+        )
+        state = f"serving v{entry['current_version']}" if entry["ok"] else "FAILED"
+        lines.append(f"{entry['model']}: {state} ({versions or 'no versions'})")
+        lines += [f"  {error}" for error in entry["errors"]]
+    _emit(args, report, "\n".join(lines))
+    if not report["ok"]:
+        first = next(e["errors"][0] for e in report["models"] if e["errors"])
+        raise CommandError(first)
+    return 0
+
+
 # -- bench ---------------------------------------------------------------------------------------
 
 
@@ -593,6 +655,43 @@ def build_parser() -> argparse.ArgumentParser:
         "and seal it into the data directory",
     )
     train_policy.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+
+    model = sub.add_parser("model", help="the diagnosis models: train, seal, verify")
+    model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    model_train = add(
+        model_sub,
+        "train",
+        cmd_model_train,
+        "train the logistic and forest diagnosis models, print their held-out accuracy, "
+        "ROC-AUC, Brier score and calibration error, and seal those that clear the quality bar "
+        "into the data directory (exit 1 if one does not)",
+    )
+    model_train.add_argument(
+        "--seed", type=int, default=0, help="train/test split and model seed (default 0)"
+    )
+    model_seal = add(
+        model_sub,
+        "seal",
+        cmd_model_seal,
+        "seal a diagnosis pipeline trained elsewhere (a skops file): refused unless it holds "
+        "only trusted types, is a StandardScaler + logistic or forest pipeline over the 30 "
+        "features and clears the quality bar on the held-out split",
+    )
+    model_seal.add_argument("path", help="the .skops file")
+    model_seal.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="split whose held-out cases measure it (the file must not have been trained on "
+        "them; default 0)",
+    )
+    add(
+        model_sub,
+        "verify",
+        cmd_model_verify,
+        "check every sealed diagnosis model (signature, digests, decryption, trusted types, "
+        "high-water mark against rollback); exit 1 on any failure",
+    )
 
     bench = add(sub, "bench", cmd_bench, "run a benchmark and print ratios against baselines")
     bench.add_argument("target", choices=["crypto", "web", "security", "policy", "models"])

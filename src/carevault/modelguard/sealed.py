@@ -152,3 +152,38 @@ def load_version(store: ModelStore, kind: str, version: int | None) -> SealedDia
         raise SealedModelError(f"{label}: {exc}", reason="invalid") from None
     assert isinstance(obj, Pipeline)  # check_pipeline proved it; this tells mypy
     return SealedDiagnosisModel(kind, obj, info, ranges)
+
+
+def verify_all(store: ModelStore) -> dict[str, Any]:
+    """Every sealed version of every diagnosis model checked as the service would load it
+    (signature, name and version, digests, decryption, trusted types, pipeline shape) and the
+    current one against the high-water record. ``ok`` is False if anything failed or nothing
+    is sealed; each failure carries the store's one-line message and reason code."""
+    results = []
+    for kind in KINDS:
+        name = MODEL_NAMES[kind]
+        entry: dict[str, Any] = {"kind": kind, "model": name, "current_version": None}
+        errors: list[str] = []
+        try:
+            mark = store.high_water(name)
+            entry["high_water"] = mark.version if mark else None
+            entry["current_version"] = load(store, kind).version
+        except SealedModelError as exc:
+            entry["reason"] = exc.reason
+            errors.append(str(exc))
+        checked: list[dict[str, Any]] = []
+        for version in store.versions(name):
+            try:
+                load_version(store, kind, version)
+                checked.append({"version": version, "ok": True})
+            except SealedModelError as exc:
+                checked.append(
+                    {"version": version, "ok": False, "reason": exc.reason, "error": str(exc)}
+                )
+                if str(exc) not in errors:
+                    errors.append(str(exc))
+        entry["versions"] = checked
+        entry["ok"] = not errors
+        entry["errors"] = errors
+        results.append(entry)
+    return {"ok": all(e["ok"] for e in results), "models": results}
