@@ -31,7 +31,7 @@ from carevault.web.securitycore.models import (
     SecurityEvent,
 )
 from carevault.web.securitycore.state import current_floor
-from carevault.web.vault import service
+from carevault.web.vault import reencrypt, service
 
 pytestmark = pytest.mark.django_db
 
@@ -209,6 +209,10 @@ def test_a_decryption_failure_on_stored_data_rotates_the_patients_key_and_raises
     floor = current_floor()
     assert floor is not None
     assert floor.suite == "AES-256-GCM"
+    # Stored data below the new floor is queued for re-encryption up to it.
+    job = reencrypt.open_job()
+    assert job is not None
+    assert job.target_suite == "AES-256-GCM"
     incident = Incident.objects.get(subjects__key=f"patient:{patient.pk}")
     assert (incident.level, incident.rules) == (4, ["aead_failure_at_rest"])
     assert [(a, t) for _, a, t in responses(incident)] == [
