@@ -224,6 +224,79 @@ def cmd_keys_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_facts(job: Any) -> dict[str, Any]:
+    return {
+        "job": job.pk,
+        "target_suite": job.target_suite,
+        "status": job.status,
+        "percent": job.percent,
+        "total": job.total,
+        "scanned": job.scanned,
+        "reencrypted": job.reencrypted,
+        "conflicts": job.conflicts,
+        "failures": job.failures,
+        "reason": job.reason,
+    }
+
+
+def _job_line(job: Any) -> str:
+    return (
+        f"job {job.pk} -> {job.target_suite}: {job.status}, {job.percent}% "
+        f"({job.scanned}/{job.total} records, {job.reencrypted} re-encrypted, "
+        f"{job.conflicts} changed meanwhile, {job.failures} failed)"
+    )
+
+
+def cmd_keys_reencrypt(args: argparse.Namespace) -> int:
+    """Run (or resume) the re-encryption job that brings stored data up to the floor."""
+    _django()
+    _require_database()
+    import sys
+
+    from carevault.crypto import CryptoError, Suite
+    from carevault.web.vault import reencrypt
+
+    if args.status:
+        job = reencrypt.open_job()
+        if job is None:
+            _emit(args, {"job": None}, "no re-encryption job is open")
+            return 0
+        _emit(args, _job_facts(job), _job_line(job))
+        return 0
+    if args.to:
+        try:
+            target = Suite.parse(args.to)
+        except CryptoError as exc:
+            raise CommandError(str(exc)) from None
+        job = reencrypt.request_job(target, f"requested on the command line: {target.label}")
+    else:
+        job = reencrypt.open_job()
+        if job is None:
+            from carevault.web.securitycore import state
+
+            floor = state.current_floor()
+            if floor is None:
+                _emit(
+                    args,
+                    {"job": None},
+                    "nothing to do: no job is open and no floor is raised "
+                    "(use --to SUITE to re-encrypt up to a suite of your choice)",
+                )
+                return 0
+            job = reencrypt.request_job(Suite.parse(floor.suite), f"floor {floor.suite}")
+
+    def progress(current: Any) -> None:
+        if not args.json:
+            print(_job_line(current), file=sys.stderr, flush=True)
+
+    try:
+        done = reencrypt.run(job.pk, batch=args.batch, on_batch=progress)
+    except reencrypt.JobBusy as exc:
+        raise CommandError(f"{exc}; try again once its lease runs out") from None
+    _emit(args, _job_facts(done), _job_line(done))
+    return 0 if done.failures == 0 else EXIT_FAILURE
+
+
 # -- web: demo, serve, audit, manage --------------------------------------------------------------
 
 
@@ -584,7 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add(sub, "selfcheck", cmd_selfcheck, "run the crypto self-check")
 
-    keys = sub.add_parser("keys", help="master key: init, status, rotate, split, recover")
+    keys = sub.add_parser(
+        "keys", help="master key: init, status, rotate, split, recover; data: reencrypt"
+    )
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     add(keys_sub, "init", cmd_keys_init, "create the master key file (dev/demo mode)")
     add(keys_sub, "status", cmd_keys_status, "show master key versions and what they wrap")
@@ -593,6 +668,15 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--threshold", "-k", type=_positive, required=True, help="shares needed")
     split.add_argument("--shares", "-n", type=_positive, required=True, help="shares made")
     add(keys_sub, "recover", cmd_keys_recover, "rebuild the master key from shares on stdin")
+    reenc = add(
+        keys_sub,
+        "reencrypt",
+        cmd_keys_reencrypt,
+        "re-encrypt stored data below the raised floor (resumes an interrupted job)",
+    )
+    reenc.add_argument("--to", metavar="SUITE", help="raise everything to this suite instead")
+    reenc.add_argument("--status", action="store_true", help="show the open job and exit")
+    reenc.add_argument("--batch", type=_positive, default=100, help="records per batch")
 
     demo = add(sub, "demo", cmd_demo, "create the demo data and serve it (make run)")
     demo.add_argument("--seed-only", action="store_true", help="create the data, do not serve")
