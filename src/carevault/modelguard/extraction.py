@@ -10,20 +10,30 @@ until an operator clears it):
   lumpy or skewed distribution. Once ``min_queries`` distances are in, a Shapiro-Wilk test on
   them alarms when ``W < delta``.
 * **Off-manifold probes**: the Mahalanobis distance of the query from the training cases
-  (Ledoit-Wolf covariance, so 30 strongly correlated features stay well conditioned). Equation
-  solvers and retraining attackers that sample the feature box produce points no aspirate
-  gives (a large radius with a small area); ``ood_alarm`` such points alarm. A doctor's
-  measured case, noise included, stays inside the training cases' own spread.
+  (OAS-shrunk covariance, so 30 strongly correlated features stay well conditioned while the
+  feature box's corners still stand out; Ledoit-Wolf shrinks so hard that uniform box samples
+  look no stranger than real cases). Equation solvers and retraining attackers that sample the
+  feature box produce points no aspirate gives (a large radius with a small area). A point
+  farther out than every training case counts as off the manifold, and ``ood_alarm`` such
+  points among a client's last ``ood_window`` queries alarm: a doctor meets a rare, extreme
+  case now and then, never several in a row; a box sampler sends little else.
+* **Near-repeats**: many queries within ``repeat_radius`` of an earlier one (a probe walking
+  around one case, or bisecting between two) alarm once they are more than ``repeat_share``
+  of the stream; a doctor's follow-up of the same patient is one such query now and then.
+
+What it cannot see, by construction: an attacker whose queries are real cases (a stolen or
+public data set) looks exactly like a doctor. Budgets bound that attacker; nothing here does.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import shapiro
-from sklearn.covariance import LedoitWolf
+from sklearn.covariance import OAS
 
 Array = NDArray[np.float64]
 
@@ -40,7 +50,8 @@ class Verdict:
 class _ClientState:
     growing: list[Array] = field(default_factory=list)
     distances: list[float] = field(default_factory=list)
-    off_manifold: int = 0
+    off_manifold: int = 0  # in total, for the report
+    recent_off: deque[bool] = field(default_factory=deque)  # the last ood_window queries
     repeats: int = 0
     queries: int = 0
     statistic: float = 1.0
@@ -54,7 +65,8 @@ class ExtractionMonitor:
         *,
         delta: float = 0.80,
         min_queries: int = 20,
-        ood_margin: float = 2.0,
+        ood_margin: float = 1.0,
+        ood_window: int = 10,
         ood_alarm: int = 3,
         repeat_radius: float = 1.0,
         repeat_share: float = 0.25,
@@ -62,16 +74,22 @@ class ExtractionMonitor:
         reference = np.asarray(reference, dtype=np.float64)
         if reference.ndim != 2 or reference.shape[0] < 10:
             raise ValueError("reference must be a matrix of at least ten training cases")
-        if not 0 < delta < 1 or min_queries < 3 or ood_alarm < 1 or ood_margin <= 0:
-            raise ValueError("need 0 < delta < 1, min_queries >= 3, ood_alarm >= 1, margin > 0")
+        if not 0 < delta < 1 or min_queries < 3 or ood_margin <= 0:
+            raise ValueError("need 0 < delta < 1, min_queries >= 3 and ood_margin > 0")
+        if not 1 <= ood_alarm <= ood_window:
+            raise ValueError("need 1 <= ood_alarm <= ood_window")
+        if repeat_radius < 0 or not 0 < repeat_share <= 1:
+            raise ValueError("need repeat_radius >= 0 and 0 < repeat_share <= 1")
         self.n_features = reference.shape[1]
         self.repeat_radius, self.repeat_share = repeat_radius, repeat_share
-        self.delta, self.min_queries, self.ood_alarm = delta, min_queries, ood_alarm
+        self.delta, self.min_queries = delta, min_queries
+        self.ood_alarm, self.ood_window = ood_alarm, ood_window
         self._mean = reference.mean(axis=0)
         self._scale = reference.std(axis=0) + 1e-12
         z = (reference - self._mean) / self._scale
-        self._precision = LedoitWolf().fit(z).precision_
-        # The largest training case's distance, with a margin for measurement noise.
+        self._precision = OAS().fit(z).precision_
+        # The farthest training case sets the edge of the manifold; the window rule, not a
+        # wide margin, is what keeps a doctor's occasional extreme case from alarming.
         self.ood_threshold = float(np.sqrt(self._mahalanobis_sq(z).max()) * ood_margin)
         self._clients: dict[str, _ClientState] = {}
 
@@ -101,8 +119,12 @@ class ExtractionMonitor:
         if state.alert_reason:
             return Verdict(True, state.statistic, state.queries, state.alert_reason)
         z = (x - self._mean) / self._scale
-        if float(np.sqrt(self._mahalanobis_sq(z[None, :])[0])) > self.ood_threshold:
-            state.off_manifold += 1
+        off = float(np.sqrt(self._mahalanobis_sq(z[None, :])[0])) > self.ood_threshold
+        state.off_manifold += off
+        state.recent_off.append(off)
+        if len(state.recent_off) > self.ood_window:
+            state.recent_off.popleft()
+        recent_off = sum(state.recent_off)
         if state.growing:
             d_min = float(np.min(np.linalg.norm(np.asarray(state.growing) - z, axis=1)))
             if d_min < self.repeat_radius:
@@ -119,20 +141,22 @@ class ExtractionMonitor:
                 state.growing.append(z)
         else:
             state.growing.append(z)
-        if state.off_manifold >= self.ood_alarm:
+        if recent_off >= self.ood_alarm:
             state.alert_reason = (
-                f"{state.off_manifold} queries far outside the training cases "
-                f"(Mahalanobis > {self.ood_threshold:.1f})"
+                f"{recent_off} of the last {len(state.recent_off)} queries far outside the "
+                f"training cases (Mahalanobis > {self.ood_threshold:.1f})"
             )
         elif state.repeats >= 5 and state.repeats > self.repeat_share * state.queries:
             state.alert_reason = (
                 f"{state.repeats} of {state.queries} queries are small variations of earlier ones"
             )
         elif len(state.distances) >= self.min_queries:
-            d = np.asarray(state.distances)
+            d = np.sort(np.asarray(state.distances))
             # On the log scale: a doctor's minimum distances are roughly log-normal (real cases
             # cluster, with a long tail of rare ones); raw distances false-alarm on that tail.
-            logd = np.log(d + 1e-9)
+            # The farthest 5% (at least one) are left out: one rare case, far from every other,
+            # is what a doctor meets, and with 20 distances it alone pulls W below delta.
+            logd = np.log(d[: len(d) - max(1, len(d) // 20)] + 1e-9)
             state.statistic = 0.0 if np.ptp(logd) == 0 else float(shapiro(logd).statistic)
             if state.statistic < self.delta:
                 state.alert_reason = (
