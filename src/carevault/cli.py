@@ -352,6 +352,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise CommandError("the demo password is too weak: " + " ".join(exc.messages)) from None
     _migrate()
+    if not args.seed_only:
+        # Before seeding, so the demo's records are already encrypted the way the policy picks.
+        _ensure_policy()
     seeded = not demo.is_seeded()
     if seeded:
         demo.seed(password)
@@ -367,6 +370,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     _ensure_risk_model()
     return _serve(args.host, args.port, workers=1)
+
+
+def _ensure_policy() -> None:
+    """The demo's adaptive encryption policy (about 5 s), trained once, on the first start.
+    Without it every write gets the strongest suite: safe, but the demo would show no choice."""
+    from carevault.security.policy import MODEL_NAME, train_policy
+
+    if (config.data_dir() / "models" / MODEL_NAME).is_dir():
+        return
+    print("training the encryption policy (first start only)...", flush=True)
+    report = train_policy(_model_store(), seed=0)
+    print(
+        f"sealed {MODEL_NAME} v{report.get('version', '?')} "
+        "(retrain: carevault security train-policy; compare: carevault bench policy)",
+        flush=True,
+    )
 
 
 def _ensure_risk_model() -> None:

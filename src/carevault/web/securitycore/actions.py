@@ -4,6 +4,8 @@ not treat as events)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -212,3 +214,24 @@ def do_lower_floor(acting_user: User, request: HttpRequest | None = None) -> boo
         },
     )
     return floor is not None
+
+
+@transaction.atomic
+def do_start_reencryption(acting_user: User, request: HttpRequest | None = None) -> Any:
+    """Queue (or reuse) the job that brings stored data up to the raised floor and start it in
+    the background. Audited; Conflict when no floor is raised (nothing to bring data up to)."""
+    from carevault.crypto import Suite
+    from carevault.web.vault import reencrypt
+
+    _require_officer(acting_user)
+    floor = security_state.current_floor()
+    if floor is None:
+        raise Conflict("no floor is raised: stored data already meets the policy's own floors")
+    job = reencrypt.escalate(Suite.parse(floor.suite), f"started by {acting_user.username}")
+    record(
+        "keys.reencrypt_started",
+        actor=acting_user,
+        request=request,
+        details={"job": job.pk, "suite": job.target_suite},
+    )
+    return job

@@ -40,6 +40,7 @@ from carevault.web.securitycore import engine as security_engine
 from carevault.web.securitycore.models import Incident, ResponseRecord
 from carevault.web.vault.models import ClinicianKey, PatientKey
 
+from . import encryption
 from .actions import active_grants_for_review
 from .forms import AuditFilterForm
 
@@ -421,3 +422,47 @@ def user_edit(request: OfficerRequest, user_id: int) -> HttpResponse:
             "is_self": person.pk == request.user.pk,
         },
     )
+
+
+# -- encryption (issue 6) --------------------------------------------------------------------------
+
+
+def _encryption_context(request: OfficerRequest, notice: str = "") -> dict[str, Any]:
+    query = {k: request.GET.get(k, "")[:80] for k in ("table", "suite", "record")}
+    return {
+        **encryption.decisions(**query, page=request.GET.get("page", 1)),
+        **encryption.jobs(),
+        **security_dashboard.floor_context(),
+        "query": query,
+        "tables": encryption.tables(),
+        "distribution": encryption.distribution(),
+        "policy": encryption.policy(),
+        "notice": notice,
+    }
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def encryption_page(request: OfficerRequest) -> HttpResponse:
+    """How each record is encrypted and why; the policy, the floor, re-encryption jobs."""
+    return render(request, "securityops/encryption.html", _encryption_context(request))
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def reencryption_jobs(request: OfficerRequest) -> HttpResponse:
+    """The jobs table alone: the page polls it while a job is open (htmx, every 5 s)."""
+    return render(request, "securityops/_reencryption_jobs.html", encryption.jobs())
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def start_reencryption(request: OfficerRequest) -> HttpResponse:
+    """Start (or resume) re-encrypting stored data up to the raised floor. Audited."""
+    try:
+        job = security_actions.do_start_reencryption(request.user, request=request)
+    except ActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Re-encryption job {job.pk} to {job.target_suite} started.")
+    return redirect("securityops:encryption")

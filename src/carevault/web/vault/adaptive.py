@@ -23,7 +23,7 @@ from django.db.models import Max
 from django.http import HttpRequest
 from django.utils import timezone
 
-from carevault.crypto import Suite
+from carevault.crypto import CryptoError, Suite
 from carevault.security.policy import (
     MODEL_NAME,
     DataClass,
@@ -85,7 +85,7 @@ def system_floor() -> Suite | None:
         return None
     try:
         return Suite.parse(floor.suite)
-    except ValueError:
+    except CryptoError:
         # A floor naming no suite we know: the strongest protects more than any guess.
         logger.warning("the raised floor names an unknown suite; using the strongest")
         return Suite.HYBRID_X25519_AES_256_GCM
