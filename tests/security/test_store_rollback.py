@@ -180,3 +180,12 @@ def test_another_master_key_cannot_read_the_record(store, tmp_path):
     with pytest.raises(SealedModelError, match="master key") as caught:
         ModelStore(store.root, MasterKey.generate()).high_water("detector")
     assert caught.value.reason == "wrong-key"
+
+
+def test_deleting_the_keys_is_reported_as_tampering_not_as_a_model_never_trained(store):
+    store.save("detector", model(), trusted_types=TRUSTED)
+    for path in (store.root / "keys").glob("*.wrapped"):
+        path.unlink()
+    with pytest.raises(SealedModelError, match="key of model 'detector' is missing") as caught:
+        store.load("detector", trusted_types=TRUSTED)
+    assert caught.value.reason == "tampered"

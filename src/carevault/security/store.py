@@ -176,6 +176,14 @@ class ModelStore:
         ring_name = f"model:{name}"
         if ring_name not in self.keys:
             if not create:
+                if self.versions(name) or (self._dir(name) / HIGH_WATER).exists():
+                    # Sealed files without their key: the key was deleted, which is an attack
+                    # on the store (or a partial restore), not a model that was never trained.
+                    raise SealedModelError(
+                        f"the key of model {name!r} is missing although versions are sealed "
+                        "(deleted, or a partial restore)",
+                        reason="tampered",
+                    )
                 raise SealedModelError(
                     f"no key for model {name!r}: it was never sealed here", reason="missing"
                 )
@@ -193,8 +201,11 @@ class ModelStore:
         context = keyring_context(SIGNING_KEY_NAME)
         if SIGNING_KEY_NAME not in self.keys:
             if not create:
+                # Only asked for when a sealed version is being verified: its key is gone.
                 raise SealedModelError(
-                    "no model signing key here: nothing was sealed yet", reason="missing"
+                    "the model signing key is missing although models are sealed (deleted, or "
+                    "a partial restore)",
+                    reason="tampered",
                 )
             key = SigningKey.generate("Ed25519")
             self.keys.put(SIGNING_KEY_NAME, self.kek.wrap(key.private_bytes().expose(), context))
