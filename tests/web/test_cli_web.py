@@ -89,20 +89,28 @@ def test_the_outbox_command_shows_an_empty_outbox_and_refuses_production(seeded)
     assert "no outbox" in refused.stderr
 
 
-def test_keys_reencrypt_brings_stored_data_up_to_the_suite_asked_for(seeded):
-    idle = run(seeded, "keys", "reencrypt")
+def test_keys_reencrypt_brings_stored_data_up_to_the_suite_asked_for(tmp_path):
+    # Data written under a trained policy (AES-256-GCM for the demo's ordinary records).
+    assert run(tmp_path, "security", "train-policy").returncode == 0
+    assert run(tmp_path, "demo", "--seed-only", "--password", PASSWORD).returncode == 0
+    idle = run(tmp_path, "keys", "reencrypt")
     assert idle.returncode == 0, idle.stderr
     assert "nothing to do" in idle.stdout
-    result = run(seeded, "keys", "reencrypt", "--to", "RSA-3072-OAEP-AES-256-GCM", "--json")
+    result = run(tmp_path, "keys", "reencrypt", "--to", "HYBRID-X25519-AES-256-GCM", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["status"] == "done"
     assert report["scanned"] == report["total"] > 0
+    assert report["reencrypted"] > 0
     assert report["failures"] == 0
-    status = run(seeded, "keys", "reencrypt", "--status")
+    status = run(tmp_path, "keys", "reencrypt", "--status")
     assert status.stdout.strip() == "no re-encryption job is open"
-    # Every record still reads (the demo re-seeds over it), and the job is in the audit chain.
-    assert run(seeded, "audit", "verify").returncode == 0
+    # Everything is at the suite now: a second run finds nothing left to move.
+    again = json.loads(
+        run(tmp_path, "keys", "reencrypt", "--to", "RSA-3072-OAEP-AES-256-GCM", "--json").stdout
+    )
+    assert (again["reencrypted"], again["failures"]) == (0, 0)
+    assert run(tmp_path, "audit", "verify").returncode == 0
 
 
 def test_keys_reencrypt_refuses_an_unknown_or_weak_suite_in_one_line(seeded):

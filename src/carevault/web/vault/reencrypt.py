@@ -30,7 +30,7 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.db import close_old_connections, connections, transaction
+from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -302,7 +302,6 @@ def resume_if_abandoned() -> bool:
         return False
     _last_look = now
     try:
-        close_old_connections()
         job = (
             ReencryptionJob.objects.filter(status__in=OPEN)
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now()))
