@@ -128,6 +128,13 @@ def test_it_refuses_bad_poison_settings(halves: Halves) -> None:
         poisoning.inject(X, y, "label_flip", float("nan"))
 
 
+def test_an_empty_batch_is_screened_to_an_empty_report(halves: Halves) -> None:
+    trusted, (X, y), _ = halves
+    report = poisoning.screen(X[:0], y[:0], trusted)
+    assert report.kept.shape == (0,)
+    assert report.reasons == {}
+
+
 def test_it_refuses_bad_data_to_screen(halves: Halves) -> None:
     trusted, (X, y), _ = halves
     bad = X.copy()

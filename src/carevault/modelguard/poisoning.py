@@ -89,6 +89,8 @@ def screen(
         raise ValueError("trusted data needs more rows than features in each class")
     if X_new.shape[1] != X_t.shape[1]:
         raise ValueError("new and trusted data must have the same features")
+    if len(X_new) == 0:  # nothing to screen; the checks below need at least one row
+        return ScreenReport(kept=np.ones(0, dtype=bool))
 
     scaler = StandardScaler().fit(X_t)
     T = scaler.transform(X_t)
