@@ -70,6 +70,7 @@ def test_box_probes_are_cut_off_below_the_goal_under_every_policy(result: dict[s
 
 def test_doctors_raise_no_alarm_and_lose_no_accuracy(result: dict[str, Any]) -> None:
     assert all(d["false_alarms"] == 0 for d in result["doctors"])
+    assert all(d["delta"] <= d["lowest_w"] <= 1.0 for d in result["doctors"])
     assert result["goals"]["no false alarm on doctors"] is True
     costs = result["policy_costs"]
     assert set(costs) == {p.value for p in OutputPolicy}
