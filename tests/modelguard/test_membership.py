@@ -55,10 +55,15 @@ def test_the_overfit_control_leaks_far_more_than_the_logistic_model(split: Split
 
 
 def test_the_dp_model_shows_no_membership_advantage(split: Split) -> None:
-    # Three private fits: the noise differs each time, the leak must stay near zero for all.
-    for _ in range(3):
-        model = privacy.fit_private_logistic(split.X_train, split.y_train, 1.0)
-        assert abs(_advantage(model, split)) < 0.12
+    # Five private fits, fresh noise each: over 300 fits on this split the advantage had mean
+    # 0.027 and sd 0.044 (largest 0.123), so these bounds fail about once in 10^4 runs by chance
+    # and always if the model leaked like the control (0.7).
+    advantages = [
+        _advantage(privacy.fit_private_logistic(split.X_train, split.y_train, 1.0), split)
+        for _ in range(5)
+    ]
+    assert np.mean(advantages) < 0.1
+    assert max(abs(a) for a in advantages) < 0.2
 
 
 def test_it_needs_enough_records_and_valid_labels(split: Split) -> None:
