@@ -169,8 +169,14 @@ def _membership(seeds: tuple[int, ...]) -> dict[str, Any]:
     }
 
 
+# The screen's threshold and the DP model's C and radius were chosen on splits 0-4; the figures
+# come from other splits (of the same 569 cases, so this is only partly held out).
+FIRST_REPORTED_SPLIT = 5
+
+
 def run(quick: bool = False) -> dict[str, Any]:
-    seeds = (0, 1) if quick else tuple(range(10))
+    first = FIRST_REPORTED_SPLIT
+    seeds = (first, first + 1) if quick else tuple(range(first, first + 10))
     # Accuracy figures only, no timings; one BLAS thread keeps the shared machine usable.
     with threadpool_limits(limits=1):
         poison = _poisoning(seeds[:1] if quick else seeds[:5], (0.1,) if quick else RATES)
@@ -258,10 +264,11 @@ def render(result: dict[str, Any]) -> str:
             "",
             f"DP logistic regression (output perturbation, OpenDP Gaussian), delta {d['delta']:g},"
             f" C {d['C']:g}, radius {d['radius']:g}, L2 sensitivity {d['sensitivity']:g}; "
-            f"{len(d['seeds'])} splits x {d['draws_per_split']} noise draws",
+            f"splits {d['seeds'][0]}-{d['seeds'][-1]} x {d['draws_per_split']} noise draws",
             format_table(["epsilon", "noise sd", "runs", "test accuracy"], dp_rows),
             "",
-            f"Membership inference (held-out loss threshold), {len(m['seeds'])} splits",
+            f"Membership inference (held-out loss threshold), splits {m['seeds'][0]}-"
+            f"{m['seeds'][-1]}",
             format_table(["model", "advantage (TPR-FPR)", "train acc", "test acc"], leak_rows),
             "",
             checks,
