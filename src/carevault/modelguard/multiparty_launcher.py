@@ -1,0 +1,244 @@
+"""Starts the three scoring parties of :mod:`.multiparty` as local processes and relays to them.
+
+:class:`LocalParties` picks three free loopback ports, starts one ``python -m
+carevault.modelguard.multiparty`` process per party, hands each its own model-share frame on its
+own stdin pipe, waits (with a deadline) until all three have connected to one another, and then
+relays the doctor's client's per-party request frames and the parties' reply frames. Every wait
+has a deadline; on any failure (a party refuses, exits or is too slow) all three processes are
+stopped and the error says which party and why, and :meth:`LocalParties.close` always reaps them.
+
+The relay is a convenience of the local setup: the process that runs it passes every party's
+frames, so it could recombine them. In a deployment the model owner and the doctor's client
+each talk to every party over that party's own authenticated channel and nobody relays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import IO, Any
+
+from numpy.typing import NDArray
+
+from . import multiparty as mp
+
+START_TIMEOUT = 60.0
+REQUEST_TIMEOUT = 60.0
+START_ATTEMPTS = 3  # a port picked as free can be taken by someone else before a party binds it
+
+
+class LaunchError(mp.MultipartyError):
+    """The parties could not be started, or one of them stopped answering."""
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel hands out as free on the loopback interface right now."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((mp.LOOPBACK, 0))
+            sockets.append(s)
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class LocalParties:
+    """Three local party processes holding shares of one model; use as a context manager.
+
+    ``model_shares`` are the dealer's frames from :func:`.multiparty.deal_model`, in party order.
+    """
+
+    def __init__(
+        self,
+        model_shares: Sequence[bytes],
+        *,
+        start_timeout: float = START_TIMEOUT,
+        request_timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
+        if len(model_shares) != mp.N_PARTIES:
+            raise mp.MultipartyInputError(
+                f"expected {mp.N_PARTIES} model shares, got {len(model_shares)}"
+            )
+        self.model_shares = tuple(model_shares)
+        self.start_timeout = start_timeout
+        self.request_timeout = request_timeout
+        self.n_features = mp.parse_model_share(model_shares[0], 0).n_features
+        self.client = mp.MultipartyClient(self.n_features)
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.stderr_files: list[IO[bytes]] = []
+        self.ports: list[int] = []
+        self.start_seconds = 0.0
+
+    # -- life cycle --
+
+    def start(self) -> LocalParties:
+        began = time.perf_counter()
+        for attempt in range(START_ATTEMPTS):
+            try:
+                self._start_once()
+                break
+            except LaunchError:
+                self.close()
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+        self.start_seconds = time.perf_counter() - began
+        return self
+
+    def _start_once(self) -> None:
+        self.ports = free_ports(mp.N_PARTIES)
+        ports = ",".join(str(p) for p in self.ports)
+        for party in range(mp.N_PARTIES):
+            command = [sys.executable, "-m", "carevault.modelguard.multiparty"]
+            command += ["--party", str(party), "--ports", ports]
+            # stderr to a file, not a pipe: nobody drains it while the party runs.
+            errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+            self.stderr_files.append(errors)
+            self.processes.append(
+                subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+                    command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors
+                )
+            )
+        for party, share in enumerate(self.model_shares):
+            self._send(party, share)
+        deadline = time.monotonic() + self.start_timeout
+        for party in range(mp.N_PARTIES):
+            frame = self._receive(party, deadline, "start")
+            if frame != mp.READY_MAGIC:
+                raise LaunchError(self._refusal(party, frame, "start"))
+
+    def close(self) -> None:
+        """Ask every party to stop, then make sure: terminate, kill, reap; never raises."""
+        processes, self.processes = self.processes, []
+        for process in processes:
+            with contextlib.suppress(OSError, ValueError):
+                if process.poll() is None and process.stdin is not None:
+                    process.stdin.write(mp.LENGTH.pack(len(mp.STOP_MAGIC)) + mp.STOP_MAGIC)
+                    process.stdin.close()
+        deadline = time.monotonic() + 5.0
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=2.0)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            for stream in (process.stdin, process.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        stream.close()
+        files, self.stderr_files = self.stderr_files, []
+        for errors in files:
+            errors.close()
+
+    def __enter__(self) -> LocalParties:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        return len(self.processes) == mp.N_PARTIES and all(p.poll() is None for p in self.processes)
+
+    # -- scoring --
+
+    def predict(self, X: object, reveal: str = "label") -> NDArray[Any]:
+        """Labels (1 malignant) or scores of one patient (k,) or a batch (n, k).
+
+        Bad input is refused by the client before anything is sent and the parties keep running;
+        a failure among the parties stops all of them (their sessions would be out of step).
+        """
+        if not self.running:
+            raise LaunchError("the parties are not running (start them, or they have stopped)")
+        requests = self.client.share_request(X, reveal)
+        patients = mp.REQUEST_HEADER.unpack_from(requests[0])[3]
+        try:
+            for party, request in enumerate(requests):
+                self._send(party, request)
+            deadline = time.monotonic() + self.request_timeout
+            replies = [self._receive(p, deadline, "scoring") for p in range(mp.N_PARTIES)]
+            return self.client.reveal(replies, reveal, patients)
+        except mp.MultipartyError:
+            self.close()
+            raise
+
+    # -- pipes --
+
+    def _send(self, party: int, frame: bytes) -> None:
+        stdin = self.processes[party].stdin
+        assert stdin is not None
+        try:
+            stdin.write(mp.LENGTH.pack(len(frame)) + frame)
+            stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise LaunchError(self._exit_reason(party, "sending")) from None
+
+    def _receive(self, party: int, deadline: float, stage: str) -> bytes:
+        head = self._read_exactly(party, mp.LENGTH.size, deadline, stage)
+        (length,) = mp.LENGTH.unpack(head)
+        if length > mp.MAX_FRAME_BYTES:
+            raise LaunchError(f"{mp.PARTIES[party]}: sent a frame over the size limit")
+        return self._read_exactly(party, length, deadline, stage)
+
+    def _read_exactly(self, party: int, count: int, deadline: float, stage: str) -> bytes:
+        stdout = self.processes[party].stdout
+        assert stdout is not None
+        fd = stdout.fileno()
+        chunks: list[bytes] = []
+        missing = count
+        while missing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LaunchError(
+                    f"{mp.PARTIES[party]} did not answer within the deadline ({stage})"
+                )
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, missing)
+            if not chunk:
+                raise LaunchError(self._exit_reason(party, stage))
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return b"".join(chunks)
+
+    def _refusal(self, party: int, frame: bytes, stage: str) -> str:
+        if frame.startswith(mp.ERROR_MAGIC):
+            reason = frame[4 : 4 + mp.MAX_ERROR_CHARS].decode("utf-8", "replace")
+            return f"{mp.PARTIES[party]} refused ({stage}): {reason}"
+        return f"{mp.PARTIES[party]} sent an unexpected frame ({stage})"
+
+    def _exit_reason(self, party: int, stage: str) -> str:
+        process = self.processes[party]
+        try:
+            code = process.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            return f"{mp.PARTIES[party]} closed its pipe ({stage})"
+        # The last line of its stderr names the failure (MPyC or Python); never patient data,
+        # which a party holds only as random-looking shares.
+        tail = b""
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            errors = self.stderr_files[party]
+            errors.seek(0)
+            tail = errors.read()[-400:]
+        last = tail.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        return f"{mp.PARTIES[party]} exited with code {code} ({stage}) {last[0]}".strip()
