@@ -131,6 +131,9 @@ POLICY: dict[str, tuple[str, dict[str, str]]] = {
         row(FORBIDDEN, owner=OK, other_patient=HIDDEN, doctor=OK, other_doctor=HIDDEN),
     ),
     "api:patient_notes": ("POST", TREATING_DOCTOR),
+    "api:patient_diagnoses": ("POST", TREATING_DOCTOR),
+    "api:diagnosis_homomorphic": ("POST", DOCTORS),
+    "diagnosis:run": ("GET", TREATING_DOCTOR),
     "api:lab_queue": ("GET", LAB),
     "api:not_found": ("GET", row(HIDDEN, anonymous=HIDDEN)),
 }

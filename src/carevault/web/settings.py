@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "carevault.web.vault",
     "carevault.web.clinic",
     "carevault.web.labs",
+    "carevault.web.diagnosis",
     "carevault.web.securityops",
     "carevault.web.securitycore",
     "carevault.web.api",
@@ -308,6 +309,11 @@ SECURITY_MODEL_CHECK_SECONDS = _env_int("CAREVAULT_SECURITY_MODEL_CHECK_SECONDS"
 # `carevault keys reencrypt` (e.g. run as a separate worker).
 REENCRYPT_IN_BACKGROUND = _env_bool("CAREVAULT_REENCRYPT_IN_BACKGROUND", default=True)
 # --- end of threat detection and response ----------------------------------------------------
+
+# Homomorphic diagnosis (issue 7): encrypted patients one doctor may have scored, per hour and
+# per day (the server cannot see the queries, so the budget is the extraction defence).
+HE_PATIENTS_PER_HOUR = _env_int("CAREVAULT_HE_PATIENTS_PER_HOUR", 500, minimum=1)
+HE_PATIENTS_PER_DAY = _env_int("CAREVAULT_HE_PATIENTS_PER_DAY", 5000, minimum=1)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

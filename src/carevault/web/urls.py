@@ -9,6 +9,7 @@ urlpatterns = [
     path("accounts/security/", include("carevault.web.accounts.security_urls")),
     path("clinic/", include("carevault.web.clinic.urls")),
     path("labs/", include("carevault.web.labs.urls")),
+    path("diagnosis/", include("carevault.web.diagnosis.urls")),
     path("security/", include("carevault.web.securityops.urls")),
     path("api/v1/", include("carevault.web.api.urls")),
 ]

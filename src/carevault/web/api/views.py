@@ -12,6 +12,12 @@ api:patient_record        GET     the patient, their doctors   demographics, dia
 api:lab_queue             GET     lab technician               pending requests, paged (sample
                                                                codes, no patient identity)
 api:patient_notes         POST    doctor with access           {"body": "..."} -> 201 {"id", ...}
+api:patient_diagnoses     POST    doctor with access           {"features": {name: number} or
+                                                               [30 numbers], "model"} -> 201
+                                                               {"id", "label", "model", ...}
+api:diagnosis_homomorphic POST    doctor                       an encrypted CKKS request
+                                                               (application/octet-stream) ->
+                                                               the encrypted score
 ========================  ======  ===========================  =================================
 """
 
@@ -21,12 +27,20 @@ import uuid
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from carevault.modelguard import homomorphic
+from carevault.modelguard.budgets import BudgetExceeded
+from carevault.modelguard.diagnosis import DiagnosisUnavailable
+from carevault.modelguard.guard import ClientKind
 from carevault.web.access import deny, patient_for_user
 from carevault.web.accounts.models import Role
+from carevault.web.audit.log import Outcome, record
 from carevault.web.clinic import actions as clinic
 from carevault.web.clinic.models import Patient
+from carevault.web.diagnosis import actions as diagnosis
+from carevault.web.diagnosis import serving as diagnosis_serving
 from carevault.web.labs.actions import result_status
 from carevault.web.labs.models import LabRequest, LabRequestStatus, LabResult
 
@@ -166,6 +180,89 @@ def patient_notes(request: ApiRequest, patient_id: uuid.UUID) -> HttpResponse:
         return error("validation_failed", "body is required (a string)", 400, field="body")
     note = clinic.do_add_note(request.user, access.patient, body=body, request=request)
     return ok({"id": str(note.pk), "patient": str(access.patient.pk)}, status=201)
+
+
+@api_view(methods=["POST"], roles=[Role.DOCTOR])
+def patient_diagnoses(request: ApiRequest, patient_id: uuid.UUID) -> HttpResponse:
+    """Run a diagnosis for the patient and keep it in the record. API clients get the label
+    and which features drove it, never a confidence (see docs/models-extraction.md)."""
+    access = patient_for_user(request, patient_id, purpose="api diagnosis")
+    data = json_body(request)
+    features = data.get("features")
+    if not isinstance(features, dict | list):
+        return error(
+            "validation_failed",
+            "features is required: an object of the 30 named features or a list of 30 numbers",
+            400,
+            field="features",
+        )
+    model = data.get("model", "logistic")
+    if not isinstance(model, str):
+        return error("validation_failed", "model must be a string", 400, field="model")
+    try:
+        run, released = diagnosis.do_run_diagnosis(
+            request.user,
+            access.patient,
+            features,
+            model=model,
+            client_kind=ClientKind.API,
+            request=request,
+        )
+    except diagnosis.TooManyQueries as exc:
+        response = error(exc.code, exc.message, exc.status)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    return ok({"id": str(run.pk), "patient": str(access.patient.pk), **released.as_dict()}, 201)
+
+
+@api_view(methods=["POST"], roles=[Role.DOCTOR])
+def diagnosis_homomorphic(request: ApiRequest) -> HttpResponse:
+    """Score encrypted patients with the served logistic model: the request holds a key-less
+    CKKS context and the encrypted features (``carevault.modelguard.homomorphic_client``), the
+    reply the encrypted score only the client can decrypt. The server sees neither."""
+    if request.content_type != "application/octet-stream":
+        return error("validation_failed", "send the request as application/octet-stream", 400)
+    # Read from the stream, not request.body: an encrypted batch is larger than the limit on
+    # form posts (DATA_UPLOAD_MAX_MEMORY_SIZE), and has a bound of its own.
+    body = request.read(homomorphic.MAX_REQUEST_BYTES + 1)
+    if len(body) > homomorphic.MAX_REQUEST_BYTES:
+        return error("validation_failed", "the request is too large", 413)
+    try:
+        version, form = diagnosis_serving.homomorphic_model()
+    except DiagnosisUnavailable as exc:
+        return error("unavailable", str(exc), 503)
+    try:
+        parsed = homomorphic.parse_request(body, len(form.weights))
+    except homomorphic.HomomorphicRequestError as exc:
+        return error("validation_failed", str(exc), 400)
+    try:
+        diagnosis_serving.charge_homomorphic(
+            f"he:{request.user.pk}", parsed.patients, timezone.now()
+        )
+    except BudgetExceeded as exc:
+        record(
+            "prediction.refused",
+            actor=request.user,
+            outcome=Outcome.DENIED,
+            request=request,
+            details={"model": "logistic", "client": "homomorphic", "reason": "budget"},
+        )
+        response = error("rate_limited", f"homomorphic scoring budget used ({exc.window})", 429)
+        response["Retry-After"] = str(int(exc.retry_after.total_seconds()) + 1)
+        return response
+    reply = homomorphic.encode_reply(
+        parsed.layout, parsed.patients, homomorphic.evaluate(parsed, form).serialize()
+    )
+    record(
+        "prediction.homomorphic",
+        actor=request.user,
+        request=request,
+        details={"model": "logistic", "version": version, "patients": parsed.patients},
+    )
+    answer = HttpResponse(reply, content_type="application/octet-stream")
+    answer["X-CareVault-Model-Version"] = str(version)
+    answer["Cache-Control"] = "no-store"
+    return answer
 
 
 @csrf_exempt  # it does nothing, so a stray POST gets the JSON 404 rather than a CSRF page

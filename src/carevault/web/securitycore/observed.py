@@ -48,6 +48,9 @@ ACTION_KINDS: dict[str, EventKind] = {
     "breakglass.review": EventKind.PHI_READ,
     "phi.decryption_failed": EventKind.DECRYPTION_FAILURE,
     "phi.signature_failed": EventKind.SIGNATURE_FAILURE,
+    # A sealed diagnosis model refused (tampered, rolled back, unsigned): stored data that fails
+    # its check, whoever's request found it.
+    "model.refused": EventKind.SIGNATURE_FAILURE,
     "lab.result": EventKind.PHI_WRITE,
     "keys.master_rotate": EventKind.KEY_OPERATION,
 }

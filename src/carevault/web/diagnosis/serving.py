@@ -1,0 +1,110 @@
+"""The process's diagnosis service and query guard (issue 7), and where their security events go.
+
+One :class:`DiagnosisService` per process serves the sealed diagnosis models (it keeps serving
+the last good model when a newer one is refused); one :class:`QueryGuard` meters each client
+(budget + extraction monitor + output policy). Both are in memory per process: with several app
+servers each meters what it serves (see docs/models-extraction.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from carevault.modelguard import dataset
+from carevault.modelguard.budgets import BudgetExceeded, BudgetLimits, QueryBudget
+from carevault.modelguard.diagnosis import DiagnosisService
+from carevault.modelguard.extraction import ExtractionMonitor
+from carevault.modelguard.guard import QueryGuard
+from carevault.modelguard.models import LOGISTIC, LinearForm, linear_form
+
+_lock = threading.Lock()
+_service: DiagnosisService | None = None
+_guard: QueryGuard | None = None
+
+
+def report_refused_model(kind: str, details: dict[str, Any]) -> None:
+    """A sealed model was refused (tampered, rolled back, unsigned): an alert in the audit log,
+    which the security layer treats like any stored data that fails its check."""
+    from carevault.web.audit.log import Outcome, record
+
+    record(
+        "model.refused",
+        outcome=Outcome.ALERT,
+        target_type="modelguard.model",
+        target_id=str(details.get("model", "")),
+        details={
+            "event": kind,
+            "model": str(details.get("model", "")),
+            "version": details.get("version"),
+            "reason": str(details.get("reason", "")),
+            "serving_version": details.get("serving_version"),
+        },
+    )
+
+
+def service() -> DiagnosisService:
+    global _service
+    with _lock:
+        if _service is None:
+            _service = DiagnosisService.for_data_dir(
+                settings.DATA_DIR, on_security_event=report_refused_model
+            )
+        return _service
+
+
+def guard() -> QueryGuard:
+    global _guard
+    with _lock:
+        if _guard is None:
+            # The monitor's reference is the public training distribution the models were fit
+            # on: queries far from it (probes of the feature box) are what it looks for.
+            reference = dataset.load_split().X_train
+            _guard = QueryGuard(ExtractionMonitor(np.asarray(reference, dtype=np.float64)))
+        return _guard
+
+
+# Homomorphic scoring: the server never sees the features, so the extraction monitor has nothing
+# to look at; the budget counts every patient scored (a batch of 4,096 is 4,096 queries).
+_he_budget: QueryBudget | None = None
+_he_model: tuple[int, LinearForm] | None = None
+
+
+def charge_homomorphic(client_id: str, patients: int, now: dt.datetime) -> None:
+    """Count ``patients`` encrypted scores for ``client_id``, or BudgetExceeded (nothing
+    charged when the whole batch does not fit the day's budget)."""
+    global _he_budget
+    with _lock:
+        if _he_budget is None:
+            _he_budget = QueryBudget(
+                BudgetLimits(settings.HE_PATIENTS_PER_HOUR, settings.HE_PATIENTS_PER_DAY)
+            )
+        limits = _he_budget.limits
+        if (
+            patients > limits.per_hour
+            or _he_budget.used(client_id, now) + patients > limits.per_day
+        ):
+            raise BudgetExceeded(client_id, "day", limits.per_day, dt.timedelta(hours=1))
+        for _ in range(patients):
+            _he_budget.charge(client_id, now)
+
+
+def homomorphic_model() -> tuple[int, LinearForm]:
+    """The served logistic model's linear form (version, form), rebuilt when the version moves."""
+    global _he_model
+    serving = service().model(LOGISTIC)
+    with _lock:
+        if _he_model is None or _he_model[0] != serving.version:
+            _he_model = (serving.version, linear_form(serving.pipeline))
+        return _he_model
+
+
+def reset() -> None:
+    """Forget everything (tests; after sealing new models the service also finds them itself)."""
+    global _service, _guard, _he_budget, _he_model
+    with _lock:
+        _service, _guard, _he_budget, _he_model = None, None, None, None
