@@ -631,10 +631,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = bench_policy.run(quick=args.quick)
         _emit(args, result, bench_policy.render(result))
         return 0
-    raise CommandError(
-        f"`carevault bench {args.target}` arrives with its issue; "
-        "try crypto, web, security or policy"
-    )
+    if args.target == "models":
+        from carevault.bench import models as bench_models
+
+        try:
+            result = bench_models.run(quick=args.quick, parts=args.part or None)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        _emit(args, result, bench_models.render(result))
+        return 0
+    raise CommandError(f"unknown benchmark {args.target!r}")
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -799,6 +805,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = add(sub, "bench", cmd_bench, "run a benchmark and print ratios against baselines")
     bench.add_argument("target", choices=["crypto", "web", "security", "policy", "models"])
     bench.add_argument("--quick", action="store_true", help="small sizes (smoke test only)")
+    bench.add_argument(
+        "--part",
+        action="append",
+        choices=["homomorphic", "multiparty", "extraction", "training"],
+        help="bench models: run only this part (repeatable)",
+    )
     return parser
 
 
