@@ -39,6 +39,14 @@ class LaunchError(mp.MultipartyError):
     """The parties could not be started, or one of them stopped answering."""
 
 
+class DeadlineError(LaunchError):
+    """A party did not answer in time."""
+
+
+class PartyRefusedError(LaunchError):
+    """A party refused what it was sent at start-up (its model share); starting again won't help."""
+
+
 def free_ports(count: int) -> list[int]:
     """Ports the kernel hands out as free on the loopback interface right now."""
     sockets = []
@@ -88,8 +96,11 @@ class LocalParties:
             try:
                 self._start_once()
                 break
-            except LaunchError:
-                self.close()
+            except LaunchError as exc:
+                self.close(graceful=False)
+                # Only a party that exited (say, its port was taken meanwhile) is worth a retry.
+                if isinstance(exc, (PartyRefusedError, DeadlineError)):
+                    raise
                 if attempt == START_ATTEMPTS - 1:
                     raise
         self.start_seconds = time.perf_counter() - began
@@ -111,21 +122,25 @@ class LocalParties:
             )
         for party, share in enumerate(self.model_shares):
             self._send(party, share)
-        deadline = time.monotonic() + self.start_timeout
-        for party in range(mp.N_PARTIES):
-            frame = self._receive(party, deadline, "start")
+        frames = self._receive_all(time.monotonic() + self.start_timeout, "start")
+        for party, frame in enumerate(frames):
             if frame != mp.READY_MAGIC:
-                raise LaunchError(self._refusal(party, frame, "start"))
+                raise LaunchError(f"{mp.PARTIES[party]} sent an unexpected frame (start)")
 
-    def close(self) -> None:
-        """Ask every party to stop, then make sure: terminate, kill, reap; never raises."""
+    def close(self, *, graceful: bool = True) -> None:
+        """Stop every party and reap it; never raises.
+
+        Graceful: ask them to stop (they close their MPC session together) and give them a few
+        seconds. After a failure the parties may be stuck waiting for one another, so they are
+        terminated at once (then killed if they do not go).
+        """
         processes, self.processes = self.processes, []
         for process in processes:
             with contextlib.suppress(OSError, ValueError):
-                if process.poll() is None and process.stdin is not None:
+                if graceful and process.poll() is None and process.stdin is not None:
                     process.stdin.write(mp.LENGTH.pack(len(mp.STOP_MAGIC)) + mp.STOP_MAGIC)
                     process.stdin.close()
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + (5.0 if graceful else 0.0)
         for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
@@ -171,14 +186,28 @@ class LocalParties:
             raise LaunchError("the parties are not running (start them, or they have stopped)")
         requests = self.client.share_request(X, reveal)
         patients = mp.REQUEST_HEADER.unpack_from(requests[0])[3]
+        replies = self.relay(requests)
+        try:
+            return self.client.reveal(replies, reveal, patients)
+        except mp.MultipartyError:
+            self.close(graceful=False)
+            raise
+
+    def relay(self, requests: Sequence[bytes]) -> list[bytes]:
+        """Hand each party its request frame and return the three reply frames, in party order.
+
+        Any failure stops all three parties (their MPC sessions would be out of step).
+        """
+        if not self.running:
+            raise LaunchError("the parties are not running (start them, or they have stopped)")
+        if len(requests) != mp.N_PARTIES:
+            raise mp.MultipartyInputError(f"expected {mp.N_PARTIES} requests, got {len(requests)}")
         try:
             for party, request in enumerate(requests):
                 self._send(party, request)
-            deadline = time.monotonic() + self.request_timeout
-            replies = [self._receive(p, deadline, "scoring") for p in range(mp.N_PARTIES)]
-            return self.client.reveal(replies, reveal, patients)
+            return self._receive_all(time.monotonic() + self.request_timeout, "scoring")
         except mp.MultipartyError:
-            self.close()
+            self.close(graceful=False)
             raise
 
     # -- pipes --
@@ -192,40 +221,48 @@ class LocalParties:
         except (BrokenPipeError, OSError):
             raise LaunchError(self._exit_reason(party, "sending")) from None
 
-    def _receive(self, party: int, deadline: float, stage: str) -> bytes:
-        head = self._read_exactly(party, mp.LENGTH.size, deadline, stage)
-        (length,) = mp.LENGTH.unpack(head)
-        if length > mp.MAX_FRAME_BYTES:
-            raise LaunchError(f"{mp.PARTIES[party]}: sent a frame over the size limit")
-        return self._read_exactly(party, length, deadline, stage)
-
-    def _read_exactly(self, party: int, count: int, deadline: float, stage: str) -> bytes:
-        stdout = self.processes[party].stdout
-        assert stdout is not None
-        fd = stdout.fileno()
-        chunks: list[bytes] = []
-        missing = count
-        while missing:
+    def _receive_all(self, deadline: float, stage: str) -> list[bytes]:
+        """One frame from every party, read side by side: a party that refuses or dies is
+        reported at once, not after its peers (stuck waiting for it) run into the deadline."""
+        fds = {self._stdout(party).fileno(): party for party in range(mp.N_PARTIES)}
+        buffers = {party: bytearray() for party in fds.values()}
+        frames: dict[int, bytes] = {}
+        while len(frames) < mp.N_PARTIES:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise LaunchError(
-                    f"{mp.PARTIES[party]} did not answer within the deadline ({stage})"
-                )
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
-                continue
-            chunk = os.read(fd, missing)
-            if not chunk:
-                raise LaunchError(self._exit_reason(party, stage))
-            chunks.append(chunk)
-            missing -= len(chunk)
-        return b"".join(chunks)
+                late = ", ".join(mp.PARTIES[p] for p in sorted(set(fds.values()) - set(frames)))
+                raise DeadlineError(f"no answer within the deadline ({stage}) from {late}")
+            waiting = [fd for fd, party in fds.items() if party not in frames]
+            ready, _, _ = select.select(waiting, [], [], remaining)
+            for fd in ready:
+                party = fds[fd]
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    raise LaunchError(self._exit_reason(party, stage))
+                buffer = buffers[party]
+                buffer += chunk
+                if len(buffer) < mp.LENGTH.size:
+                    continue
+                (length,) = mp.LENGTH.unpack_from(buffer)
+                if length > mp.MAX_FRAME_BYTES:
+                    raise LaunchError(f"{mp.PARTIES[party]} sent a frame over the size limit")
+                if len(buffer) > mp.LENGTH.size + length:
+                    raise LaunchError(f"{mp.PARTIES[party]} sent more than one frame ({stage})")
+                if len(buffer) == mp.LENGTH.size + length:
+                    frame = bytes(buffer[mp.LENGTH.size :])
+                    if frame.startswith(mp.ERROR_MAGIC):
+                        raise PartyRefusedError(self._refusal(party, frame, stage))
+                    frames[party] = frame
+        return [frames[party] for party in range(mp.N_PARTIES)]
+
+    def _stdout(self, party: int) -> IO[bytes]:
+        stdout = self.processes[party].stdout
+        assert stdout is not None
+        return stdout
 
     def _refusal(self, party: int, frame: bytes, stage: str) -> str:
-        if frame.startswith(mp.ERROR_MAGIC):
-            reason = frame[4 : 4 + mp.MAX_ERROR_CHARS].decode("utf-8", "replace")
-            return f"{mp.PARTIES[party]} refused ({stage}): {reason}"
-        return f"{mp.PARTIES[party]} sent an unexpected frame ({stage})"
+        reason = frame[4 : 4 + mp.MAX_ERROR_CHARS].decode("utf-8", "replace")
+        return f"{mp.PARTIES[party]} refused ({stage}): {reason}"
 
     def _exit_reason(self, party: int, stage: str) -> str:
         process = self.processes[party]
