@@ -23,6 +23,7 @@ from django.utils.http import urlsafe_base64_encode
 
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Appointment, BreakGlassGrant
+from carevault.web.diagnosis.models import ClientCutOff
 from carevault.web.labs.models import LabFile, LabRequest
 from carevault.web.securitycore.models import Incident, ResponseRecord, ResponseStatus
 
@@ -109,6 +110,7 @@ POLICY: dict[str, tuple[str, dict[str, str]]] = {
     "securityops:revoke_break_glass": ("POST", OFFICER),
     "securityops:lift_suspension": ("POST", OFFICER),
     "securityops:unblock_address": ("POST", OFFICER),
+    "securityops:lift_cut_off": ("POST", OFFICER),
     # The security layer (issue 5): incidents, responses, the floor, the risk timeline (JSON).
     "securityops:incidents": ("GET", OFFICER),
     "securityops:acknowledge_incident": ("POST", OFFICER),
@@ -188,6 +190,9 @@ def subject(users, patients) -> dict[str, Any]:
         "grant_id": grant.pk,
         "incident_id": incident.pk,
         "response_id": response.pk,
+        "cut_off_id": ClientCutOff.objects.create(
+            client="api:0", user=users["doctor1"], reason="only here to be lifted"
+        ).pk,
         "user_id": users["patient2"].pk,
         "path": "no/such/endpoint",
         # A reset link for patient2 with a token that is not valid.

@@ -13,7 +13,8 @@ from django.urls import reverse
 from carevault.modelguard.homomorphic_client import HomomorphicClient
 from carevault.modelguard.models import fit
 from carevault.web.audit.models import AuditEntry
-from carevault.web.diagnosis.models import DiagnosisRun
+from carevault.web.diagnosis import serving
+from carevault.web.diagnosis.models import ClientCutOff, DiagnosisRun
 
 
 def url(patient) -> str:
@@ -95,9 +96,19 @@ def test_probing_the_feature_box_gets_the_client_cut_off_and_raises_an_alert(
     assert len(statuses) <= 6
     alert = AuditEntry.objects.filter(action="prediction.refused", outcome="alert").get()
     assert alert.details["client"] == "api"
-    # Still cut off for real cases afterwards, until an officer clears it.
+    # Still cut off for real cases afterwards, in every app server (it is in the database)...
+    serving.reset()
     again = post(doctor, patient, {"features": case(0)})
     assert (again.status_code, again.json()["error"]["code"]) == (403, "cut_off")
+    # ...until the security officer lifts it from the dashboard (audited).
+    officer = client_for("admin")
+    dashboard = officer.get(reverse("securityops:dashboard")).content.decode()
+    cut = ClientCutOff.objects.get()
+    assert reverse("securityops:lift_cut_off", args=[cut.pk]) in dashboard
+    officer.post(reverse("securityops:lift_cut_off", args=[cut.pk]))
+    assert ClientCutOff.objects.get().lifted_at is not None
+    assert AuditEntry.objects.filter(action="modelguard.cut_off_lifted").exists()
+    assert post(doctor, patient, {"features": case(0)}).status_code == 201
 
 
 def he_url() -> str:

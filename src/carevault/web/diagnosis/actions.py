@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from carevault.modelguard import dataset
 from carevault.modelguard.diagnosis import DiagnosisUnavailable, InvalidFeatures, validate
-from carevault.modelguard.guard import ClientKind
+from carevault.modelguard.guard import ClientKind, GuardVerdict
 from carevault.modelguard.models import KINDS
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, record
@@ -26,7 +26,7 @@ from carevault.web.errors import ActionError, NotAllowed, ValidationFailed
 from carevault.web.labs.models import LabResult
 
 from . import serving
-from .models import DiagnosisRun
+from .models import ClientCutOff, DiagnosisRun
 
 
 class TooManyQueries(ActionError):
@@ -159,7 +159,17 @@ def do_run_diagnosis(
         raise Unavailable(str(exc)) from None
     guard = serving.guard()
     client = _client_id(acting_user, client_kind)
-    verdict = guard.check(client, np.asarray(x, dtype=np.float64)[0], timezone.now(), client_kind)
+    if ClientCutOff.objects.filter(client=client, lifted_at__isnull=True).exists():
+        verdict = GuardVerdict(False, "cut off by the extraction monitor", True, False, None)
+    else:
+        if guard.monitor.is_cut_off(client):
+            # Lifted by an officer (possibly through another app server): start afresh here too.
+            guard.clear(client)
+        verdict = guard.check(
+            client, np.asarray(x, dtype=np.float64)[0], timezone.now(), client_kind
+        )
+        if verdict.newly_cut_off:
+            ClientCutOff.objects.create(client=client, user=acting_user, reason=verdict.reason)
     if not verdict.allowed:
         record(
             "prediction.refused",
@@ -172,8 +182,8 @@ def do_run_diagnosis(
         )
         if verdict.cut_off:
             raise CutOff(
-                "diagnosis queries from this account are suspended by the extraction monitor; "
-                "a security officer can lift it"
+                "diagnosis queries from this account are suspended by the extraction monitor "
+                "until a security officer lifts it"
             )
         seconds = int(verdict.retry_after.total_seconds()) if verdict.retry_after else 60
         raise TooManyQueries(f"{verdict.reason}: try again in {seconds} s", max(1, seconds))
@@ -232,3 +242,31 @@ def run_history(patient: Patient) -> list[dict[str, Any]]:
             }
         )
     return history
+
+
+def active_cut_offs() -> list[ClientCutOff]:
+    return list(ClientCutOff.objects.filter(lifted_at__isnull=True).select_related("user")[:200])
+
+
+@transaction.atomic
+def do_lift_cut_off(
+    acting_user: User, cut_off: ClientCutOff, request: HttpRequest | None = None
+) -> bool:
+    """A security officer lets the client query again (its monitor history starts afresh).
+    Audited; False if it was lifted already."""
+    if acting_user.role != Role.ADMIN:
+        raise NotAllowed("only security officers lift cut-offs")
+    locked = ClientCutOff.objects.select_for_update().get(pk=cut_off.pk)
+    if locked.lifted_at is not None:
+        return False
+    locked.lifted_at, locked.lifted_by = timezone.now(), acting_user
+    locked.save(update_fields=["lifted_at", "lifted_by"])
+    serving.guard().clear(locked.client)
+    record(
+        "modelguard.cut_off_lifted",
+        actor=acting_user,
+        target=locked,
+        request=request,
+        details={"client": locked.client, "account": locked.user.username},
+    )
+    return True

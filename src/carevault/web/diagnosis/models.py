@@ -24,3 +24,21 @@ class DiagnosisRun(PhiModel):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class ClientCutOff(models.Model):
+    """A diagnosis client the extraction monitor cut off (issue 7). Kept in the database so the
+    cut-off holds in every app server and across restarts, until a security officer lifts it.
+    ``client`` names the account and client kind ("api:12"), never a query."""
+
+    client = models.CharField(max_length=64, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(max_length=200)
+    at = models.DateTimeField(auto_now_add=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-at", "-pk"]

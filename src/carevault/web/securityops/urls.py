@@ -17,6 +17,7 @@ urlpatterns = [
         name="lift_suspension",
     ),
     path("blocked-addresses/unblock/", views.unblock_address, name="unblock_address"),
+    path("diagnosis-clients/<int:cut_off_id>/lift/", views.lift_cut_off, name="lift_cut_off"),
     path("incidents/", views.incidents, name="incidents"),
     path(
         "incidents/<int:incident_id>/acknowledge/",

@@ -33,6 +33,8 @@ from carevault.web.audit.log import Outcome, verify_chain
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic import actions as clinic_actions
 from carevault.web.clinic.models import BreakGlassGrant
+from carevault.web.diagnosis import actions as diagnosis_actions
+from carevault.web.diagnosis.models import ClientCutOff
 from carevault.web.errors import ActionError
 from carevault.web.securitycore import actions as security_actions
 from carevault.web.securitycore import dashboard as security_dashboard
@@ -137,6 +139,7 @@ def dashboard(request: OfficerRequest) -> HttpResponse:
         **_grants_context(request),
         **_suspensions_context(),
         **_blocks_context(),
+        **_cut_offs_context(),
         **_incidents_context(),
         **_security_state_context(),
         "chain": verify_chain(),
@@ -232,6 +235,27 @@ def unblock_address(request: OfficerRequest) -> HttpResponse:
         else:
             notice = f"{address} unblocked." if unblocked else f"{address} was not blocked."
     return _answer(request, "securityops/_blocks.html", {**_blocks_context(), "notice": notice})
+
+
+def _cut_offs_context() -> dict[str, Any]:
+    return {"cut_offs": diagnosis_actions.active_cut_offs()}
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def lift_cut_off(request: OfficerRequest, cut_off_id: int) -> HttpResponse:
+    cut_off = ClientCutOff.objects.filter(pk=cut_off_id).first()
+    if cut_off is None:
+        deny(request, reason="no such cut-off", target_type="diagnosis.clientcutoff")
+        raise AssertionError("deny() raises")  # pragma: no cover
+    try:
+        lifted = diagnosis_actions.do_lift_cut_off(request.user, cut_off, request)
+    except ActionError as exc:
+        notice = exc.message
+    else:
+        name = cut_off.user.username
+        notice = f"{name} may query the diagnosis models again." if lifted else "Already lifted."
+    return _answer(request, "securityops/_cut_offs.html", {**_cut_offs_context(), "notice": notice})
 
 
 # -- the security layer: incidents, responses, the floor (issue 5) ---------------------------------
