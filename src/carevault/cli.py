@@ -368,6 +368,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _emit(args, data, "\n".join(lines))
     if args.seed_only:
         return 0
+    _ensure_diagnosis_models()
     _ensure_risk_model()
     return _serve(args.host, args.port, workers=1)
 
@@ -384,6 +385,22 @@ def _ensure_policy() -> None:
     print(
         f"sealed {MODEL_NAME} v{report.get('version', '?')} "
         "(retrain: carevault security train-policy; compare: carevault bench policy)",
+        flush=True,
+    )
+
+
+def _ensure_diagnosis_models() -> None:
+    """The diagnosis models the doctors' assistant serves (a few seconds), trained and sealed
+    once, on the demo's first start."""
+    from carevault.modelguard import diagnosis_training
+
+    if (config.data_dir() / "models" / "diagnosis-logistic").is_dir():
+        return
+    print("training the diagnosis models (first start only)...", flush=True)
+    reports = diagnosis_training.train(_model_store())
+    print(
+        "; ".join(f"{r.name} v{r.version}: accuracy {r.metrics['accuracy']:.3f}" for r in reports)
+        + " (retrain: carevault model train; check: carevault model verify)",
         flush=True,
     )
 
