@@ -29,5 +29,14 @@ def test_a_quick_web_benchmark_reports_both_pages_and_their_ratio(tmp_path):
         assert report[page]["p95"] >= report[page]["p50"]
     ratio = report["encrypted_ms"]["p50"] / report["plaintext_ms"]["p50"]
     assert abs(report["ratio"]["p50"] - ratio) < 1e-9
+    # The write path under the deployed policy, always-strongest and a fixed suite.
+    writes = report["writes_ms"]
+    assert set(writes) == {
+        "learned policy (deployed)",
+        "always strongest",
+        "fixed AES-256-GCM, no decision",
+    }
+    assert writes["fixed AES-256-GCM, no decision"]["vs_fixed"] == 1.0
+    assert all(w["p95"] >= w["p50"] > 0 for w in writes.values())
     # The benchmark never writes into the data directory it was given.
     assert not (tmp_path / "carevault.sqlite3").exists()

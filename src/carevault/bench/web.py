@@ -11,6 +11,7 @@ database (set up by the command), never in the user's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import statistics
 import time
@@ -31,6 +32,7 @@ def _build(fields_target: int) -> dict[str, Any]:
     from carevault.web.clinic.models import ClinicalNote, Diagnosis, Patient, Prescription
 
     call_command("migrate", interactive=False, verbosity=0)
+    _train_policy()
     doctor = User.objects.create(username="bench-doctor", role=Role.DOCTOR)
     patients = {}
     for label in ("encrypted", "plaintext"):
@@ -80,7 +82,75 @@ def _build(fields_target: int) -> dict[str, Any]:
     client = Client()
     # Not force_login: the session guard refuses sessions that no login request started.
     sessions.start_client_session(client, doctor)
-    return {"client": client, "patients": patients}
+    return {"client": client, "patients": patients, "doctor": doctor}
+
+
+def _train_policy() -> None:
+    """A deployment runs with a trained encryption policy (``carevault demo`` trains one, as
+    does ``carevault security train-policy``); without one every write gets the strongest
+    suite. The benchmark trains one in its scratch data directory (a few seconds)."""
+    from django.conf import settings
+
+    from carevault.security.policy import train_policy
+    from carevault.security.scoring import model_store
+    from carevault.web.vault import adaptive
+
+    train_policy(model_store(settings.DATA_DIR), seed=0)
+    adaptive.reset()
+
+
+def _writes(patient: Any, doctor: Any, rounds: int) -> dict[str, Any]:
+    """One note written through the platform's write path (policy decision, keyring, sealing,
+    decision log, audit entry), under three policies, interleaved: the learned policy as
+    deployed; always the strongest suite; a fixed AES-256-GCM with no decision and no log (what
+    the platform did before the policy)."""
+    from carevault.crypto import Suite
+    from carevault.security.policy import strongest_policy
+    from carevault.web.clinic import actions
+    from carevault.web.vault import adaptive
+
+    strongest = strongest_policy()
+    modes: dict[str, Any] = {
+        "learned policy (deployed)": contextlib.nullcontext,
+        "always strongest": lambda: mock.patch.object(adaptive, "policy", return_value=strongest),
+        "fixed AES-256-GCM, no decision": lambda: _fixed_suite(Suite.AES_256_GCM),
+    }
+    samples: dict[str, list[float]] = {mode: [] for mode in modes}
+    body = "Progress note: stable, continue current plan. " * 8
+    for i in range(rounds + 3):
+        for mode, context in modes.items():
+            with context():
+                start = time.perf_counter()
+                actions.do_add_note(doctor, patient, body=body)
+                elapsed = time.perf_counter() - start
+            if i >= 3:  # warm-up: keyring versions added, caches filled
+                samples[mode].append(elapsed)
+    base = statistics.median(samples["fixed AES-256-GCM, no decision"])
+    strong = statistics.median(samples["always strongest"])
+    out = {}
+    for mode, values in samples.items():
+        p50, p95 = _percentiles(values)
+        out[mode] = {
+            "p50": p50 * 1e3,
+            "p95": p95 * 1e3,
+            "vs_fixed": p50 / base,
+            "vs_strongest": p50 / strong,
+        }
+    return out
+
+
+@contextlib.contextmanager
+def _fixed_suite(suite: Any) -> Iterator[None]:
+    from carevault.security.policy import DataClass
+    from carevault.web.vault import adaptive
+
+    decision = adaptive.policy().decide(adaptive.inputs_for(DataClass.ORDINARY, 1))
+    fixed = dataclasses.replace(decision, suite=suite)
+    with (
+        mock.patch.object(adaptive, "decide", return_value=fixed),
+        mock.patch.object(adaptive, "log_decision", return_value=None),
+    ):
+        yield
 
 
 @contextlib.contextmanager
@@ -131,6 +201,7 @@ def run(quick: bool = False, fields: int = 60) -> dict[str, Any]:
                 raise RuntimeError(f"the {label} page answered {response.status_code}")
     enc50, enc95 = _percentiles(samples["encrypted"])
     pla50, pla95 = _percentiles(samples["plaintext"])
+    writes = _writes(built["patients"]["encrypted"][0], built["doctor"], 10 if quick else 200)
     return {
         "benchmark": "web",
         "quick": quick,
@@ -139,6 +210,7 @@ def run(quick: bool = False, fields: int = 60) -> dict[str, Any]:
         "encrypted_ms": {"p50": enc50 * 1e3, "p95": enc95 * 1e3},
         "plaintext_ms": {"p50": pla50 * 1e3, "p95": pla95 * 1e3},
         "ratio": {"p50": enc50 / pla50, "p95": enc95 / pla95},
+        "writes_ms": writes,
         "goals": {
             "p50 ratio <= 1.2": enc50 / pla50 <= GOAL,
             "p95 ratio <= 1.2": enc95 / pla95 <= GOAL,
@@ -161,4 +233,17 @@ def render(result: dict[str, Any]) -> str:
         f"carevault bench web{note}: doctor's patient page, {result['fields']} encrypted fields, "
         f"{result['requests_each']} requests each, interleaved"
     )
-    return f"{head}\n{format_table(['page', 'p50', 'p95'], rows)}\n{goals}"
+    write_rows = [
+        [
+            mode,
+            f"{w['p50']:.2f} ms",
+            f"{w['p95']:.2f} ms",
+            f"{w['vs_fixed']:.2f}x",
+            f"{w['vs_strongest']:.2f}x",
+        ]
+        for mode, w in result["writes_ms"].items()
+    ]
+    writes = format_table(
+        ["one note written (policy)", "p50", "p95", "vs fixed", "vs strongest"], write_rows
+    )
+    return f"{head}\n{format_table(['page', 'p50', 'p95'], rows)}\n{goals}\n\n{writes}"
