@@ -264,3 +264,17 @@ def test_a_party_listens_on_the_loopback_interface_only() -> None:
         return host
 
     assert asyncio.run(bound_host()) == "127.0.0.1"
+
+
+def test_the_demo_scores_test_cases_beside_the_plaintext_model(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from carevault.modelguard.multiparty_launcher import main
+
+    assert main(["--cases", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("parties started and connected in")
+    cases = [line.split() for line in lines[1:]]
+    assert len(cases) == 3
+    for words in cases:  # "case i: multi-party L, plaintext L (t ms)"
+        assert words[3].rstrip(",") == words[5]

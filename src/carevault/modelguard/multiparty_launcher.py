@@ -279,3 +279,48 @@ class LocalParties:
             tail = errors.read()[-400:]
         last = tail.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
         return f"{mp.PARTIES[party]} exited with code {code} ({stage}) {last[0]}".strip()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Demo: ``python -m carevault.modelguard.multiparty_launcher [--cases N] [--reveal ...]``.
+
+    Trains the logistic model, deals its shares, starts the three parties and scores the first
+    test cases one by one beside the plaintext model. Prints no features, only labels / scores.
+    """
+    import argparse
+
+    from .dataset import load_split
+    from .models import LOGISTIC, fit, linear_form
+
+    parser = argparse.ArgumentParser(description="multi-party scoring among 3 local parties")
+    parser.add_argument("--cases", type=int, default=5, help="test cases to score (1-143)")
+    parser.add_argument("--reveal", choices=sorted(mp.REVEALS), default="label")
+    options = parser.parse_args(argv)
+    split = load_split()
+    if not 1 <= options.cases <= len(split.X_test):
+        parser.error(f"--cases must be between 1 and {len(split.X_test)}")
+    pipeline = fit(LOGISTIC, split.X_train, split.y_train)
+    model = linear_form(pipeline)
+    try:
+        with LocalParties(mp.deal_model(model)) as parties:
+            print(f"parties started and connected in {parties.start_seconds:.2f} s")
+            for i, x in enumerate(split.X_test[: options.cases]):
+                start = time.perf_counter()
+                value = parties.predict(x, options.reveal)[0]
+                elapsed = (time.perf_counter() - start) * 1e3
+                plain = (
+                    pipeline.predict(x[None, :])[0]
+                    if options.reveal == "label"
+                    else model.decision(x[None, :])[0]
+                )
+                print(
+                    f"case {i}: multi-party {value:.6g}, plaintext {plain:.6g} ({elapsed:.1f} ms)"
+                )
+    except mp.MultipartyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
