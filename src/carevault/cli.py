@@ -554,23 +554,51 @@ def cmd_security_train_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_model_train(args: argparse.Namespace) -> int:
-    from carevault.modelguard import diagnosis_training
+    from carevault.modelguard import diagnosis_training, extra_data, privacy
     from carevault.security.store import SealedModelError
 
+    if args.delta is not None and args.private is None:
+        raise CommandError("--delta needs --private EPSILON")
+    if args.no_screen and args.extra_data is None:
+        raise CommandError("--no-screen needs --extra-data FILE")
+    private = None
+    if args.private is not None:
+        delta = privacy.DEFAULT_DELTA if args.delta is None else args.delta
+        if not 0.0 < delta < 1.0:
+            raise CommandError(f"--delta must be between 0 and 1, got {delta:g}")
+        private = diagnosis_training.Privacy(args.private, delta)
+    extra = None
+    if args.extra_data is not None:
+        # Read and screened before anything is trained: a bad file seals nothing.
+        rows = extra_data.read_csv(args.extra_data)
+        extra = diagnosis_training.screen_extra(rows, seed=args.seed, enabled=not args.no_screen)
     try:
-        reports = diagnosis_training.train(_model_store(), seed=args.seed)
+        reports = diagnosis_training.train(
+            _model_store(), seed=args.seed, private=private, extra=extra
+        )
     except SealedModelError as exc:
         raise CommandError(str(exc)) from None
     data = {
         "seed": args.seed,
         "quality_bar": diagnosis_training.DEFAULT_BAR.as_dict(),
         "models": [r.as_dict() for r in reports],
+        "private": None if private is None else {"epsilon": private.epsilon, "delta": delta},
+        "extra_data": None if extra is None else extra.as_dict(),
     }
     _emit(args, data, diagnosis_training.render(reports))
     refused = [r for r in reports if not r.sealed]
     if refused:
         raise CommandError(
-            "; ".join(f"{r.name} not sealed: {', '.join(r.failures)}" for r in refused)
+            "; ".join(
+                f"{r.name} not sealed: {', '.join(r.failures)}"
+                + (
+                    f" (differentially private at epsilon {private.epsilon:g}: a larger "
+                    "epsilon adds less noise)"
+                    if private is not None and r.extra.get("privacy")
+                    else ""
+                )
+                for r in refused
+            )
         )
     return 0
 
@@ -596,7 +624,8 @@ def cmd_model_verify(args: argparse.Namespace) -> int:
     if not any((root / name).is_dir() for name in sealed.MODEL_NAMES.values()):
         # Said before opening the store, which would create a dev master key as a side effect.
         raise CommandError(f"no sealed diagnosis model in {root}: run `carevault model train`")
-    report = sealed.verify_all(_model_store())
+    store = _model_store()
+    report = sealed.verify_all(store)
     lines = []
     for entry in report["models"]:
         versions = ", ".join(
@@ -605,11 +634,40 @@ def cmd_model_verify(args: argparse.Namespace) -> int:
         state = f"serving v{entry['current_version']}" if entry["ok"] else "FAILED"
         lines.append(f"{entry['model']}: {state} ({versions or 'no versions'})")
         lines += [f"  {error}" for error in entry["errors"]]
+        if entry["ok"] and entry["current_version"] is not None:
+            lines += _training_notes(entry, store)
     _emit(args, report, "\n".join(lines))
     if not report["ok"]:
         first = next(e["errors"][0] for e in report["models"] if e["errors"])
         raise CommandError(first)
     return 0
+
+
+def _training_notes(entry: dict[str, Any], store: Any) -> list[str]:
+    """The served version's privacy and extra-data facts from its signed manifest (added to
+    ``entry`` for --json). Floats come back as the manifest's short decimal text."""
+    metadata = store.inspect(entry["model"], entry["current_version"]).manifest["metadata"]
+    lines = []
+    entry["privacy"] = metadata.get("privacy")
+    if entry["privacy"]:
+        p = entry["privacy"]
+        lines += [
+            f"  differentially private: epsilon {p['epsilon']}, delta {p['delta']}, C {p['C']}, "
+            f"radius {p['radius']}, noise sd {p['noise_scale']}",
+            f"  covers: {p['covers']}",
+            f"  does not cover: {p['does_not_cover']}",
+        ]
+    elif "privacy" in metadata:
+        lines.append("  not differentially private (trained in a --private run)")
+    extra = metadata.get("training_data", {}).get("extra_data")
+    entry["extra_data"] = extra
+    if extra:
+        screened = "screened" if extra["screened"] else "NOT screened: --no-screen"
+        lines.append(
+            f"  trained with {extra['kept']} of {extra['rows']} extra rows from "
+            f"{extra['file']} ({screened})"
+        )
+    return lines
 
 
 # -- bench ---------------------------------------------------------------------------------------
@@ -794,6 +852,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model_train.add_argument(
         "--seed", type=int, default=0, help="train/test split and model seed (default 0)"
+    )
+    model_train.add_argument(
+        "--private",
+        type=_positive_number,
+        metavar="EPSILON",
+        help="train the logistic model with (EPSILON, delta)-differential privacy (OpenDP "
+        "output perturbation); refused like any model if it misses the quality bar",
+    )
+    model_train.add_argument(
+        "--delta",
+        type=float,
+        metavar="D",
+        help="delta of --private (default 1e-05)",
+    )
+    model_train.add_argument(
+        "--extra-data",
+        metavar="FILE.csv",
+        help="add labelled rows (header: the 30 feature names and 'label', 1 = malignant) to "
+        "training, after the poison screen drops suspicious ones",
+    )
+    model_train.add_argument(
+        "--no-screen",
+        action="store_true",
+        help="add every --extra-data row without screening it for poison (warned in the report)",
     )
     model_seal = add(
         model_sub,

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 
 from carevault.security.store import ModelStore
 
-from . import dataset, models
+from . import dataset, extra_data, models, privacy, private_model
 from .sealed import MODEL_NAMES, TRUSTED_TYPES, FeatureRanges, check_pipeline
 
 ECE_BINS = 10
@@ -134,6 +134,8 @@ class ModelReport:
 def _metadata(
     kind: str, split: dataset.Split, metrics: Mapping[str, float], bar: QualityBar, source: str
 ) -> dict[str, Any]:
+    # From the trusted split only: rows added by --extra-data (screened or not) cannot widen
+    # the ranges the service accepts.
     ranges = FeatureRanges.from_training(split.X_train, split.feature_names)
     return {
         "kind": kind,
@@ -163,21 +165,68 @@ def _seal(
     report.version = info.version
 
 
+@dataclass(frozen=True)
+class Privacy:
+    """Train the logistic model with (epsilon, delta)-differential privacy."""
+
+    epsilon: float
+    delta: float = privacy.DEFAULT_DELTA
+
+
 def train(
-    store: ModelStore, *, seed: int = dataset.DEFAULT_SEED, bar: QualityBar = DEFAULT_BAR
+    store: ModelStore,
+    *,
+    seed: int = dataset.DEFAULT_SEED,
+    bar: QualityBar = DEFAULT_BAR,
+    private: Privacy | None = None,
+    extra: extra_data.ScreenSummary | None = None,
 ) -> list[ModelReport]:
-    """Train both models on the split of ``seed``, measure them, seal those that clear ``bar``."""
+    """Train both models on the split of ``seed``, measure them, seal those that clear ``bar``.
+
+    ``private``: the logistic model is the differentially private one
+    (:mod:`.private_model`); the forest has no private variant and is trained as usual.
+    ``extra``: new rows with their screening result (:func:`.extra_data.screen` against this
+    split's training rows); the kept rows are added to the training split, never to the
+    held-out cases, which stay the measure.
+    """
     split = dataset.load_split(seed)
+    X, y = split.X_train, split.y_train
+    training: dict[str, Any] = {"split_rows": len(y)}
+    if extra is not None:
+        X_kept, y_kept = extra.kept_rows()
+        X = np.vstack([X, X_kept])
+        y = np.concatenate([y, y_kept])
+        training["extra_data"] = extra.as_dict()
+    training["rows"] = len(y)
     reports = []
     for kind in models.KINDS:
         started = time.perf_counter()
-        pipeline = models.fit(kind, split.X_train, split.y_train, random_state=seed)
+        details: dict[str, Any] = {"training_data": training}
+        if kind == models.LOGISTIC and private is not None:
+            pipeline, details["privacy"] = private_model.fit(
+                X, y, private.epsilon, delta=private.delta
+            )
+        else:
+            pipeline = models.fit(kind, X, y, random_state=seed)
+            if private is not None:
+                details["privacy"] = None  # said in the report: this model is not private
         seconds = time.perf_counter() - started
         metrics = measure(pipeline, split)
-        report = ModelReport(kind, MODEL_NAMES[kind], metrics, bar.failures(metrics), seconds)
+        report = ModelReport(
+            kind, MODEL_NAMES[kind], metrics, bar.failures(metrics), seconds, extra=details
+        )
         _seal(store, report, pipeline, split, bar)
         reports.append(report)
     return reports
+
+
+def screen_extra(
+    rows: extra_data.ExtraRows, *, seed: int = dataset.DEFAULT_SEED, enabled: bool = True
+) -> extra_data.ScreenSummary:
+    """Screen new rows against the training split of ``seed``: the rows the models are
+    trained on, which are trusted."""
+    split = dataset.load_split(seed)
+    return extra_data.screen(rows, (split.X_train, split.y_train), enabled=enabled)
 
 
 def import_file(
@@ -235,4 +284,41 @@ def render(reports: list[ModelReport]) -> str:
         )
     n = int(reports[0].metrics["test_cases"]) if reports else 0
     lines.append(f"held-out cases: {n}; ECE over {ECE_BINS} equal-width bins of P(malignant)")
+    lines += _privacy_lines(reports)
+    training = reports[0].extra.get("training_data") if reports else None
+    if training and "extra_data" in training:
+        lines += extra_data_lines(training["extra_data"])
     return "\n".join(lines)
+
+
+def _privacy_lines(reports: list[ModelReport]) -> list[str]:
+    lines = []
+    for r in reports:
+        if "privacy" not in r.extra:
+            continue
+        p = r.extra["privacy"]
+        if p is None:
+            lines.append(f"WARNING: {r.name} is not differentially private (no private variant)")
+            continue
+        lines += [
+            f"{r.name}: ({p['epsilon']:g}, {p['delta']:g})-differentially private; C {p['C']:g}, "
+            f"radius {p['radius']:g}, L2 sensitivity {p['l2_sensitivity']:g}, "
+            f"noise sd {p['noise_scale']:.4g}",
+            f"  covers: {p['covers']}",
+            f"  does not cover: {p['does_not_cover']}",
+        ]
+    return lines
+
+
+def extra_data_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The extra data's fate in words: counts only, never a row."""
+    lines = [
+        f"extra data {summary['file']}: {summary['rows']} rows, {summary['kept']} added to "
+        f"training, {summary['dropped']} dropped"
+    ]
+    if not summary["screened"]:
+        lines.append("WARNING: --no-screen: the extra rows were not screened for poison")
+    else:
+        fired = ", ".join(f"{name} {n}" for name, n in summary["dropped_by_check"].items())
+        lines.append(f"  rows each screen check fired on (a row can fail several): {fired}")
+    return lines
