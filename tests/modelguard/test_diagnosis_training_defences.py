@@ -234,3 +234,9 @@ def test_training_adds_the_kept_rows_and_records_them_but_not_in_the_feature_ran
         high = float(metadata["feature_high"][0])
         assert high < split.X_train[:, 0].max() * 3
     assert "WARNING: --no-screen" in diagnosis_training.render(reports)
+
+
+def test_a_byte_order_mark_from_a_spreadsheet_is_accepted(split, tmp_path):
+    path = _csv_of(tmp_path / "excel.csv", split.X_test[:2], split.y_test[:2])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    np.testing.assert_array_equal(extra_data.read_csv(path).X, split.X_test[:2])

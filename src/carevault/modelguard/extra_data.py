@@ -56,7 +56,8 @@ def read_csv(path: str | Path) -> ExtraRows:
     if source.stat().st_size > MAX_BYTES:
         raise ExtraDataError(f"{source.name} is larger than {MAX_BYTES // 2**20} MB")
     names = dataset.feature_names()
-    with source.open(newline="", encoding="utf-8") as handle:
+    # utf-8-sig: spreadsheets often start a CSV with a byte-order mark.
+    with source.open(newline="", encoding="utf-8-sig") as handle:
         try:
             reader = csv.reader(handle, strict=True)
             header = next(reader, None)
