@@ -163,3 +163,19 @@ def test_every_model_command_has_help(action, capsys):
     out = capsys.readouterr().out
     assert "--json" in out
     assert f"usage: carevault model {action}" in out
+
+
+def test_multiparty_scores_held_out_cases_among_three_parties_like_the_plaintext_model(
+    data_dir, capsys
+):
+    code, out, _ = run(capsys, "model", "multiparty", "--cases", "4", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert (report["model"], report["version"]) == ("diagnosis-logistic", 1)
+    assert report["agree"] == report["cases"] == 4
+
+
+def test_multiparty_without_a_sealed_model_says_what_to_run(empty_dir, capsys):
+    code, _, err = run(capsys, "model", "multiparty")
+    assert code != 0
+    assert "model train" in err

@@ -617,6 +617,61 @@ def cmd_model_seal(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_multiparty(args: argparse.Namespace) -> int:
+    """Score held-out cases with the sealed logistic model among three local MPyC parties, beside
+    the plaintext model: the multi-party demo (docs/models-multiparty.md)."""
+    import time
+
+    from carevault.modelguard import dataset, multiparty, sealed
+    from carevault.modelguard.models import LOGISTIC, linear_form
+    from carevault.modelguard.multiparty_launcher import LocalParties
+    from carevault.security.store import SealedModelError
+
+    split = dataset.load_split()
+    if not 1 <= args.cases <= len(split.X_test):
+        raise CommandError(f"--cases must be between 1 and {len(split.X_test)}")
+    try:
+        served = sealed.load(_model_store(), LOGISTIC)
+    except SealedModelError as exc:
+        raise CommandError(str(exc)) from None
+    form = linear_form(served.pipeline)
+    cases = split.X_test[: args.cases]
+    plain = served.pipeline.predict(cases) if args.reveal == "label" else form.decision(cases)
+    timings: list[float] = []
+    values: list[float] = []
+    try:
+        with LocalParties(multiparty.deal_model(form)) as parties:
+            started = parties.start_seconds
+            for x in cases:
+                begin = time.perf_counter()
+                values.append(float(parties.predict(x, args.reveal)[0]))
+                timings.append((time.perf_counter() - begin) * 1e3)
+    except multiparty.MultipartyError as exc:
+        raise CommandError(f"multi-party scoring failed: {exc}") from None
+    if args.reveal == "label":
+        agree = sum(int(v == p) for v, p in zip(values, plain, strict=True))
+    else:
+        agree = sum(int(abs(v - p) < 1e-4) for v, p in zip(values, plain, strict=True))
+    timings.sort()
+    data = {
+        "model": served.name,
+        "version": served.version,
+        "reveal": args.reveal,
+        "cases": args.cases,
+        "agree": agree,
+        "start_seconds": round(started, 3),
+        "p50_ms": round(timings[len(timings) // 2], 2),
+        "max_ms": round(timings[-1], 2),
+    }
+    text = (
+        f"{served.name} v{served.version} among 3 local parties (started in {started:.2f} s): "
+        f"{agree}/{args.cases} {args.reveal}s agree with the plaintext model; "
+        f"p50 {data['p50_ms']} ms, max {data['max_ms']} ms per prediction"
+    )
+    _emit(args, data, text)
+    return 0 if agree == args.cases else EXIT_FAILURE
+
+
 def cmd_model_verify(args: argparse.Namespace) -> int:
     from carevault.modelguard import sealed
 
@@ -840,7 +895,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_policy.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
 
-    model = sub.add_parser("model", help="the diagnosis models: train, seal, verify")
+    model = sub.add_parser("model", help="the diagnosis models: train, seal, verify, multiparty")
     model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     model_train = add(
         model_sub,
@@ -900,6 +955,16 @@ def build_parser() -> argparse.ArgumentParser:
         "check every sealed diagnosis model (signature, digests, decryption, trusted types, "
         "high-water mark against rollback); exit 1 on any failure",
     )
+
+    mpc = add(
+        model_sub,
+        "multiparty",
+        cmd_model_multiparty,
+        "score held-out cases with the sealed logistic model among three local MPyC parties "
+        "(hospital, lab, research partner) beside the plaintext model",
+    )
+    mpc.add_argument("--cases", type=_positive, default=10, help="held-out cases (1-143)")
+    mpc.add_argument("--reveal", choices=["label", "score"], default="label")
 
     bench = add(sub, "bench", cmd_bench, "run a benchmark and print ratios against baselines")
     bench.add_argument("target", choices=["crypto", "web", "security", "policy", "models"])
