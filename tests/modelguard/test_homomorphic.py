@@ -4,39 +4,23 @@ decrypt, and every test-set label agrees with the plaintext model."""
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import tenseal as ts
-from sklearn.pipeline import Pipeline
 
 from carevault.modelguard import homomorphic as he
-from carevault.modelguard.dataset import Split, load_split
 from carevault.modelguard.homomorphic_client import (
     HomomorphicClient,
     HomomorphicReplyError,
     sigmoid,
 )
-from carevault.modelguard.models import LOGISTIC, LinearForm, fit, linear_form
+
+from .conftest import Served
 
 # CKKS at scale 2^40 gives about 1e-5 absolute error on these logits; the smallest test-set
 # |logit| is about 0.03, so a 1e-3 tolerance is strict and still leaves the labels safe.
 LOGIT_TOLERANCE = 1e-3
-
-
-@dataclass(frozen=True)
-class Served:
-    split: Split
-    pipeline: Pipeline
-    model: LinearForm
-
-
-@pytest.fixture(scope="module")
-def served() -> Served:
-    split = load_split()
-    pipeline = fit(LOGISTIC, split.X_train, split.y_train)
-    return Served(split, pipeline, linear_form(pipeline))
 
 
 @pytest.fixture(scope="module")

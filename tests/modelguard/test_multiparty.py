@@ -6,35 +6,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from mpyc import thresha
-from sklearn.pipeline import Pipeline
 
 from carevault.modelguard import multiparty as mp
-from carevault.modelguard.dataset import Split, load_split
-from carevault.modelguard.models import LOGISTIC, LinearForm, fit, linear_form
+from carevault.modelguard.models import LinearForm
 from carevault.modelguard.multiparty_launcher import LaunchError, LocalParties, PartyRefusedError
+
+from .conftest import Served
 
 # Fixed point with 32 fractional bits: the revealed score is within about 1e-6 of the exact
 # logit; the smallest test-set |logit| is about 0.03, so the labels are safe with a wide margin.
 SCORE_TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class Served:
-    split: Split
-    pipeline: Pipeline
-    model: LinearForm
-
-
-@pytest.fixture(scope="module")
-def served() -> Served:
-    split = load_split()
-    pipeline = fit(LOGISTIC, split.X_train, split.y_train)
-    return Served(split, pipeline, linear_form(pipeline))
 
 
 @pytest.fixture(scope="module")

@@ -23,18 +23,9 @@ from carevault.modelguard.dataset import load_split
 from carevault.modelguard.homomorphic_client import HomomorphicClient
 from carevault.modelguard.models import LOGISTIC, fit, linear_form
 
-from .timing import format_table
+from .timing import format_table, percentiles_ms
 
 GOALS = {"single_ms_max": 30.0, "batch_per_patient_ms_max": 1.0}
-
-
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    values = np.asarray(samples) * 1e3  # ms
-    return {
-        "p50_ms": float(np.percentile(values, 50)),
-        "p99_ms": float(np.percentile(values, 99)),
-        "max_ms": float(values.max()),
-    }
 
 
 def _single(
@@ -58,9 +49,9 @@ def _single(
         plain.append(clock() - start)
     result: dict[str, Any] = {
         "predictions": n,
-        "end_to_end": _percentiles(end_to_end),
-        "server": _percentiles(server),
-        "plaintext_predict_proba": _percentiles(plain),
+        "end_to_end": percentiles_ms(end_to_end),
+        "server": percentiles_ms(server),
+        "plaintext_predict_proba": percentiles_ms(plain),
         "request_bytes": len(request),
         "reply_bytes": len(reply),
     }

@@ -25,18 +25,9 @@ from carevault.modelguard.dataset import load_split
 from carevault.modelguard.models import LOGISTIC, fit, linear_form
 from carevault.modelguard.multiparty_launcher import LocalParties
 
-from .timing import format_table
+from .timing import format_table, percentiles_ms
 
 GOALS = {"single_ms_max": 50.0}
-
-
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    values = np.asarray(samples) * 1e3  # ms
-    return {
-        "p50_ms": float(np.percentile(values, 50)),
-        "p99_ms": float(np.percentile(values, 99)),
-        "max_ms": float(values.max()),
-    }
 
 
 def _single(parties: LocalParties, pipeline: Any, cases: Any, n: int) -> dict[str, Any]:
@@ -56,9 +47,9 @@ def _single(parties: LocalParties, pipeline: Any, cases: Any, n: int) -> dict[st
         plain.append(clock() - start)
     result: dict[str, Any] = {
         "predictions": n,
-        "label": _percentiles(label),
-        "score": _percentiles(score),
-        "plaintext_predict": _percentiles(plain),
+        "label": percentiles_ms(label),
+        "score": percentiles_ms(score),
+        "plaintext_predict": percentiles_ms(plain),
     }
     result["label_vs_plaintext_p50"] = (
         result["label"]["p50_ms"] / result["plaintext_predict"]["p50_ms"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 
 def per_call_seconds(
@@ -24,6 +26,16 @@ def per_call_seconds(
                 fn()
             best[name] = min(best[name], (time.perf_counter() - start) / calls)
     return best
+
+
+def percentiles_ms(samples: Sequence[float]) -> dict[str, float]:
+    """p50, p99 and max of ``samples`` (seconds), in milliseconds."""
+    values = np.asarray(samples, dtype=np.float64) * 1e3
+    return {
+        "p50_ms": float(np.percentile(values, 50)),
+        "p99_ms": float(np.percentile(values, 99)),
+        "max_ms": float(values.max()),
+    }
 
 
 def format_table(headers: list[str], rows: list[list[str]]) -> str:

@@ -163,6 +163,21 @@ def solve_linear(X: Sequence[Array], scores: Sequence[float]) -> Array:
     return np.asarray(solution / col, dtype=np.float64)
 
 
+def _result(
+    name: str, gate: Gate, answered: int, measure: Callable[[int], float], curve: bool
+) -> AttackResult:
+    """How an attack ended: ``measure(n)`` is the stolen model's agreement after n answers."""
+    return AttackResult(
+        name,
+        answered,
+        bool(gate.cut_reason),
+        gate.cut_reason,
+        measure(answered),
+        _curve(answered, measure, curve),
+        gate.elapsed,
+    )
+
+
 def _curve(
     answered: int, measure: Callable[[int], float], wanted: bool
 ) -> tuple[tuple[int, float], ...]:
@@ -211,15 +226,7 @@ def equation_solving(
         return surrogate_agreement(X[:n], labels[:n], gate.model, X_test)
 
     name = "equation-solving, box" if in_box else "equation-solving"
-    return AttackResult(
-        name,
-        len(X),
-        bool(gate.cut_reason),
-        gate.cut_reason,
-        measure(len(X)),
-        _curve(len(X), measure, curve),
-        gate.elapsed,
-    )
+    return _result(name, gate, len(X), measure, curve)
 
 
 def retraining(
@@ -267,15 +274,7 @@ def retraining(
     def measure(n: int) -> float:
         return surrogate_agreement(X[:n], y[:n], gate.model, X_test)
 
-    return AttackResult(
-        name,
-        len(X),
-        bool(gate.cut_reason),
-        gate.cut_reason,
-        measure(len(X)),
-        _curve(len(X), measure, curve),
-        gate.elapsed,
-    )
+    return _result(name, gate, len(X), measure, curve)
 
 
 def real_cases(
@@ -304,12 +303,4 @@ def real_cases(
     def measure(n: int) -> float:
         return surrogate_agreement(X[:n], y[:n], gate.model, X_test)
 
-    return AttackResult(
-        "retraining, real cases",
-        len(X),
-        bool(gate.cut_reason),
-        gate.cut_reason,
-        measure(len(X)),
-        _curve(len(X), measure, curve),
-        gate.elapsed,
-    )
+    return _result("retraining, real cases", gate, len(X), measure, curve)

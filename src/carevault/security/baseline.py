@@ -455,11 +455,12 @@ TRAINED_MODULE = "carevault.security.scoring"
 TRAINED_MODEL_NAME = "risk-ensemble"
 
 
-def latest_model_version(data_dir: Path) -> int:
-    """The newest sealed version of the trained model in ``data_dir`` (0: none), from one
-    directory listing: cheap enough to ask every few seconds whether to reload."""
+def latest_model_version(data_dir: Path, name: str = TRAINED_MODEL_NAME) -> int:
+    """The newest sealed version of model ``name`` (default: the trained risk model) in
+    ``data_dir`` (0: none), from one directory listing: cheap enough to ask every few seconds
+    whether to reload."""
     try:
-        entries = os.scandir(Path(data_dir) / "models" / TRAINED_MODEL_NAME)
+        entries = os.scandir(Path(data_dir) / "models" / name)
     except OSError:
         return 0
     with entries:

@@ -24,6 +24,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.crypto import CryptoError, Suite
+from carevault.security.baseline import latest_model_version
 from carevault.security.policy import (
     MODEL_NAME,
     DataClass,
@@ -46,14 +47,6 @@ _policy_seen = -1
 _policy_checked = 0.0
 
 
-def _sealed_version(data_dir: Path) -> int:
-    try:
-        names = [p.name for p in (data_dir / "models" / MODEL_NAME).iterdir()]
-    except OSError:
-        return 0
-    return max((int(n[1:]) for n in names if n[:1] == "v" and n[1:].isdigit()), default=0)
-
-
 def policy() -> EncryptionPolicy:
     """The process's policy: the sealed trained one, reloaded when a newer version is sealed
     (``carevault security train-policy``), else the strongest-suite fallback."""
@@ -63,7 +56,7 @@ def policy() -> EncryptionPolicy:
         if _policy is None or now - _policy_checked >= settings.SECURITY_MODEL_CHECK_SECONDS:
             _policy_checked = now
             data_dir = Path(settings.DATA_DIR)
-            seen = _sealed_version(data_dir)
+            seen = latest_model_version(data_dir, MODEL_NAME)
             if _policy is None or seen != _policy_seen:
                 _policy, _policy_seen = load_policy(data_dir), seen
         return _policy
@@ -158,37 +151,45 @@ def decide(data_class: DataClass, payload_bytes: int) -> Decision:
     return policy().decide(inputs_for(data_class, payload_bytes), system_floor=system_floor())
 
 
+_LOGGED = ["patient_id", "suite", "source", "reason", "floor", "proposed", "inputs", "decided_at"]
+
+
+def _keep(table: str, row: Any, **fields: Any) -> None:
+    # One upsert (INSERT ... ON CONFLICT DO UPDATE on SQLite and PostgreSQL), not a locked
+    # read then a write: this runs on every record write.
+    EncryptionDecision.objects.bulk_create(
+        [EncryptionDecision(table=table, row=str(row), decided_at=timezone.now(), **fields)],
+        update_conflicts=True,
+        unique_fields=["table", "row"],
+        update_fields=_LOGGED,
+    )
+
+
 def log_decision(table: str, row: Any, patient_id: Any, decision: Decision) -> None:
     """Keep the record's latest decision (one row per record, replaced on every write)."""
-    EncryptionDecision.objects.update_or_create(
-        table=table,
-        row=str(row),
-        defaults={
-            "patient_id": patient_id,
-            "suite": decision.suite.label,
-            "source": decision.source,
-            "reason": decision.reason[:300],
-            "floor": decision.floor.label,
-            "proposed": decision.proposed.label if decision.proposed else "",
-            "inputs": decision.inputs.as_log(),
-            "decided_at": timezone.now(),
-        },
+    _keep(
+        table,
+        row,
+        patient_id=patient_id,
+        suite=decision.suite.label,
+        source=decision.source,
+        reason=decision.reason[:300],
+        floor=decision.floor.label,
+        proposed=decision.proposed.label if decision.proposed else "",
+        inputs=decision.inputs.as_log(),
     )
 
 
 def log_reencryption(table: str, row: Any, patient_id: Any, suite: Suite, reason: str) -> None:
     """A record the re-encryption job moved up to ``suite``."""
-    EncryptionDecision.objects.update_or_create(
-        table=table,
-        row=str(row),
-        defaults={
-            "patient_id": patient_id,
-            "suite": suite.label,
-            "source": "reencrypt",
-            "reason": f"{suite.label} because: re-encrypted, {reason}"[:300],
-            "floor": suite.label,
-            "proposed": "",
-            "inputs": {},
-            "decided_at": timezone.now(),
-        },
+    _keep(
+        table,
+        row,
+        patient_id=patient_id,
+        suite=suite.label,
+        source="reencrypt",
+        reason=f"{suite.label} because: re-encrypted, {reason}"[:300],
+        floor=suite.label,
+        proposed="",
+        inputs={},
     )
