@@ -8,10 +8,12 @@ patient1, patient2, patient3. All share ``PASSWORD``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.core.cache import caches
 from django.http import HttpResponse
 from django.test import Client
 from django.urls import reverse
@@ -57,6 +59,49 @@ def log_in(client: Client, user: User) -> None:
     tests get a session bound to the test client, and to it alone.
     """
     sessions.start_client_session(client, user)
+
+
+def _uses_database(request: pytest.FixtureRequest) -> bool:
+    names = set(request.fixturenames)
+    return bool(
+        names & {"db", "transactional_db", "live_server", "django_db_reset_sequences"}
+        or request.node.get_closest_marker("django_db") is not None
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts with an empty shared store (every cache alias: throttle counters,
+    blocks, budgets, monitor histories, challenges) and no ambient request or security-layer
+    state left by an earlier test, so tests pass alone, in any subset and in any order.
+
+    The database-backed store is also rolled back with each test's transaction; it is cleared
+    here too for tests that commit (live servers). Tests without the database have no
+    database-backed store to clear."""
+    from carevault.web.diagnosis import serving
+    from carevault.web.securitycore import engine
+    from carevault.web.sharedstate.backend import SharedStateCache
+
+    with_db = _uses_database(request)
+    if with_db:
+        # Requesting the database here (before the test's own fixtures) is harmless: the
+        # test asked for it anyway, and the clear below needs it.
+        request.getfixturevalue(
+            "transactional_db" if "transactional_db" in request.fixturenames else "db"
+        )
+
+    def clear_all() -> None:
+        for alias in settings.CACHES:
+            cache = caches[alias]
+            if isinstance(cache, SharedStateCache) and not with_db:
+                continue
+            cache.clear()
+        serving.reset()
+        engine.reset_runtime()
+
+    clear_all()
+    yield
+    clear_all()
 
 
 @pytest.fixture(autouse=True)

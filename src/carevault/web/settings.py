@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "carevault.web.securityops",
     "carevault.web.securitycore",
     "carevault.web.api",
+    "carevault.web.sharedstate",
 ]
 
 MIDDLEWARE = [
@@ -135,40 +136,31 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _redis_url = os.environ.get("REDIS_URL", "").strip()
-CACHES = {
-    "default": {
-        **(
-            {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url}
-            if _redis_url
-            else {
-                "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-                # The default 300 entries would let a credential-stuffing run over a few hundred
-                # usernames evict the throttle's own counters.
-                "OPTIONS": {"MAX_ENTRIES": 200_000},
-            }
-        ),
-        # Several deployments (or test runs) can share one Redis without sharing counters.
-        "KEY_PREFIX": os.environ.get("CAREVAULT_CACHE_PREFIX", "").strip(),
-    },
-    # Login challenges (accounts/challenges.py) must be seen by every worker process, whichever
-    # one issued them: `carevault serve` runs two by default, and with a per-process cache a
-    # login whose challenge and packet reach different workers would fail (about 1 in 20 on an
-    # idle server, more under load). Without Redis they are files in the data directory
-    # (removing a file is atomic, so a challenge is consumed once across processes). A cache of
-    # their own also keeps a flood of challenge requests from evicting the login counters.
-    "login_challenges": (
-        {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+# Every key this deployment writes starts with this prefix: several deployments (or test runs)
+# can share one Redis or one table, and clearing the store deletes only this deployment's keys.
+CACHE_PREFIX = os.environ.get("CAREVAULT_CACHE_PREFIX", "").strip() or "carevault"
+
+
+def _shared_cache(prefix: str) -> dict[str, object]:
+    """The security state's store (issue 12): every worker and every app server must see one
+    state (throttle counts, blocks, budgets, monitor histories, login challenges), so it is
+    Redis when REDIS_URL is set, else a table in the application's database; never per-process
+    memory or files (sharedstate/backend.py says why each operation is exact)."""
+    if _redis_url:
+        return {
+            "BACKEND": "carevault.web.sharedstate.redis.SharedRedisCache",
             "LOCATION": _redis_url,
-            "KEY_PREFIX": os.environ.get("CAREVAULT_CACHE_PREFIX", "").strip(),
+            "KEY_PREFIX": prefix,
         }
-        if _redis_url
-        else {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(DATA_DIR / "cache" / "login-challenges"),
-            "OPTIONS": {"MAX_ENTRIES": 20000},
-        }
-    ),
+    return {"BACKEND": "carevault.web.sharedstate.backend.SharedStateCache", "KEY_PREFIX": prefix}
+
+
+CACHES = {
+    "default": _shared_cache(CACHE_PREFIX),
+    # Login challenges (accounts/challenges.py) under a prefix of their own: clearing or
+    # flooding them touches nothing else. Each expires by its TTL; consuming one is an atomic
+    # delete that only one request can win, whichever worker issued it.
+    "login_challenges": _shared_cache(f"{CACHE_PREFIX}-challenges"),
 }
 
 AUTH_USER_MODEL = "accounts.User"
@@ -233,6 +225,9 @@ LOGIN_ADDRESS_WINDOW_SECONDS = _env_int("CAREVAULT_LOGIN_ADDRESS_WINDOW_SECONDS"
 LOGIN_ADDRESS_MAX_FAILURES = _env_int("CAREVAULT_LOGIN_ADDRESS_MAX_FAILURES", 30, minimum=1)
 LOGIN_ADDRESS_MAX_USERNAMES = _env_int("CAREVAULT_LOGIN_ADDRESS_MAX_USERNAMES", 10, minimum=1)
 LOGIN_ADDRESS_BLOCK_SECONDS = _env_int("CAREVAULT_LOGIN_ADDRESS_BLOCK_SECONDS", 900, minimum=1)
+# Login challenges one client address may fetch per minute (the shared store keeps one counter
+# for every worker): a flood of challenge requests is answered 429 instead of filling the store.
+LOGIN_CHALLENGES_PER_MINUTE = _env_int("CAREVAULT_LOGIN_CHALLENGES_PER_MINUTE", 60, minimum=1)
 BREAK_GLASS_MINUTES = int(os.environ.get("CAREVAULT_BREAK_GLASS_MINUTES", "60"))
 
 # --- Sessions, second factor and account recovery (issue 4: accounts/sessions.py, twofactor.py,

@@ -1,12 +1,16 @@
 """Login challenges: issued to anyone, each consumed at most once (the scheme: crypto/packets.py).
 
-A challenge lives in the ``login_challenges`` cache (Redis when ``REDIS_URL`` is set, else
-files in the data directory: every worker process must see every challenge) under its cid, for
-a little longer than it is valid, so that a packet arriving late is refused as *expired* rather
-than as unknown. Consuming it is ``cache.delete``, which only one caller can win (an atomic DEL
-on Redis, an atomic file removal otherwise): two requests carrying the same packet cannot both
-get past it. A consumed cid leaves a marker behind, so a replayed packet is told apart from a
-forged one in the audit log.
+A challenge lives in the ``login_challenges`` cache, the shared store every worker and app
+server sees (Redis when ``REDIS_URL`` is set, else a table in the database: sharedstate/), under
+its cid, for a little longer than it is valid, so that a packet arriving late is refused as
+*expired* rather than as unknown; the store forgets it by its TTL (issuing one is one upsert,
+whatever the number of challenges out). Consuming it is ``cache.delete``, which only one caller
+can win (an atomic DEL on Redis, one DELETE statement on the database): two requests carrying
+the same packet cannot both get past it, on one worker or two. A consumed cid leaves a marker
+behind, so a replayed packet is told apart from a forged one in the audit log.
+
+Anyone may ask for a challenge, so each client address may ask
+``LOGIN_CHALLENGES_PER_MINUTE`` times a minute (:func:`check_rate`, one shared counter).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
+from django.utils.crypto import salted_hmac
 
 from carevault.crypto import packets
 from carevault.web.vault import service
@@ -24,6 +29,7 @@ from carevault.web.vault import service
 CACHE_ALIAS = "login_challenges"
 _PENDING = "login-challenge:"
 _USED = "login-challenge-used:"
+_RATE = "login-challenge-rate:"
 # Kept past their expiry, so a late packet is refused as "expired", not as unknown.
 GRACE_SECONDS = 60
 # How long a used cid is remembered (its replay is audited as "replay", later as unknown).
@@ -53,6 +59,34 @@ class ChallengeRefused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class TooManyChallenges(Exception):
+    """This address asked for more challenges this minute than allowed."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many login challenges; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def check_rate(address: str) -> None:
+    """Count one challenge for ``address`` in the current minute, or raise
+    :class:`TooManyChallenges` (a fixed one-minute window: add + atomic incr, so every worker
+    counts into the same number). The key holds a keyed hash of the address, not the address."""
+    limit = int(settings.LOGIN_CHALLENGES_PER_MINUTE)
+    current = now()
+    minute = int(current // 60)
+    digest = salted_hmac("carevault.challenge-rate", address, algorithm="sha256").hexdigest()
+    key = f"{_RATE}{digest[:32]}:{minute}"
+    cache = _cache()
+    cache.add(key, 0, 120)
+    try:
+        count = int(cache.incr(key))
+    except ValueError:  # expired between add and incr (a minute boundary): a fresh window
+        cache.set(key, 1, 120)
+        count = 1
+    if count > limit:
+        raise TooManyChallenges(max(1, 60 * (minute + 1) - int(current)))
 
 
 def issue() -> packets.Challenge:

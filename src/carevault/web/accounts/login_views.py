@@ -35,6 +35,7 @@ from carevault.crypto import DecryptionError
 from carevault.crypto.errors import RejectedPacketError
 from carevault.crypto.packets import MAX_PACKET_BYTES, LoginPacket, open_login_packet
 from carevault.web.audit.log import Outcome, record
+from carevault.web.net import client_address
 from carevault.web.vault import service
 
 from . import challenges, login_flow
@@ -60,6 +61,15 @@ def login_page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def login_challenge(request: HttpRequest) -> HttpResponse:
+    try:
+        challenges.check_rate(client_address(request))
+    except challenges.TooManyChallenges as exc:
+        response = _json(
+            {"ok": False, "error": "Too many login attempts from this address; try again soon."},
+            status=429,
+        )
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     return _json(challenges.issue().to_dict())
 
 

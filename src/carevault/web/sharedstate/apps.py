@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SharedStateConfig(AppConfig):
+    name = "carevault.web.sharedstate"
+    label = "sharedstate"
