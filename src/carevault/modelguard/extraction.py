@@ -27,8 +27,11 @@ public data set) looks exactly like a doctor. Budgets bound that attacker; nothi
 
 from __future__ import annotations
 
+import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,7 +50,9 @@ class Verdict:
 
 
 @dataclass
-class _ClientState:
+class ClientState:
+    """One client's history, as a :class:`MonitorStore` keeps it (``as_dict`` is JSON)."""
+
     growing: list[Array] = field(default_factory=list)
     distances: list[float] = field(default_factory=list)
     off_manifold: int = 0  # in total, for the report
@@ -56,6 +61,74 @@ class _ClientState:
     queries: int = 0
     statistic: float = 1.0
     alert_reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "growing": [[float(v) for v in z] for z in self.growing],
+            "distances": [float(d) for d in self.distances],
+            "off_manifold": int(self.off_manifold),
+            "recent_off": [bool(o) for o in self.recent_off],
+            "repeats": int(self.repeats),
+            "queries": int(self.queries),
+            "statistic": float(self.statistic),
+            "alert_reason": str(self.alert_reason),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClientState:
+        return cls(
+            growing=[np.asarray(z, dtype=np.float64) for z in data.get("growing", [])],
+            distances=[float(d) for d in data.get("distances", [])],
+            off_manifold=int(data.get("off_manifold", 0)),
+            recent_off=deque(bool(o) for o in data.get("recent_off", [])),
+            repeats=int(data.get("repeats", 0)),
+            queries=int(data.get("queries", 0)),
+            statistic=float(data.get("statistic", 1.0)),
+            alert_reason=str(data.get("alert_reason", "")),
+        )
+
+
+_T = TypeVar("_T")
+
+
+class MonitorStore(Protocol):
+    """Where the monitor keeps each client's history. ``update`` runs ``change`` on the
+    client's state (None: no history yet) and stores what it returns, atomically with respect
+    to every other user of the store; ``get`` reads, ``clear`` forgets. The web layer shares one
+    store among its workers (web/diagnosis/shared_stores.py), so a client's queries form one
+    history whichever worker answers them."""
+
+    def update(
+        self, client_id: str, change: Callable[[ClientState | None], tuple[ClientState, _T]]
+    ) -> _T: ...
+
+    def get(self, client_id: str) -> ClientState | None: ...
+
+    def clear(self, client_id: str) -> None: ...
+
+
+class MemoryMonitorStore:
+    """The default: one process's memory, guarded by a lock."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, ClientState] = {}
+        self._lock = threading.Lock()
+
+    def update(
+        self, client_id: str, change: Callable[[ClientState | None], tuple[ClientState, _T]]
+    ) -> _T:
+        with self._lock:
+            state, result = change(self._clients.get(client_id))
+            self._clients[client_id] = state
+            return result
+
+    def get(self, client_id: str) -> ClientState | None:
+        with self._lock:
+            return self._clients.get(client_id)
+
+    def clear(self, client_id: str) -> None:
+        with self._lock:
+            self._clients.pop(client_id, None)
 
 
 class ExtractionMonitor:
@@ -70,6 +143,7 @@ class ExtractionMonitor:
         ood_alarm: int = 3,
         repeat_radius: float = 1.0,
         repeat_share: float = 0.25,
+        store: MonitorStore | None = None,
     ) -> None:
         reference = np.asarray(reference, dtype=np.float64)
         if reference.ndim != 2 or reference.shape[0] < 10:
@@ -91,7 +165,7 @@ class ExtractionMonitor:
         # The farthest training case sets the edge of the manifold; the window rule, not a
         # wide margin, is what keeps a doctor's occasional extreme case from alarming.
         self.ood_threshold = float(np.sqrt(self._mahalanobis_sq(z).max()) * ood_margin)
-        self._clients: dict[str, _ClientState] = {}
+        self.store: MonitorStore = store if store is not None else MemoryMonitorStore()
 
     def _mahalanobis_sq(self, z: Array) -> Array:
         return np.asarray(np.einsum("ij,jk,ik->i", z, self._precision, z), dtype=np.float64)
@@ -101,12 +175,12 @@ class ExtractionMonitor:
         return np.sqrt(self._mahalanobis_sq(z))
 
     def is_cut_off(self, client_id: str) -> bool:
-        state = self._clients.get(client_id)
+        state = self.store.get(client_id)
         return bool(state and state.alert_reason)
 
     def clear(self, client_id: str) -> None:
         """An operator lifts the cut-off; the client starts a fresh history."""
-        self._clients.pop(client_id, None)
+        self.store.clear(client_id)
 
     def observe(self, client_id: str, x: Array) -> Verdict:
         if not isinstance(client_id, str) or not client_id.strip():
@@ -114,7 +188,14 @@ class ExtractionMonitor:
         x = np.asarray(x, dtype=np.float64).ravel()
         if x.shape != (self.n_features,) or not np.all(np.isfinite(x)):
             raise ValueError(f"a query must be {self.n_features} finite feature values")
-        state = self._clients.setdefault(client_id, _ClientState())
+
+        def change(state: ClientState | None) -> tuple[ClientState, Verdict]:
+            state = state if state is not None else ClientState()
+            return state, self._observe(state, x)
+
+        return self.store.update(client_id, change)
+
+    def _observe(self, state: ClientState, x: Array) -> Verdict:
         state.queries += 1
         if state.alert_reason:
             return Verdict(True, state.statistic, state.queries, state.alert_reason)

@@ -16,8 +16,10 @@ Full confidences are never a default and are refused for API clients outright: w
 31 linearly independent queries, real cases included, give the model's exact weights, which no
 budget or monitor can stop without also stopping doctors (docs/models-extraction.md).
 
-In memory and per process, guarded by one lock: enough for one app server, and the state a
-shared store would hold for several (the web layer will own that choice).
+The budgets' charges and the monitor's histories live in stores (:class:`BudgetStore`,
+:class:`MonitorStore`): this process's memory by default, or stores every worker and app server
+shares, which the web layer passes in (web/diagnosis/shared_stores.py), so that each budget and
+each history is one, however many processes serve.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from types import MappingProxyType
 import numpy as np
 from numpy.typing import NDArray
 
-from .budgets import BudgetExceeded, BudgetLimits, QueryBudget
+from .budgets import BudgetExceeded, BudgetLimits, BudgetStore, QueryBudget
 from .extraction import ExtractionMonitor
 from .obfuscation import DEFAULT_SETTINGS, ObfuscatedOutput, OutputPolicy, PolicySettings
 from .obfuscation import obfuscate as _obfuscate
@@ -80,6 +82,8 @@ class QueryGuard:
         *,
         settings: PolicySettings = DEFAULT_SETTINGS,
         rng: np.random.Generator | None = None,
+        budget_store: BudgetStore | None = None,
+        budget_tolerance: timedelta = timedelta(0),
     ) -> None:
         missing = set(ClientKind) - set(config)
         if missing:
@@ -92,7 +96,10 @@ class QueryGuard:
         self.config = MappingProxyType(dict(config))
         self.settings = settings
         self._rng = rng
-        self._budgets = {kind: QueryBudget(c.limits) for kind, c in self.config.items()}
+        self._budgets = {
+            kind: QueryBudget(c.limits, budget_store, name=kind.value, tolerance=budget_tolerance)
+            for kind, c in self.config.items()
+        }
         self._lock = threading.Lock()
 
     def check(

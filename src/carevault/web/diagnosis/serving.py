@@ -1,9 +1,10 @@
 """The process's diagnosis service and query guard (issue 7), and where their security events go.
 
 One :class:`DiagnosisService` per process serves the sealed diagnosis models (it keeps serving
-the last good model when a newer one is refused); one :class:`QueryGuard` meters each client
-(budget + extraction monitor + output policy). Both are in memory per process: with several app
-servers each meters what it serves (see docs/models-extraction.md).
+the last good model when a newer one is refused); one :class:`QueryGuard` per process meters
+each client (budget + extraction monitor + output policy), but what it counts lives in the
+shared store (shared_stores.py): every worker and app server charges the same budgets and adds
+to the same histories, so each limit holds once, not once per process.
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ import numpy as np
 from django.conf import settings
 
 from carevault.modelguard import dataset
-from carevault.modelguard.budgets import BudgetExceeded, BudgetLimits, QueryBudget
+from carevault.modelguard.budgets import BudgetLimits, QueryBudget
 from carevault.modelguard.diagnosis import DiagnosisService
 from carevault.modelguard.extraction import ExtractionMonitor
 from carevault.modelguard.guard import QueryGuard
 from carevault.modelguard.models import LOGISTIC, LinearForm, linear_form
+
+from .shared_stores import SharedBudgetStore, SharedMonitorStore
+
+# Workers read the clock before they take the store's lock: their charges may arrive a little
+# out of order, which is not time going backwards.
+CLOCK_TOLERANCE = dt.timedelta(seconds=30)
 
 _lock = threading.Lock()
 _service: DiagnosisService | None = None
@@ -64,7 +71,12 @@ def guard() -> QueryGuard:
             # The monitor's reference is the public training distribution the models were fit
             # on: queries far from it (probes of the feature box) are what it looks for.
             reference = dataset.load_split().X_train
-            _guard = QueryGuard(ExtractionMonitor(np.asarray(reference, dtype=np.float64)))
+            monitor = ExtractionMonitor(
+                np.asarray(reference, dtype=np.float64), store=SharedMonitorStore()
+            )
+            _guard = QueryGuard(
+                monitor, budget_store=SharedBudgetStore(), budget_tolerance=CLOCK_TOLERANCE
+            )
         return _guard
 
 
@@ -81,16 +93,15 @@ def charge_homomorphic(client_id: str, patients: int, now: dt.datetime) -> None:
     with _lock:
         if _he_budget is None:
             _he_budget = QueryBudget(
-                BudgetLimits(settings.HE_PATIENTS_PER_HOUR, settings.HE_PATIENTS_PER_DAY)
+                BudgetLimits(settings.HE_PATIENTS_PER_HOUR, settings.HE_PATIENTS_PER_DAY),
+                SharedBudgetStore(),
+                name="he",
+                tolerance=CLOCK_TOLERANCE,
             )
-        limits = _he_budget.limits
-        if (
-            patients > limits.per_hour
-            or _he_budget.used(client_id, now) + patients > limits.per_day
-        ):
-            raise BudgetExceeded(client_id, "day", limits.per_day, dt.timedelta(hours=1))
-        for _ in range(patients):
-            _he_budget.charge(client_id, now)
+        budget = _he_budget
+    # The whole batch in one charge (all or nothing), outside the process lock: the shared
+    # store has its own.
+    budget.charge(client_id, now, count=patients)
 
 
 def homomorphic_model() -> tuple[int, LinearForm]:

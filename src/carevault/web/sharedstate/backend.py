@@ -123,14 +123,14 @@ class SharedStateCache(BaseCache):
                 f"WHERE {k} = %s AND {e} IS NOT NULL AND {e} <= %s",
                 [text, expires, made, now],
             )
-            added = cursor.rowcount == 1
+            added = bool(cursor.rowcount == 1)
             if not added:
                 cursor.execute(
                     f"INSERT INTO {table} ({k}, {v}, {e}) VALUES (%s, %s, %s) "  # noqa: S608
                     f"ON CONFLICT ({k}) DO NOTHING",
                     [made, text, expires],
                 )
-                added = cursor.rowcount == 1
+                added = bool(cursor.rowcount == 1)
         if added:
             self._wrote()
         return added
@@ -173,9 +173,7 @@ class SharedStateCache(BaseCache):
             )
         self._wrote(len(rows))
 
-    def touch(
-        self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> bool:
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         made = self.make_and_validate_key(key, version=version)
         updated = (
             SharedStateEntry.objects.using(self._db)
@@ -187,7 +185,8 @@ class SharedStateCache(BaseCache):
     def delete(self, key: Any, version: int | None = None) -> bool:
         """True for exactly one of several callers deleting the same live key."""
         made = self.make_and_validate_key(key, version=version)
-        deleted, _ = SharedStateEntry.objects.using(self._db).filter(self._live(), key=made).delete()
+        entries = SharedStateEntry.objects.using(self._db).filter(self._live(), key=made)
+        deleted, _ = entries.delete()
         return deleted > 0
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:

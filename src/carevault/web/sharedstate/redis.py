@@ -38,6 +38,8 @@ class JsonSerializer:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
     def loads(self, data: bytes | int) -> Any:
+        if isinstance(data, int):
+            return data
         try:
             return int(data)
         except ValueError:
@@ -54,11 +56,11 @@ class SharedRedisCacheClient(RedisCacheClient):
         super().__init__(servers, **options)
         self._key_prefix = key_prefix
 
-    def incr(self, key: str, delta: int) -> int:
+    def incr(self, key: str | bytes | memoryview, delta: int) -> int:
         client = self.get_client(key, write=True)
         value = client.eval(_INCR, 1, key, int(delta))
         if value is None:
-            raise ValueError(f"Key '{key}' not found.")
+            raise ValueError(f"Key '{key!r}' not found.")
         return int(value)
 
     def clear(self) -> bool:
@@ -83,4 +85,5 @@ class SharedRedisCache(RedisCache):
     def __init__(self, server: str | list[str], params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = SharedRedisCacheClient
-        self._options = {**self._options, "key_prefix": self.key_prefix}
+        options: dict[str, Any] = dict(params.get("OPTIONS") or {})
+        self._options = {**options, "key_prefix": self.key_prefix}
