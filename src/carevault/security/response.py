@@ -230,6 +230,9 @@ class Finding:
     evidence: Evidence
     subject: str = ""
     detail: str = ""
+    # Counted since the subject was last handled by an officer (a counter the officer's lift
+    # reset): it may act on a handled subject again. What an event carries itself is not.
+    fresh: bool = False
 
     @property
     def permits(self) -> frozenset[ActionKind]:
@@ -347,6 +350,9 @@ class ResponseState:
     touched_patients: frozenset[str] = frozenset()
     rotated_patients: frozenset[str] = frozenset()
     floor_raised: bool = False
+    # Subjects whose evidence an officer has handled ("address:<ip>", "account:<name>",
+    # "floor"): left alone unless a finding names them afresh.
+    handled: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -460,6 +466,17 @@ def _span(seconds: int) -> str:
     return f"{seconds} s"
 
 
+def handled_key(action: ResponseAction) -> str:
+    """The subject an officer's "handled" mark on it would name ("" for one-off actions)."""
+    if action.kind is ActionKind.THROTTLE_ADDRESS:
+        return f"address:{action.target}"
+    if action.kind in (ActionKind.SUSPEND_ACCOUNT, ActionKind.REVOKE_SESSIONS):
+        return f"account:{action.target}"
+    if action.kind is ActionKind.RAISE_FLOOR:
+        return "floor"
+    return ""
+
+
 def is_at_rest(event: Event) -> bool:
     return event.kind in AT_REST_KINDS and event.stored_data
 
@@ -540,10 +557,13 @@ class ResponsePolicy:
         if not allowed:
             return []
         explanation = explain(assessment, event, level, findings=evidence)
+        # Evidence the caller found afresh (counts reset when an officer handled the subject).
+        fresh = {f.subject for f in evidence if f.fresh and f.subject}
         actions = [
             action
             for action in self.plan_level(level, Subjects.of(event, state), state, explanation)
             if action.kind in allowed
+            and not (handled_key(action) in state.handled and action.target not in fresh)
         ]
         if state.second_factor_proven and event.kind is EventKind.LOGIN_SUCCESS:
             # Below suspension, a login that proved both factors is answered by nothing: the
