@@ -287,9 +287,12 @@ def lift_suspension(
             )
     user.suspended_at, user.suspension_reason, user.consecutive_failures = None, "", 0
     _forget_account(locked.username)
-    if suspended_at is not None and actor is not None and actor.pk != locked.pk:
-        # An officer's lift lasts: the same evidence does not suspend the account again.
-        handled.mark(handled.account(locked.username), by=actor.username)
+    if suspended_at is not None and (actor is None or actor.pk != locked.pk):
+        # An officer's (or the system's) lift lasts: the same evidence does not suspend the
+        # account again. The owner's own second factor or reset needs no mark.
+        handled.mark(
+            handled.account(locked.username), by=actor.username if actor is not None else ""
+        )
     return suspended_at is not None
 
 
