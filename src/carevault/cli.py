@@ -499,6 +499,53 @@ def cmd_manage(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- security: the officer's way back in (web/securitycore/operator.py) ---------------------------
+
+
+def _operator() -> Any:
+    _django()
+    _require_database()
+    from carevault.web.securitycore import operator
+
+    return operator
+
+
+def _operator_done(args: argparse.Namespace, run: Callable[[], Any]) -> int:
+    operator = _operator()
+    try:
+        done = run()
+    except operator.OperatorError as exc:
+        raise CommandError(str(exc)) from None
+    _emit(args, done.facts, done.message)
+    return 0
+
+
+def cmd_security_status(args: argparse.Namespace) -> int:
+    operator = _operator()
+    facts = operator.status()
+    _emit(args, facts, operator.render_status(facts))
+    return 0
+
+
+def cmd_security_incidents(args: argparse.Namespace) -> int:
+    operator = _operator()
+    listed = operator.incidents(limit=args.limit)
+    _emit(args, {"incidents": listed}, operator.render_incidents(listed))
+    return 0
+
+
+def cmd_security_unblock(args: argparse.Namespace) -> int:
+    return _operator_done(args, lambda: _operator().unblock(args.address))
+
+
+def cmd_security_lift(args: argparse.Namespace) -> int:
+    return _operator_done(args, lambda: _operator().lift(args.username))
+
+
+def cmd_security_lift_floor(args: argparse.Namespace) -> int:
+    return _operator_done(args, lambda: _operator().lift_floor())
+
+
 # -- security: train and evaluate the risk ensemble ------------------------------------------------
 
 
@@ -856,7 +903,9 @@ def build_parser() -> argparse.ArgumentParser:
     manage.set_defaults(handler=cmd_manage)
 
     security = sub.add_parser(
-        "security", help="the AI threat detection: train, evaluate; the encryption policy"
+        "security",
+        help="the AI threat detection: train, evaluate; the encryption policy; the officer's "
+        "way back in (status, incidents, unblock, lift, lift-floor)",
     )
     security_sub = security.add_subparsers(dest="security_command", required=True, metavar="ACTION")
     train = add(
@@ -894,6 +943,39 @@ def build_parser() -> argparse.ArgumentParser:
         "and seal it into the data directory",
     )
     train_policy.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    add(
+        security_sub,
+        "status",
+        cmd_security_status,
+        "blocked addresses, suspended accounts, the encryption floor, active incidents, limits",
+    )
+    incidents = add(
+        security_sub,
+        "incidents",
+        cmd_security_incidents,
+        "active incidents with the responses in force and who may lift them",
+    )
+    incidents.add_argument("--limit", type=_positive, default=20, help="at most (default 20)")
+    unblock = add(
+        security_sub,
+        "unblock",
+        cmd_security_unblock,
+        "end an address block now; its evidence is marked handled so it does not fire again",
+    )
+    unblock.add_argument("address", help="the blocked IP address")
+    lift = add(
+        security_sub,
+        "lift",
+        cmd_security_lift,
+        "lift an account's suspension and back-off now; its evidence is marked handled",
+    )
+    lift.add_argument("username", help="the account's username")
+    add(
+        security_sub,
+        "lift-floor",
+        cmd_security_lift_floor,
+        "lower a raised encryption floor now; its evidence is marked handled",
+    )
 
     model = sub.add_parser("model", help="the diagnosis models: train, seal, verify, multiparty")
     model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")

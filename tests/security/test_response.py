@@ -1,6 +1,7 @@
 """The graduated response policy on its own (no Django): which level a risk reaches, which
 actions a level takes against what an event implicates, what is never repeated, and how a plan
-is carried out through any sink."""
+is carried out through any sink. The level mechanics are shown with evidence that permits every
+action (EVERYTHING); tests/security/test_response_evidence.py shows the evidence caps."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from carevault.security.assessment import Assessment
 from carevault.security.events import Event, EventKind
 from carevault.security.response import (
     ActionKind,
+    Evidence,
+    Finding,
     Level,
     RecordingSink,
     ResponseAction,
@@ -46,9 +49,13 @@ def live(**changes) -> ResponseState:
     return ResponseState(live_session=SESSION, known_accounts=frozenset({"doctor1"}), **changes)
 
 
-def plan(risk, event=None, state=None, **assessment):
+# Evidence that permits every response: the level alone decides what happens.
+EVERYTHING = tuple(Finding(evidence) for evidence in Evidence)
+
+
+def plan(risk, event=None, state=None, findings=EVERYTHING, **assessment):
     return ResponsePolicy().plan(
-        Assessment(risk=risk, **assessment), event or read(), state or live()
+        Assessment(risk=risk, **assessment), event or read(), state or live(), findings
     )
 
 
@@ -192,11 +199,15 @@ def test_a_failed_login_suspends_only_an_account_that_exists():
         address=ADDRESS,
         outcome="failed",
     )
-    actions = plan(0.9, event=guess, state=ResponseState())
-    assert kinds(actions) == [(ActionKind.THROTTLE_ADDRESS, ADDRESS)]
+    guessing = (Finding(Evidence.ACCOUNT_GUESSING, "?0a1b2c3d"),)
+    assert plan(0.9, event=guess, state=ResponseState(), findings=guessing) == []
     known = Event(at=1000.0, kind=EventKind.LOGIN_FAILURE, actor="patient1", address=ADDRESS)
     state = ResponseState(known_accounts=frozenset({"patient1"}))
-    assert (ActionKind.SUSPEND_ACCOUNT, "patient1") in kinds(plan(0.9, event=known, state=state))
+    guessing = (Finding(Evidence.ACCOUNT_GUESSING, "patient1"),)
+    assert kinds(plan(0.9, event=known, state=state, findings=guessing)) == [
+        (ActionKind.SUSPEND_ACCOUNT, "patient1"),
+        (ActionKind.REVOKE_SESSIONS, "patient1"),
+    ]
 
 
 def test_a_login_that_proved_the_second_factor_is_not_stepped_up_or_contained():
@@ -226,7 +237,7 @@ def test_custom_thresholds_and_durations_are_used():
     config = ResponseConfig(
         thresholds=Thresholds(0.1, 0.2, 0.3, 0.4), address_block_seconds=60, floor_seconds=600
     )
-    actions = ResponsePolicy(config).plan(Assessment(risk=0.25), read(), live())
+    actions = ResponsePolicy(config).plan(Assessment(risk=0.25), read(), live(), EVERYTHING)
     assert kinds(actions)[-1] == (ActionKind.THROTTLE_ADDRESS, ADDRESS)
     assert actions[-1].seconds == 60
 

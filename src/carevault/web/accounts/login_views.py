@@ -6,16 +6,21 @@ URL name                   method  does
 accounts:login             GET     the login page (POST is refused: no credentials in forms)
 accounts:login_challenge   GET     a fresh single-use challenge (JSON)
 accounts:login_packet      POST    a sealed packet (JSON, CSRF token in ``X-CSRFToken``) ->
-                                   ``{"ok": true, "next": url}`` or, for every failure,
-                                   400 ``{"ok": false, "error": "Login failed."}``
+                                   ``{"ok": true, "next": url}``; for a failure
+                                   400 ``{"ok": false, "error": "Login failed."}``; while
+                                   sign-in is paused 429 ``{"ok": false, "error": "Sign-in
+                                   is paused ...", "retry_after": seconds}`` + Retry-After
 =========================  ======  =========================================================
 
 Every failure gets the same status and body, whatever the cause: a malformed, tampered,
-replayed, expired or foreign packet, a wrong password, an unknown, suspended or throttled
-account. There is no ``Retry-After`` either: ``login_flow`` reports a back-off after a wrong
-password but none for the right password of a suspended account, so exposing it would tell a
-guesser which password was right. A refused packet is audited with its reason
-(``auth.packet_rejected``); password failures are audited by the login flow and the throttle.
+replayed, expired or foreign packet, a wrong password, an unknown account. A paused sign-in
+(the name's back-off or suspension, the address's block) gets the paused answer, decided before
+any password check and worded the same for every name, so it tells neither whether the account
+exists nor whether the password was right (login_flow).
+
+A refused packet is audited with its reason (``auth.packet_rejected``) and counted towards the
+address's forged-packet limit; from a blocked address it is only counted (one summary row per
+window, throttle.count_refused), so junk sent at a blocked address cannot fill the audit log.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from carevault.web.audit.log import Outcome, record
 from carevault.web.net import client_address
 from carevault.web.vault import service
 
-from . import challenges, login_flow
+from . import challenges, login_flow, throttle
 from .login_flow import LoginOutcome
 
 LOGIN_FAILED = "Login failed."
@@ -106,6 +111,8 @@ def login_packet(request: HttpRequest) -> HttpResponse:
         return _json({"ok": True, "next": _next_url(request) or home})
     if result.outcome is LoginOutcome.SECOND_FACTOR:
         return _json({"ok": True, "next": _second_factor_url(request)})
+    if result.outcome is LoginOutcome.PAUSED:
+        return _paused(result.retry_after)
     return _failed()
 
 
@@ -127,10 +134,27 @@ def _failed() -> JsonResponse:
     return _json({"ok": False, "error": LOGIN_FAILED}, status=400)
 
 
+def _paused(retry_after: int) -> JsonResponse:
+    seconds = max(1, int(retry_after))
+    response = _json(
+        {"ok": False, "error": login_flow.paused_message(seconds), "retry_after": seconds},
+        status=429,
+    )
+    response["Retry-After"] = str(seconds)
+    return response
+
+
 def _refused(request: HttpRequest, reason: str) -> JsonResponse:
+    address = client_address(request)
+    decision = throttle.check("", address)
+    if decision.blocked and decision.reason == throttle.REASON_ADDRESS:
+        # Counted, not audited one row each (nor turned into a security event each).
+        throttle.count_refused(address, f"packet {reason}", request=request)
+        return _paused(decision.retry_after)
     record(
         "auth.packet_rejected", outcome=Outcome.FAILED, request=request, details={"reason": reason}
     )
+    throttle.record_forged_packet(address, reason, request=request)
     return _failed()
 
 

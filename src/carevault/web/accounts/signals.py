@@ -9,6 +9,9 @@ from django.dispatch import receiver
 
 from carevault.web.audit.log import Outcome, record
 
+from .models import User
+from .names import username_hash
+
 
 @receiver(user_logged_in)
 def _logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
@@ -23,11 +26,14 @@ def _logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 
 @receiver(user_login_failed)
 def _login_failed(sender: Any, credentials: Any, request: Any = None, **kwargs: Any) -> None:
-    # The attempted name is kept (throttling and forensics need it) but capped in length.
-    username = str(credentials.get("username", ""))[:150]
+    # Never the attempted text (people type e-mail addresses and surnames there): a keyed hash
+    # of it (names.py), and the account as the entry's target when one has that name.
+    username = str(credentials.get("username", ""))[:150].strip()
+    account = User.objects.filter(username__iexact=username).first() if username else None
     record(
         "auth.login_failed",
         outcome=Outcome.FAILED,
+        target=account,
         request=request,
-        details={"username": username},
+        details={"username_hash": username_hash(username)},
     )

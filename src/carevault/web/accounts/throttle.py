@@ -8,13 +8,24 @@ Three defences, each against a different attack:
   wait ``2^(n - LOGIN_BACKOFF_AFTER)`` seconds after the last failure, up to
   ``LOGIN_BACKOFF_MAX_SECONDS``. This slows a guesser however many addresses they use.
 * **Per client address** (:func:`carevault.web.net.client_address`, so a forged
-  X-Forwarded-For changes nothing), over a sliding window: too many failures, or failures against
-  too many different account names (credential stuffing, password spraying), block the address
-  for ``LOGIN_ADDRESS_BLOCK_SECONDS``.
+  X-Forwarded-For changes nothing), only on evidence of an attack *from* the address (issue 12):
+  a ward workstation or a clinic behind one NAT address serves many honest people, whose
+  mistakes the account limits answer. Over a sliding window, failures against more account
+  names than a ward has (``LOGIN_ADDRESS_MAX_USERNAMES``, default 100) or more failures than it
+  makes (``LOGIN_ADDRESS_MAX_FAILURES``, 300); failures for names that do not exist faster than
+  a person types (``LOGIN_ADDRESS_UNKNOWN_PER_MINUTE``, 20 a minute); replayed, forged or
+  tampered login packets (``LOGIN_ADDRESS_MAX_FORGED_PACKETS``, 20). Any of these blocks the
+  address for ``LOGIN_ADDRESS_BLOCK_SECONDS``; :func:`address_evidence` says which fired.
 * **Suspension** of an existing account after ``LOGIN_SUSPEND_AFTER`` consecutive failures
   (``User.consecutive_failures``, durable in the database). It cannot be turned against the
   owner: a second factor or a password reset lifts it (:func:`lift_suspension`), and so does
-  the security officer on the dashboard. Every suspension and lift is audited.
+  the security officer on the dashboard. Every suspension and lift is audited. A name that is
+  no account is "suspended" at the same count (a cache mark), so a pause never tells whether
+  the account exists.
+
+While sign-in is paused (back-off, suspension, address block) attempts are refused before any
+decision depends on the password; they are counted (:func:`count_refused`: one counter and one
+summary audit row per address and window), not audited one row each.
 
 Counters live in the Django cache (local memory on one machine, Redis when ``REDIS_URL`` is set)
 and change only through ``cache.add`` + ``cache.incr``: ``add`` creates a key only when it is
@@ -42,6 +53,7 @@ from django.utils.crypto import salted_hmac
 
 from carevault.web.audit.log import Outcome, record
 
+from . import handled
 from .models import User
 
 PREFIX = "cv:login"
@@ -53,6 +65,18 @@ REGISTRY_SIZE = 1000
 
 REASON_ADDRESS = "address-blocked"
 REASON_ACCOUNT = "account-backoff"
+REASON_SUSPENDED = "account-suspended"
+
+# Why an address was blocked (the evidence; securitycore maps them to response findings).
+EVIDENCE_NAMES = "names"
+EVIDENCE_FAILURES = "failures"
+EVIDENCE_UNKNOWN = "unknown_names"
+EVIDENCE_FORGED = "forged_packets"
+# Refused packets that count as forged (an expired one is an old tab, not an attack).
+NOT_FORGED = frozenset({"expired"})
+# How long a name that reached the suspension limit stays paused when no account has it (an
+# existing account's suspension is in the database and lasts until lifted).
+NAME_SUSPENSION_SECONDS = 30 * 86400
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,7 @@ class BlockedAddress:
     since: dt.datetime
     until: dt.datetime
     reason: str
+    evidence: str = ""  # EVIDENCE_* ("" for a block the security layer or an officer placed)
 
 
 def clock() -> float:
@@ -83,10 +108,12 @@ def check(username: str, address: str) -> ThrottleDecision:
     now = clock()
     account = _account_key(username)
     block_key = _block_key(address)
-    found = cache.get_many([block_key, f"{account}:n", f"{account}:last"])
+    found = cache.get_many([block_key, f"{account}:n", f"{account}:last", f"{account}:suspended"])
     block = found.get(block_key)
     if isinstance(block, dict) and float(block.get("until", 0)) > now:
         return ThrottleDecision(True, _seconds(float(block["until"]) - now), REASON_ADDRESS)
+    if found.get(f"{account}:suspended"):
+        return ThrottleDecision(True, suspension_retry_seconds(), REASON_SUSPENDED)
     failures = int(found.get(f"{account}:n") or 0)
     last = found.get(f"{account}:last")
     if last is not None and backoff_seconds(failures) > 0:
@@ -117,19 +144,108 @@ def record_failure(username: str, address: str, *, request: HttpRequest | None =
     # distinct names is exact, with no list to read, modify and write back.
     if cache.add(f"{base}:name:{_digest(name)}", 1, ttl):
         _increment(f"{base}:names", ttl)
+
+    exists = _count_consecutive_failure(username, request)
+    if not exists:
+        _increment(f"{_address_key(address)}:unknown:{int(now // 60)}", 120)
+        if int(cache.get(f"{account}:n") or 0) >= int(settings.LOGIN_SUSPEND_AFTER):
+            # The same pause an existing account gets at this count (see the module docstring).
+            cache.set(f"{account}:suspended", 1, NAME_SUSPENSION_SECONDS)
+    evidence = address_evidence(address, now=now)
+    if evidence:
+        _block(address, evidence[0][1], now, request, evidence=evidence[0][0])
+
+
+def address_evidence(address: str, *, now: float | None = None) -> list[tuple[str, str]]:
+    """Which of the address limits its counts have reached now, as (evidence, reason for
+    people), strongest first; [] for an address with no evidence of an attack."""
+    now = clock() if now is None else now
     failures, names = address_counts(address, now=now)
-    window = int(settings.LOGIN_ADDRESS_WINDOW_SECONDS)
+    window = _minutes(_window())
+    found = []
     if names >= int(settings.LOGIN_ADDRESS_MAX_USERNAMES):
+        found.append((EVIDENCE_NAMES, f"failed logins against {names} account names in {window}"))
+    if failures >= int(settings.LOGIN_ADDRESS_MAX_FAILURES):
+        found.append((EVIDENCE_FAILURES, f"{failures} failed logins in {window}"))
+    unknown = unknown_per_minute(address, now=now)
+    if unknown >= int(settings.LOGIN_ADDRESS_UNKNOWN_PER_MINUTE):
+        found.append((EVIDENCE_UNKNOWN, f"{unknown} failed logins for unknown names in one minute"))
+    forged = forged_packets(address, now=now)
+    if forged >= int(settings.LOGIN_ADDRESS_MAX_FORGED_PACKETS):
+        found.append((EVIDENCE_FORGED, f"{forged} replayed or forged login packets in {window}"))
+    return found
+
+
+def unknown_per_minute(address: str, *, now: float | None = None) -> int:
+    """Failures for names that are no account, from the address, in the current minute."""
+    now = clock() if now is None else now
+    return int(cache.get(f"{_address_key(address)}:unknown:{int(now // 60)}") or 0)
+
+
+def forged_packets(address: str, *, now: float | None = None) -> int:
+    """Refused login packets (not merely expired) from the address over the sliding window."""
+    now = clock() if now is None else now
+    bucket = _bucket(now)
+    elapsed = (now % _window()) / _window()
+    base = _address_key(address)
+    found = cache.get_many([f"{base}:{bucket}:forged", f"{base}:{bucket - 1}:forged"])
+    current = int(found.get(f"{base}:{bucket}:forged") or 0)
+    previous = int(found.get(f"{base}:{bucket - 1}:forged") or 0)
+    return math.ceil(current + previous * (1 - elapsed))
+
+
+def record_forged_packet(address: str, reason: str, *, request: HttpRequest | None = None) -> bool:
+    """Count a refused login packet; block the address at the limit. Returns whether the
+    packet counted as forged (an expired packet does not)."""
+    if reason in NOT_FORGED:
+        return False
+    now = clock()
+    _increment(f"{_address_key(address)}:{_bucket(now)}:forged", _bucket_ttl())
+    forged = forged_packets(address, now=now)
+    if forged >= int(settings.LOGIN_ADDRESS_MAX_FORGED_PACKETS):
+        window = _minutes(_window())
         _block(
             address,
-            f"failed logins against {names} account names in {_minutes(window)}",
+            f"{forged} replayed or forged login packets in {window}",
             now,
             request,
+            evidence=EVIDENCE_FORGED,
         )
-    elif failures >= int(settings.LOGIN_ADDRESS_MAX_FAILURES):
-        _block(address, f"{failures} failed logins in {_minutes(window)}", now, request)
+    return True
 
-    _count_consecutive_failure(username, request)
+
+def count_refused(address: str, reason: str, *, request: HttpRequest | None = None) -> int:
+    """Count one attempt refused while sign-in is paused (or a packet refused from a blocked
+    address): one counter per address and window, and one summary audit row when the window's
+    first refusal arrives, instead of a row (and a security event) per attempt. Returns the
+    window's count so far. The same work whatever the password was (login_flow)."""
+    now = clock()
+    key = f"{_address_key(address)}:{_bucket(now)}:refused"
+    count = _increment(key, _bucket_ttl())
+    if count == 1:
+        record(
+            "auth.refused_counted",
+            outcome=Outcome.DENIED,
+            request=request,
+            details={
+                "reason": reason,
+                "window_seconds": _window(),
+                "note": "further refusals from this address in this window are counted only",
+            },
+        )
+    return count
+
+
+def refused_count(address: str, *, now: float | None = None) -> int:
+    """Attempts refused from the address in the current window."""
+    now = clock() if now is None else now
+    return int(cache.get(f"{_address_key(address)}:{_bucket(now)}:refused") or 0)
+
+
+def suspension_retry_seconds() -> int:
+    """What a suspended name is told to wait: suspension lasts until lifted, so the longest
+    back-off (the same answer a name in back-off gets, so neither tells which it is)."""
+    return int(settings.LOGIN_BACKOFF_MAX_SECONDS)
 
 
 def record_success(user: User, address: str) -> None:
@@ -171,6 +287,12 @@ def lift_suspension(
             )
     user.suspended_at, user.suspension_reason, user.consecutive_failures = None, "", 0
     _forget_account(locked.username)
+    if suspended_at is not None and (actor is None or actor.pk != locked.pk):
+        # An officer's (or the system's) lift lasts: the same evidence does not suspend the
+        # account again. The owner's own second factor or reset needs no mark.
+        handled.mark(
+            handled.account(locked.username), by=actor.username if actor is not None else ""
+        )
     return suspended_at is not None
 
 
@@ -178,23 +300,25 @@ def suspended_users() -> QuerySet[User]:
     return User.objects.filter(suspended_at__isnull=False).order_by("-suspended_at")
 
 
-def _count_consecutive_failure(username: str, request: HttpRequest | None) -> None:
+def _count_consecutive_failure(username: str, request: HttpRequest | None) -> bool:
     """One more consecutive failure for the account of that name, if there is one; suspend it at
-    the threshold. The increment is a single UPDATE, so concurrent failures all count."""
+    the threshold. The increment is a single UPDATE, so concurrent failures all count. Returns
+    whether an account has that name."""
     username = username.strip()
     if not username:
-        return
+        return False
     limit = int(settings.LOGIN_SUSPEND_AFTER)
     # Usernames are unique regardless of case (accounts.actions, clinic.actions), so "Doctor1"
     # is an attack on doctor1 even though the password check itself is case-sensitive.
     same_name = User.objects.filter(username__iexact=username)
     with transaction.atomic():
         if not same_name.update(consecutive_failures=F("consecutive_failures") + 1):
-            return
+            return False
         to_suspend = same_name.select_for_update().filter(
             suspended_at__isnull=True, consecutive_failures__gte=limit
         )
         for user in to_suspend:
+            cache.set(f"{_account_key(user.username)}:suspended", 1, NAME_SUSPENSION_SECONDS)
             user.suspended_at = timezone.now()
             user.suspension_reason = f"{user.consecutive_failures} consecutive failed logins"
             user.save(update_fields=["suspended_at", "suspension_reason"])
@@ -209,6 +333,7 @@ def _count_consecutive_failure(username: str, request: HttpRequest | None) -> No
                     "failures": user.consecutive_failures,
                 },
             )
+    return True
 
 
 # -- address blocks --------------------------------------------------------------------------------
@@ -243,6 +368,8 @@ def describe() -> dict[str, Any]:
         "window_minutes": _window() // 60,
         "address_max_failures": int(settings.LOGIN_ADDRESS_MAX_FAILURES),
         "address_max_usernames": int(settings.LOGIN_ADDRESS_MAX_USERNAMES),
+        "address_unknown_per_minute": int(settings.LOGIN_ADDRESS_UNKNOWN_PER_MINUTE),
+        "address_max_forged_packets": int(settings.LOGIN_ADDRESS_MAX_FORGED_PACKETS),
         "block_minutes": int(settings.LOGIN_ADDRESS_BLOCK_SECONDS) // 60,
     }
 
@@ -266,6 +393,7 @@ def blocked_addresses() -> list[BlockedAddress]:
                     since=_datetime(float(block["since"])),
                     until=_datetime(float(block["until"])),
                     reason=str(block.get("reason", "")),
+                    evidence=str(block.get("evidence", "")),
                 )
             )
     return sorted(blocked, key=lambda item: item.since, reverse=True)
@@ -274,17 +402,26 @@ def blocked_addresses() -> list[BlockedAddress]:
 def unblock_address(
     address: str, *, actor: User | None, request: HttpRequest | None = None
 ) -> bool:
-    """End the address's block and forget its recent failures (the officer vouches for it).
-    Audited when there was a block to end; returns whether there was one."""
+    """End the address's block and forget the evidence behind it (the officer vouches for it):
+    its window's counts are reset and the address is marked handled (handled.py), so neither
+    the throttle nor the security layer blocks it again on what happened before. Audited when
+    there was a block to end; returns whether there was one."""
     now = clock()
     key = _block_key(address)
     block = cache.get(key)
     bucket = _bucket(now)
     base = _address_key(address)
+    minute = int(now // 60)
     cache.delete_many(
         [key]
-        + [f"{base}:{b}:{count}" for b in (bucket, bucket - 1) for count in ("fails", "names")]
+        + [
+            f"{base}:{b}:{count}"
+            for b in (bucket, bucket - 1)
+            for count in ("fails", "names", "forged")
+        ]
+        + [f"{base}:unknown:{m}" for m in (minute, minute - 1)]
     )
+    handled.mark(handled.address(address), by=actor.username if actor is not None else "")
     if not (isinstance(block, dict) and float(block.get("until", 0)) > now):
         return False
     record(
@@ -321,10 +458,18 @@ def _block(
     now: float,
     request: HttpRequest | None,
     seconds: int | None = None,
+    *,
+    evidence: str = "",
 ) -> bool:
     seconds = int(settings.LOGIN_ADDRESS_BLOCK_SECONDS) if seconds is None else max(1, seconds)
     key = _block_key(address)
-    entry = {"address": address, "since": now, "until": now + seconds, "reason": reason}
+    entry = {
+        "address": address,
+        "since": now,
+        "until": now + seconds,
+        "reason": reason,
+        "evidence": evidence,
+    }
     # add(): of several app servers crossing the threshold together, one blocks and audits.
     if not cache.add(key, entry, seconds):
         current = cache.get(key)
@@ -337,7 +482,12 @@ def _block(
         "auth.address_blocked",
         outcome=Outcome.ALERT,
         request=request,
-        details={"address": address, "reason": reason, "seconds": seconds},
+        details={
+            "address": address,
+            "reason": reason,
+            "seconds": seconds,
+            "evidence": evidence,
+        },
     )
     return True
 
@@ -375,13 +525,18 @@ def _increment(key: str, timeout: int | None) -> int:
 
 def _forget_account(username: str) -> None:
     account = _account_key(username)
-    cache.delete_many([f"{account}:n", f"{account}:last"])
+    cache.delete_many([f"{account}:n", f"{account}:last", f"{account}:suspended"])
 
 
 def _digest(value: str) -> str:
     # Keyed (SECRET_KEY, shared by every app server): whoever reads the cache cannot test
     # guesses of the names (or mistyped passwords) behind the keys.
     return salted_hmac("carevault.throttle", value, algorithm="sha256").hexdigest()[:32]
+
+
+def account_digest(username: str) -> str:
+    """The keyed hash the throttle knows a name by (never the name itself)."""
+    return _digest(normalise(username))
 
 
 def _account_key(username: str) -> str:

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import segno
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
+from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -52,14 +53,26 @@ from carevault.web.net import client_address
 from carevault.web.vault import service
 
 from . import recovery, sessions, throttle
-from .models import RecoveryCode, User
+from .models import RecoveryCode, Role, User
 
 PENDING_KEY = "cv_pending_user"
 PENDING_AT_KEY = "cv_pending_at"
 PENDING_BINDING_KEY = "cv_pending_binding"
 PENDING_ATTEMPTS_KEY = "cv_pending_attempts"
-PENDING_KEYS = (PENDING_KEY, PENDING_AT_KEY, PENDING_BINDING_KEY, PENDING_ATTEMPTS_KEY)
+# Whether the password step matched: a paused sign-in reaches the second step whatever the
+# password was (login_flow), and only the right password with a valid code gets through.
+PENDING_PASSWORD_OK_KEY = "cv_pending_password_ok"  # noqa: S105 - a session key name
+PENDING_KEYS = (
+    PENDING_KEY,
+    PENDING_AT_KEY,
+    PENDING_BINDING_KEY,
+    PENDING_ATTEMPTS_KEY,
+    PENDING_PASSWORD_OK_KEY,
+)
 PENDING_SECONDS = 5 * 60
+# Paused sign-ins sent to the second step, per account and hour: each allows MAX_ATTEMPTS
+# codes, so this bounds code guessing while sign-in is paused (the command line stays open).
+PAUSED_SECOND_STEPS_PER_HOUR = 10
 
 STEP_UP_KEY = "cv_step_up"
 # Which pending enrolment secret this session was shown (a digest of its wrapped form).
@@ -279,7 +292,28 @@ def check_in_session(request: HttpRequest, user: User, code: str, *, purpose: st
 # -- the login's second step -----------------------------------------------------------------------
 
 
-def begin(request: HttpRequest, user: User) -> None:
+def paused_path_open(user: User, reason: str) -> bool:
+    """May a paused sign-in for ``user`` go to the second-factor step instead of being refused?
+    For a security officer with TOTP (blocked address, back-off or suspension: the officer is
+    never locked out of the way back in), and for the owner of a suspended account with TOTP
+    (the second factor lifts the suspension). At most PAUSED_SECOND_STEPS_PER_HOUR times an
+    hour per account."""
+    if not (user.has_totp and user.is_active):
+        return False
+    if not (user.role == Role.ADMIN or user.is_suspended or reason == throttle.REASON_SUSPENDED):
+        return False
+    key = (
+        f"cv:login:paused2fa:{throttle.account_digest(user.username)}:{int(sessions.now()) // 3600}"
+    )
+    cache.add(key, 0, 3600 + 60)
+    try:
+        used = int(cache.incr(key))
+    except ValueError:
+        return False
+    return used <= PAUSED_SECOND_STEPS_PER_HOUR
+
+
+def begin(request: HttpRequest, user: User, *, password_ok: bool = True) -> None:
     """Remember, in a new session, who passed the password step and still owes a second factor,
     since when, and for which client (a pending state copied to another client is useless).
 
@@ -294,6 +328,7 @@ def begin(request: HttpRequest, user: User) -> None:
     request.session[PENDING_AT_KEY] = int(sessions.now())
     request.session[PENDING_BINDING_KEY] = sessions.client_binding(request)
     request.session[PENDING_ATTEMPTS_KEY] = 0
+    request.session[PENDING_PASSWORD_OK_KEY] = bool(password_ok)
 
 
 def clear_pending(request: HttpRequest) -> None:
@@ -316,9 +351,12 @@ def pending_user(request: HttpRequest) -> User | None:
 
 
 def verify_pending(request: HttpRequest, user: User, code: str) -> None:
-    """Check the login's second factor; a wrong code counts as a failed login (throttle)."""
+    """Check the login's second factor; a wrong code counts as a failed login (throttle). A
+    right code after a wrong password (a paused sign-in) fails like a wrong code."""
     try:
         verify_second_factor(request, user, code, purpose="login")
+        if request.session.get(PENDING_PASSWORD_OK_KEY) is not True:
+            raise SecondFactorFailed()
     except SecondFactorFailed:
         attempts = _count_wrong_code(request, user, PENDING_ATTEMPTS_KEY, "login")
         if attempts >= MAX_ATTEMPTS:

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.security.response import ActionKind, Level, execute
-from carevault.web.accounts import throttle
+from carevault.web.accounts import handled, throttle
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.errors import Conflict, NotAllowed
@@ -142,6 +142,8 @@ def _lift_effect(acting_user: User, response: ResponseRecord, request: HttpReque
         return "suspension lifted" if lifted else "the account was not suspended any more"
     if kind is ActionKind.RAISE_FLOOR:
         floor = security_state.lower_floor()
+        # Lasts: the evidence that raised it (a tampered record read again) does not re-raise it.
+        handled.mark(handled.FLOOR, by=acting_user.username)
         return f"floor {floor.suite} lowered" if floor else "the floor had ended already"
     raise Conflict("this response cannot be undone")  # pragma: no cover - filtered by caller
 
@@ -190,6 +192,7 @@ def do_lower_floor(acting_user: User, request: HttpRequest | None = None) -> boo
     Audited; False if no floor was in force."""
     _require_officer(acting_user)
     floor = security_state.lower_floor()
+    handled.mark(handled.FLOOR, by=acting_user.username)
     now = timezone.now()
     raised = ResponseRecord.objects.select_for_update().filter(
         action=ActionKind.RAISE_FLOOR.value, status=ResponseStatus.IN_FORCE

@@ -24,7 +24,13 @@ the patient whose stored data failed, the host), or opens one. An incident stays
 officer closes it or ``SECURITY_INCIDENT_IDLE_MINUTES`` pass without a new event.
 
 **Responses.** :class:`~carevault.security.response.ResponsePolicy` plans, with what is already
-in force looked up here (:func:`state_for`), and :class:`~.sink.WebResponseSink` carries out.
+in force looked up here (:func:`state_for`) and the evidence behind the event
+(:func:`findings_for`: what the event carries, plus the counts the login throttle keeps, the
+account's run of failures, the extraction guard's cut-offs), and
+:class:`~.sink.WebResponseSink` carries out. The evidence caps the plan (issue 12): failed
+sign-ins never block an address, raise the floor or rotate keys; an incident is rated no higher
+than its evidence permits. Subjects an officer has unblocked or lifted are marked handled
+(accounts/handled.py) and left alone unless fresh evidence names them.
 Each action becomes a :class:`~.models.ResponseRecord` and a ``security.response`` audit entry
 with its explanation (which event, which detectors, which features).
 """
@@ -57,7 +63,9 @@ from carevault.security.baseline import (
 from carevault.security.events import AttackClass, Event, EventKind
 from carevault.security.response import (
     ActionKind,
+    Evidence,
     Executed,
+    Finding,
     Level,
     ResponseConfig,
     ResponsePolicy,
@@ -66,10 +74,11 @@ from carevault.security.response import (
     Thresholds,
     execute,
     explain,
+    infer_findings,
     is_at_rest,
 )
 from carevault.security.telemetry import HostSample, HostSampler, LatencyWindow
-from carevault.web.accounts import throttle, twofactor
+from carevault.web.accounts import handled, throttle, twofactor
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.audit.models import AuditEntry
@@ -457,14 +466,63 @@ def _title(event: Event, keys: list[str]) -> str:
     return f"{TITLES.get(event.kind, event.kind.value)}: {about}"[:200]
 
 
+# The throttle's address evidence, as response findings.
+ADDRESS_EVIDENCE = {
+    throttle.EVIDENCE_NAMES: Evidence.ADDRESS_SPRAYING,
+    throttle.EVIDENCE_FAILURES: Evidence.ADDRESS_SPRAYING,
+    throttle.EVIDENCE_UNKNOWN: Evidence.UNKNOWN_NAMES,
+    throttle.EVIDENCE_FORGED: Evidence.FORGED_PACKETS,
+}
+LOGIN_EVENT_KINDS = frozenset(
+    {EventKind.LOGIN_FAILURE, EventKind.LOGIN_SUCCESS, EventKind.PACKET_REJECTED}
+)
+
+
+def findings_for(observed: Observed, assessment: Assessment) -> tuple[Finding, ...]:
+    """The evidence behind an event: what it carries itself, plus the counts kept elsewhere
+    that say what is attacked (the throttle's address limits, the account's run of failed
+    logins at the suspension limit, an extraction cut-off of the actor)."""
+    event, user = observed.event, observed.user
+    found = list(infer_findings(assessment, event))
+    if event.kind in LOGIN_EVENT_KINDS and event.address:
+        for evidence, reason in throttle.address_evidence(event.address):
+            found.append(Finding(ADDRESS_EVIDENCE[evidence], event.address, reason, fresh=True))
+    if event.kind is EventKind.LOGIN_FAILURE and user is not None:
+        fresh = User.objects.filter(pk=user.pk).values_list("consecutive_failures", flat=True)
+        failures = int(fresh.first() or 0)
+        if failures >= int(settings.LOGIN_SUSPEND_AFTER):
+            found.append(
+                Finding(
+                    Evidence.ACCOUNT_GUESSING,
+                    user.username,
+                    f"{failures} consecutive failed logins",
+                    fresh=True,
+                )
+            )
+    if event.kind is EventKind.PREDICTION and user is not None:
+        from carevault.web.diagnosis.models import ClientCutOff
+
+        if ClientCutOff.objects.filter(user=user, lifted_at__isnull=True).exists():
+            found.append(
+                Finding(
+                    Evidence.EXTRACTION_CUT_OFF,
+                    user.username,
+                    "the extraction guard cut off",
+                    fresh=True,
+                )
+            )
+    return tuple(found)
+
+
 def _after_scoring(row: SecurityEvent, observed: Observed, assessment: Assessment) -> None:
     if assessment.risk < incident_threshold():
         return
     current = policy()
-    level = current.level(assessment.risk)
+    findings = findings_for(observed, assessment)
+    level = current.capped_level(assessment, observed.event, findings)
     incident = _attach(row, observed.event, assessment, level)
     state = state_for(observed, incident)
-    actions = current.plan(assessment, observed.event, state)
+    actions = current.plan(assessment, observed.event, state, findings)
     if not actions:
         return
     sink = WebResponseSink(incident, live_request=observed.request)
@@ -562,7 +620,17 @@ def state_for(observed: Observed, incident: Incident) -> ResponseState:
         touched_patients=frozenset(touched),
         rotated_patients=_done_targets(incident, ActionKind.ROTATE_KEYS),
         floor_raised=security_state.current_floor() is not None,
+        handled=handled.handled(_subject_keys_of(event, user)),
     )
+
+
+def _subject_keys_of(event: Event, user: User | None) -> list[str]:
+    keys = [handled.FLOOR]
+    if event.address:
+        keys.append(handled.address(event.address))
+    if user is not None:
+        keys.append(handled.account(user.username))
+    return keys
 
 
 def record_response(

@@ -120,9 +120,11 @@ def observe_entry(
     details = _details(entry)
     user = _request_user(request)
     if kind is EventKind.LOGIN_FAILURE and entry.action in ("auth.login_failed", "auth.throttled"):
-        # The entry names the account tried (which may not exist), not a logged-in actor.
-        account = _account_named(str(details.get("username", "")))
-        actor, role = _actor_name(account, str(details.get("username", ""))), _role(account)
+        # The entry names the account tried (its target, when it exists), not a logged-in actor;
+        # an attempted name that is no account is known only by its keyed hash.
+        account = _account_targeted(entry)
+        actor = account.username if account is not None else _unknown_actor(details)
+        role = _role(account)
     elif entry.actor_id is not None:
         if user is not None and user.pk == entry.actor_id:
             account = user
@@ -194,21 +196,15 @@ def _request_user(request: HttpRequest | None) -> User | None:
     return user if isinstance(user, User) and user.is_authenticated else None
 
 
-def _account_named(name: str) -> User | None:
-    name = name.strip()
-    if not name:
+def _account_targeted(entry: AuditEntry) -> User | None:
+    if entry.target_type != User._meta.label_lower or not entry.target_id.isdigit():
         return None
-    # Usernames are unique regardless of case (accounts.actions), as the throttle counts them.
-    return User.objects.filter(username__iexact=name).first()
+    return User.objects.filter(pk=int(entry.target_id)).first()
 
 
-def _actor_name(account: User | None, typed: str) -> str:
-    if account is not None:
-        return account.username
-    if not typed.strip():
-        return ""
-    digest = salted_hmac("carevault.security.actor", typed.strip().casefold()).hexdigest()
-    return f"?{digest[:16]}"
+def _unknown_actor(details: dict[str, Any]) -> str:
+    digest = str(details.get("username_hash", ""))
+    return f"?{digest[:16]}" if digest else ""
 
 
 def _role(account: User | None) -> str:
