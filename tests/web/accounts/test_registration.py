@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from form_sealing import sealed_post
 
 from carevault.web.accounts.models import User
 from carevault.web.clinic.models import Patient
@@ -21,8 +22,10 @@ FORM = {
 
 @pytest.mark.parametrize("role", ["admin", "doctor", "labtech"])
 def test_registration_creates_only_patients_even_if_a_role_is_posted(client, role):
-    response = client.post(
-        reverse("accounts:register"), FORM | {"role": role, "is_staff": "on", "is_superuser": "on"}
+    response = sealed_post(
+        client,
+        reverse("accounts:register"),
+        FORM | {"role": role, "is_staff": "on", "is_superuser": "on"},
     )
     assert response.status_code == 302
     user = User.objects.get(username="newpatient")
@@ -39,7 +42,7 @@ def test_the_registration_page_offers_no_role(client):
 
 
 def test_registration_rejects_a_weak_password_inline(client):
-    response = client.post(reverse("accounts:register"), FORM | {"password": "password"})
+    response = sealed_post(client, reverse("accounts:register"), FORM | {"password": "password"})
     assert response.status_code == 200
     assert "too common" in response.content.decode()
     assert not User.objects.filter(username="newpatient").exists()
