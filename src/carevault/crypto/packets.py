@@ -73,8 +73,11 @@ __all__ = [
     "LoginKey",
     "LoginPacket",
     "b64url",
+    "form_aad",
     "make_challenge",
+    "open_form_packet",
     "open_login_packet",
+    "seal_form_packet",
     "seal_login_packet",
     "seal_payload",
 ]
@@ -97,6 +100,16 @@ MAX_PACKET_BYTES = 8192
 
 PACKET_FIELDS = frozenset({"cid", "epk", "iv", "ct"})
 CREDENTIAL_FIELDS = frozenset({"username", "password", "nonce", "ts"})
+
+# Form packets (passwords in registration, enrolment, reset and new-user forms): same scheme,
+# their own domain, and the form they were made for in the associated data.
+FORM_DOMAIN = b"carevault-form/1"
+FORM_PAYLOAD_FIELDS = frozenset({"fields", "nonce", "ts"})
+# A form's purpose is a short fixed word (register, password-reset, ...); no "|" can occur in it,
+# so the associated data below splits one way only.
+_PURPOSE = re.compile(r"[a-z][a-z0-9-]{0,39}")
+MAX_BINDING_BYTES = 1024
+MAX_FORM_FIELDS = 4
 
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -152,8 +165,26 @@ def _strict_json(data: bytes | str) -> Any:
     )
 
 
-def _derive_key(shared: bytes, nonce: bytes, cid: bytes) -> p.AesGcm:
-    return p.AesGcm(p.hkdf_sha256(shared, length=32, salt=nonce, info=DOMAIN + cid))
+def _derive_key(shared: bytes, nonce: bytes, cid: bytes, *, domain: bytes = DOMAIN) -> p.AesGcm:
+    return p.AesGcm(p.hkdf_sha256(shared, length=32, salt=nonce, info=domain + cid))
+
+
+def form_aad(purpose: str, binding: str, cid: bytes) -> bytes:
+    """The associated data of a form packet: ``carevault-form/1|purpose|cid|binding``.
+
+    ``purpose`` is a short word without "|" and ``cid`` has a fixed length, so the bytes split
+    one way only; ``binding`` (the form's path) goes last and may hold any text. A packet sealed
+    for the registration form does not open as a password reset, nor for another reset link.
+    """
+    if not _PURPOSE.fullmatch(purpose):
+        raise ConfigurationError(f"not a form purpose: {purpose!r}")
+    try:
+        bound = binding.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError("a form binding is text") from None
+    if len(bound) > MAX_BINDING_BYTES:
+        raise ConfigurationError("a form binding is limited to 1024 bytes")
+    return FORM_DOMAIN + b"|" + purpose.encode("ascii") + b"|" + cid + b"|" + bound
 
 
 # -- the server's key -----------------------------------------------------------------------------
@@ -355,13 +386,18 @@ def _challenge(challenge: Challenge | Mapping[str, Any]) -> Challenge:
 
 
 def seal_payload(
-    challenge: Challenge | Mapping[str, Any], payload: Mapping[str, Any] | bytes
+    challenge: Challenge | Mapping[str, Any],
+    payload: Mapping[str, Any] | bytes,
+    *,
+    form: tuple[str, str] | None = None,
 ) -> dict[str, str]:
-    """Seal any JSON object (canonically encoded) or any bytes the way a login packet is sealed.
+    """Seal any JSON object (canonically encoded) or any bytes the way a login packet is sealed
+    (or, with ``form=(purpose, binding)``, the way a form packet is sealed).
 
-    :func:`seal_login_packet` is the client's function; this lower step exists for tests and
-    the attack lab, which need well-sealed packets with wrong contents (a foreign nonce, an old
-    timestamp, a missing member, bytes that are not JSON) to show that the server refuses them.
+    :func:`seal_login_packet` and :func:`seal_form_packet` are the client's functions; this lower
+    step exists for tests and the attack lab, which need well-sealed packets with wrong contents
+    (a foreign nonce, an old timestamp, a missing member, bytes that are not JSON) to show that
+    the server refuses them.
     """
     c = _challenge(challenge)
     cid = _unb64url(c.cid, size=CID_BYTES)
@@ -373,8 +409,13 @@ def seal_payload(
     if len(plaintext) > MAX_PLAINTEXT_BYTES:
         raise ConfigurationError(f"login credentials are limited to {MAX_PLAINTEXT_BYTES} bytes")
     ephemeral = p.EcdhP256PrivateKey.generate()
-    aead = _derive_key(ephemeral.exchange(server_point), nonce, cid)
-    sealed = aead.seal(plaintext, AAD_PREFIX + cid)
+    if form is None:
+        aead = _derive_key(ephemeral.exchange(server_point), nonce, cid)
+        aad = AAD_PREFIX + cid
+    else:
+        aead = _derive_key(ephemeral.exchange(server_point), nonce, cid, domain=FORM_DOMAIN)
+        aad = form_aad(form[0], form[1], cid)
+    sealed = aead.seal(plaintext, aad)
     packet = LoginPacket(
         cid=c.cid, epk=ephemeral.public_bytes(), iv=sealed[:IV_BYTES], ct=sealed[IV_BYTES:]
     )
@@ -435,3 +476,88 @@ def open_login_packet(
     if abs(credentials.ts - now) > MAX_CLOCK_SKEW or credentials.ts > expires:
         raise RejectedPacketError("expired")
     return credentials
+
+
+# -- form packets ---------------------------------------------------------------------------------
+#
+# The same scheme carries the password fields of other forms (registration, enrolment, password
+# reset, the officer's new-user form). Differences from a login packet:
+#
+#   key = HKDF-SHA256(shared, salt = nonce, info = "carevault-form/1" || cid)
+#   pt  = canonical JSON {"fields": {name: text, ...}, "nonce", "ts"}
+#   aad = "carevault-form/1|" || purpose || "|" || cid || "|" || binding (UTF-8)
+#
+# ``purpose`` names the form and ``binding`` is the path it was served at, so a packet opens only
+# for the form (and the reset link) it was sealed for, and never as a login packet.
+
+
+def seal_form_packet(
+    challenge: Challenge | Mapping[str, Any],
+    purpose: str,
+    binding: str,
+    fields: Mapping[str, str],
+    now: float,
+) -> dict[str, str]:
+    """The form packet carrying ``fields`` (name -> value) for the form ``(purpose, binding)``."""
+    c = _challenge(challenge)
+    payload = {"fields": dict(fields), "nonce": c.nonce, "ts": int(now)}
+    return seal_payload(c, payload, form=(purpose, binding))
+
+
+def _form_fields(plaintext: bytes) -> tuple[dict[str, str], str, int]:
+    try:
+        data = _strict_json(plaintext)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise DecryptionError() from None
+    if not isinstance(data, dict) or set(data) != FORM_PAYLOAD_FIELDS:
+        raise DecryptionError()
+    fields, nonce, ts = data["fields"], data["nonce"], data["ts"]
+    if type(ts) is not int or not _text(nonce) or not isinstance(fields, dict):
+        raise DecryptionError()
+    if len(fields) > MAX_FORM_FIELDS or not all(_text(k) and _text(v) for k, v in fields.items()):
+        raise DecryptionError()
+    return fields, nonce, ts
+
+
+def open_form_packet(
+    login_key: LoginKey,
+    packet: LoginPacket | bytes | str | Mapping[str, Any],
+    expected_nonce: str,
+    cid: str,
+    *,
+    purpose: str,
+    binding: str,
+    expires: int,
+    now: float,
+) -> dict[str, str]:
+    """The fields in a form packet made for the challenge ``(cid, expected_nonce, expires)`` and
+    the form ``(purpose, binding)``.
+
+    Raises exactly as :func:`open_login_packet` does: :class:`DecryptionError` for a malformed,
+    tampered or undecryptable packet (a packet for another form is one: its associated data
+    differs), :class:`RejectedPacketError` for a foreign nonce or a late packet. Single use is the
+    caller's part, as for logins.
+    """
+    parsed = packet if isinstance(packet, LoginPacket) else LoginPacket.parse(packet)
+    cid_bytes = _unb64url(cid, size=CID_BYTES)
+    nonce_bytes = _unb64url(expected_nonce, size=NONCE_BYTES)
+    if cid_bytes is None or nonce_bytes is None:
+        raise ConfigurationError("the stored challenge is not a valid challenge")
+    if parsed.cid != cid:
+        raise DecryptionError()
+    if now > expires:
+        raise RejectedPacketError("expired")
+    try:
+        aad = form_aad(purpose, binding, cid_bytes)
+        shared = login_key._exchange(parsed.epk)
+    except CryptoError:  # an unusable binding (ConfigurationError) or point
+        raise DecryptionError() from None
+    plaintext = _derive_key(shared, nonce_bytes, cid_bytes, domain=FORM_DOMAIN).open(
+        parsed.iv + parsed.ct, aad
+    )
+    fields, nonce, ts = _form_fields(plaintext)
+    if not p.constant_time_equal(nonce.encode(), expected_nonce.encode()):
+        raise RejectedPacketError("foreign_nonce")
+    if abs(ts - now) > MAX_CLOCK_SKEW or ts > expires:
+        raise RejectedPacketError("expired")
+    return fields

@@ -91,6 +91,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "carevault.web.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything reads a parameter: text that is not valid Unicode is a 400 (web/inputs.py).
+    "carevault.web.inputs.ValidTextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -206,6 +208,10 @@ FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler
 FILE_UPLOAD_MAX_MEMORY_SIZE = LAB_UPLOAD_MAX_BYTES + 1
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 UPLOAD_DIR = DATA_DIR / "uploads"
+# JSON bodies (web/inputs.py parse_json): larger ones are refused (413) before they are parsed.
+JSON_MAX_BODY_BYTES = _env_int("CAREVAULT_JSON_MAX_BODY_BYTES", 1_000_000, minimum=1024)
+# Self-registrations per client address and hour (accounts/registration.py); 0 turns them off.
+REGISTRATIONS_PER_HOUR = _env_int("CAREVAULT_REGISTRATIONS_PER_HOUR", 20)
 
 # Login hardening (issue 4).
 TRUSTED_PROXIES = int(os.environ.get("CAREVAULT_TRUSTED_PROXIES", "0"))

@@ -12,6 +12,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from form_sealing import sealed_post
 
 from carevault.web.accounts import outbox, recovery
 from carevault.web.accounts.models import User
@@ -115,7 +116,7 @@ def test_the_outbox_message_is_encrypted_on_disk_and_holds_a_working_link(client
     form = client.get(link)
     assert form.status_code == 200
     assert "Choose a new password" in form.content.decode()
-    done = client.post(link, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
+    done = sealed_post(client, link, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
     assert done["Location"] == reverse("accounts:login")
     assert User.objects.get(username="patient1").check_password(NEW_PASSWORD)
     entry = latest("account.password_reset")
@@ -152,7 +153,7 @@ def test_an_empty_request_is_asked_again(client):
 
 def test_a_reset_link_works_once(client):
     link = reset_link_for(client)
-    client.post(link, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
+    sealed_post(client, link, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
     again = Client().get(link)
     assert "not valid" in again.content.decode()
     second = Client().post(
@@ -166,7 +167,7 @@ def test_a_reset_link_expires_after_thirty_minutes(client, monkeypatch):
     link = reset_link_for(client)
     later = dt.datetime.now() + dt.timedelta(minutes=31)
     monkeypatch.setattr(recovery.tokens, "_now", lambda: later)
-    response = client.post(link, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
+    response = sealed_post(client, link, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
     assert "not valid" in response.content.decode()
     assert not User.objects.get(username="patient1").check_password(NEW_PASSWORD)
 
@@ -191,7 +192,7 @@ def test_a_link_for_another_account_does_not_work(client, users):
 
 def test_a_weak_new_password_is_refused_and_the_link_still_works(client):
     link = reset_link_for(client)
-    weak = client.post(link, {"password1": "password", "password2": "password"})
+    weak = sealed_post(client, link, {"password1": "password", "password2": "password"})
     assert weak.status_code == 400
     assert "too common" in weak.content.decode()
     assert "Choose a new password" in client.get(link).content.decode()
@@ -199,7 +200,9 @@ def test_a_weak_new_password_is_refused_and_the_link_still_works(client):
 
 def test_the_two_passwords_must_match(client):
     link = reset_link_for(client)
-    response = client.post(link, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD + "x"})
+    response = sealed_post(
+        client, link, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD + "x"}
+    )
     assert response.status_code == 400
     assert not User.objects.get(username="patient1").check_password(NEW_PASSWORD)
 
@@ -215,7 +218,7 @@ def test_a_reset_ends_every_session_and_lifts_a_suspension(client_for, users):
     )
     browser = Client()
     link = reset_link_for(browser)
-    browser.post(link, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
+    sealed_post(browser, link, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
     assert logged_in.get(ME).status_code == 401
     user = User.objects.get(username="patient1")
     assert not user.is_suspended

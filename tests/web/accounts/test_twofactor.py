@@ -13,6 +13,7 @@ from django.http import HttpResponse
 from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
+from form_sealing import sealed_post
 
 from carevault.crypto import DecryptionError, SecretBytes, otp
 from carevault.web.accounts import recovery, sessions, twofactor
@@ -66,7 +67,9 @@ def enrol(client: Client, clock: Clock, password: str) -> tuple[SecretBytes, lis
     page = client.get(SETUP).content.decode()
     key = re.search(r'data-testid="totp-secret">([^<]+)<', page).group(1)
     secret = otp.secret_from_base32(key)
-    response = client.post(SETUP, {"code": otp.totp_code(secret, clock.now), "password": password})
+    response = sealed_post(
+        client, SETUP, {"code": otp.totp_code(secret, clock.now), "password": password}
+    )
     assert response.status_code == 200, response.content.decode()
     return secret, recovery_codes_in(response)
 
@@ -171,7 +174,7 @@ def test_the_secret_is_wrapped_and_bound_to_its_user(client_for, clock, cast_pas
 def test_enrolment_refuses_a_wrong_code(client_for, cast_password):
     client = client_for("patient1")
     client.get(SETUP)
-    response = client.post(SETUP, {"code": "000000", "password": cast_password})
+    response = sealed_post(client, SETUP, {"code": "000000", "password": cast_password})
     assert response.status_code == 400
     assert "not valid" in response.content.decode()
     assert not User.objects.get(username="patient1").has_totp
@@ -184,7 +187,7 @@ def test_enrolment_needs_the_password_so_a_stolen_session_cannot_take_over_the_f
     page = client.get(SETUP).content.decode()
     key = re.search(r'data-testid="totp-secret">([^<]+)<', page).group(1)
     code = otp.totp_code(otp.secret_from_base32(key), clock.now)
-    response = client.post(SETUP, {"code": code, "password": "not-the-password"})
+    response = sealed_post(client, SETUP, {"code": code, "password": "not-the-password"})
     assert response.status_code == 400
     assert "password is not correct" in response.content.decode()
     assert not User.objects.get(username="patient1").has_totp

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 from django.urls import reverse
+from form_sealing import sealed_post
 
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
@@ -51,7 +52,8 @@ def test_the_user_list_is_paginated(client_for):
 
 
 def test_the_officer_creates_a_staff_account(client_for):
-    response = client_for("admin").post(
+    response = sealed_post(
+        client_for("admin"),
         CREATE,
         {
             "username": "doctor3",
@@ -76,7 +78,8 @@ def test_the_officer_creates_a_staff_account(client_for):
 
 
 def test_a_weak_password_is_rejected_inline(client_for):
-    response = client_for("admin").post(
+    response = sealed_post(
+        client_for("admin"),
         CREATE,
         {
             "username": "labtech2",
@@ -98,7 +101,8 @@ def test_a_weak_password_is_rejected_inline(client_for):
 def test_the_create_form_offers_no_patient_role_and_refuses_one(client_for):
     client = client_for("admin")
     assert 'value="patient"' not in client.get(CREATE).content.decode()
-    response = client.post(
+    response = sealed_post(
+        client,
         CREATE,
         {"username": "sneaky", "display_name": "Sneaky", "role": "patient", "password": STRONG},
     )
@@ -108,7 +112,8 @@ def test_the_create_form_offers_no_patient_role_and_refuses_one(client_for):
 
 
 def test_a_taken_username_is_rejected_inline(client_for):
-    response = client_for("admin").post(
+    response = sealed_post(
+        client_for("admin"),
         CREATE,
         {"username": "Doctor1", "display_name": "Dr Copy", "role": "doctor", "password": STRONG},
     )

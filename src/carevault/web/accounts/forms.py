@@ -9,6 +9,7 @@ from django.contrib.auth.password_validation import password_validators_help_tex
 from carevault.web.forms import BootstrapForm
 
 from .models import Role
+from .sealed_forms import SealedPasswordInput
 
 
 class _ActionErrorsForm(BootstrapForm):
@@ -25,7 +26,12 @@ class _ActionErrorsForm(BootstrapForm):
 
 class RegistrationForm(_ActionErrorsForm):
     username = forms.CharField(max_length=150)
-    password = forms.CharField(widget=forms.PasswordInput, max_length=200)
+    # Sealed by the browser (sealed_forms.py): the input has no name, the packet carries it.
+    password = forms.CharField(
+        widget=SealedPasswordInput(attrs={"autocomplete": "new-password"}),
+        max_length=200,
+        strip=False,
+    )
     name = forms.CharField(label="Full name", max_length=200)
     birth_date = forms.DateField(
         label="Date of birth", widget=forms.DateInput(attrs={"type": "date"})
@@ -54,7 +60,7 @@ class StaffUserForm(_ActionErrorsForm):
     role = forms.ChoiceField(choices=_staff_role_choices)
     password = forms.CharField(
         label="Initial password",
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        widget=SealedPasswordInput(attrs={"autocomplete": "new-password"}),
         max_length=200,
         strip=False,
         help_text=" ".join(password_validators_help_texts()),

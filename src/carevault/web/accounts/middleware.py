@@ -53,7 +53,8 @@ def _with_message(request: HttpRequest, response: HttpResponse, level: int, text
 def _exempt_paths(user: User) -> set[str]:
     names = ["account_security:step_up", "accounts:logout"]
     if not user.has_totp:
-        names.append("account_security:totp_setup")
+        # Enrolment, and the challenge its sealed password field needs (sealed_forms.py).
+        names += ["account_security:totp_setup", "accounts:login_challenge"]
     paths = set()
     for name in names:
         try:

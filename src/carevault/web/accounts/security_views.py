@@ -39,6 +39,7 @@ from carevault.web.forms import BootstrapForm
 
 from . import recovery, sessions, twofactor
 from .models import User
+from .sealed_forms import Purpose, SealedPasswordInput, bind_form
 
 # -- forms -----------------------------------------------------------------------------------------
 
@@ -67,7 +68,7 @@ class EnrolForm(BootstrapForm):
         label="Your password",
         strip=False,
         max_length=200,
-        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        widget=SealedPasswordInput(attrs={"autocomplete": "current-password"}),
         help_text="Needed to turn on two-factor authentication.",
     )
 
@@ -85,13 +86,13 @@ class NewPasswordForm(BootstrapForm):
         label="New password",
         strip=False,
         max_length=200,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password", "autofocus": True}),
+        widget=SealedPasswordInput(attrs={"autocomplete": "new-password"}),
     )
     password2 = forms.CharField(
         label="New password again",
         strip=False,
         max_length=200,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        widget=SealedPasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
     def clean(self) -> dict[str, Any]:
@@ -173,7 +174,7 @@ def totp_setup(request: SignedInRequest) -> HttpResponse:
         return redirect("account_security:overview")
     next_url = _next(request)
     secret = twofactor.start_enrolment(request, user)
-    form = EnrolForm(request.POST or None)
+    form = bind_form(request, EnrolForm, Purpose.TOTP_ENROL)
     if request.method == "POST" and form.is_valid():
         try:
             codes = twofactor.confirm_enrolment(
@@ -327,7 +328,7 @@ def password_reset_confirm(request: HttpRequest, uidb64: str, token: str) -> Htt
     user = recovery.user_from_link(uidb64, token)
     if user is None:
         return render(request, "account_security/password_reset_invalid.html")
-    form = NewPasswordForm(request.POST or None)
+    form = bind_form(request, NewPasswordForm, Purpose.PASSWORD_RESET, ("password1", "password2"))
     if request.method == "POST" and form.is_valid():
         try:
             recovery.complete_password_reset(request, user, form.cleaned_data["password1"])

@@ -4,7 +4,6 @@ all answered in JSON (``{"error": {"code", "message"}}``) instead of HTML pages 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from carevault.web.access import deny
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.errors import ActionError, ValidationFailed
+from carevault.web.inputs import InputRejected, max_body_bytes, parse_json
 
 PAGE_SIZE = 50
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -58,11 +58,17 @@ def _csrf_failure(request: HttpRequest) -> str | None:
 
 
 def json_body(request: HttpRequest) -> dict[str, Any]:
-    """The request body as a JSON object; anything else is a 400."""
+    """The request body as a JSON object; anything else is a 400 that says what was wrong (413
+    when it is too large), raised as :class:`InputRejected` (see web/inputs.py)."""
+    limit = max_body_bytes()
     try:
-        data = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("body is not valid JSON") from None
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise InputRejected("too_large", f"the body is larger than {limit} bytes", 413)
+    # Read from the stream with a bound of our own, not request.body (Django's form-post limit).
+    data = parse_json(request.read(limit + 1), max_bytes=limit)
     if not isinstance(data, dict):
         raise ValidationFailed("body must be a JSON object")
     return data
@@ -117,6 +123,8 @@ def api_view(
                 return view(request, *args, **kwargs)
             except ActionError as exc:
                 return error(exc.code, exc.message, exc.status, field=exc.field)
+            except InputRejected as exc:
+                return error(exc.code, exc.message, exc.status)
             except Http404:
                 return error("not_found", "not found", 404)
             except PermissionDenied:

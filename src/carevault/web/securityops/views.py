@@ -29,6 +29,7 @@ from carevault.web.accounts import actions as account_actions
 from carevault.web.accounts import throttle
 from carevault.web.accounts.forms import RoleForm, StaffUserForm
 from carevault.web.accounts.models import Role, User
+from carevault.web.accounts.sealed_forms import Purpose, bind_form
 from carevault.web.audit.log import Outcome, verify_chain
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic import actions as clinic_actions
@@ -396,7 +397,7 @@ def users(request: OfficerRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @role_required(Role.ADMIN)
 def user_create(request: OfficerRequest) -> HttpResponse:
-    form = StaffUserForm(request.POST or None)
+    form = bind_form(request, StaffUserForm, Purpose.STAFF_USER)
     if request.method == "POST" and form.is_valid():
         try:
             user = account_actions.do_create_staff_user(
