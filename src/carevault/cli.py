@@ -8,6 +8,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from carevault import config
@@ -576,11 +577,33 @@ def cmd_security_evaluate(args: argparse.Namespace) -> int:
 
     try:
         result = training.evaluate(
-            _model_store(), seed=args.seed, days=args.days, users=args.users, version=args.version
+            _model_store(),
+            seed=args.seed,
+            days=args.days,
+            users=args.users,
+            version=args.version,
+            day=args.day,
         )
     except SealedModelError as exc:
         raise CommandError(str(exc)) from None
     _emit(args, result, training.render_evaluation(result))
+    return 0
+
+
+def cmd_security_record_day(args: argparse.Namespace) -> int:
+    """Play a clinic day in Chromium against a real server and write its events (JSONL)."""
+    from carevault.web.securitycore import clinic_day_recorder
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary = clinic_day_recorder.record(out, short=args.short, keep=args.keep)
+    text = (
+        f"recorded {summary['events']} events of {summary['accounts']} accounts "
+        f"({summary['unknown_names']} names that are no account) from "
+        f"{summary['addresses']} addresses over {summary['hours']:.1f} hours of the day in "
+        f"{summary['seconds']:.0f} s: {out}"
+    )
+    _emit(args, summary, text)
     return 0
 
 
@@ -935,6 +958,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--users", type=_positive, default=None, help="default: as trained")
     evaluate.add_argument("--version", type=_positive, default=None, help="model version")
+    evaluate.add_argument(
+        "--day",
+        default=None,
+        help="a recorded clinic day (JSONL) to replay; default: the one shipped with CareVault",
+    )
+    record_day = add(
+        security_sub,
+        "record-day",
+        cmd_security_record_day,
+        "play a clinic day in Chromium against a fresh server and record its security events",
+    )
+    record_day.add_argument("--out", required=True, help="the JSONL event log to write")
+    record_day.add_argument(
+        "--short", action="store_true", help="a short day (a smoke test, under a minute)"
+    )
+    record_day.add_argument(
+        "--keep", type=Path, default=None, help="the data directory to build the clinic in"
+    )
     train_policy = add(
         security_sub,
         "train-policy",
