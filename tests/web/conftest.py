@@ -72,8 +72,11 @@ def _uses_database(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture(autouse=True)
 def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     """Each test starts with an empty shared store (every cache alias: throttle counters,
-    blocks, budgets, monitor histories, challenges) and no ambient request or security-layer
-    state left by an earlier test, so tests pass alone, in any subset and in any order.
+    blocks, budgets, monitor histories, challenges) and no ambient state left by an earlier
+    test: the security layer's scorer, the diagnosis guard, and the vault's unwrapped keys and
+    service secrets (an earlier test's secret, created in its rolled-back transaction, would
+    bind this test's sessions to a key the database no longer holds), so tests pass alone, in
+    any subset and in any order.
 
     The database-backed store is also rolled back with each test's transaction; it is cleared
     here too for tests that commit (live servers). Tests without the database have no
@@ -81,6 +84,7 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     from carevault.web.diagnosis import serving
     from carevault.web.securitycore import engine
     from carevault.web.sharedstate.backend import SharedStateCache
+    from carevault.web.vault import service
 
     with_db = _uses_database(request)
     if with_db:
@@ -98,6 +102,7 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
             cache.clear()
         serving.reset()
         engine.reset_runtime()
+        service.reset_caches()
 
     clear_all()
     yield
