@@ -59,11 +59,11 @@ def test_incr_adds_in_place_and_keeps_the_expiry() -> None:
 
 def test_incr_refuses_a_missing_or_expired_counter() -> None:
     cache = store()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not found"):
         cache.incr("missing")
     cache.set("n", 3, 60)
     expire(cache, "n")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not found"):
         cache.incr("n")
 
 
