@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -340,3 +341,27 @@ def test_a_challenge_consumed_on_one_server_cannot_be_used_on_the_other(servers:
     assert client.post_packet(b, captured) == 200
     assert replayer.post_packet(a, captured) == 400
     assert replayer.log_in(a, "doctor2", PASSWORD) == 200  # the replayer's own packets work
+
+
+def test_one_packet_sent_to_every_worker_at_once_logs_in_once(servers: Servers) -> None:
+    a, b = servers.ports
+    senders = [Client() for _ in range(4)]
+    for sender in senders:
+        sender.get(a, "/accounts/login/")
+    captured = senders[0].packet(a, "doctor2", PASSWORD)
+    start = threading.Barrier(len(senders))
+    statuses: list[int] = []
+
+    def send(sender: Client, port: int) -> None:
+        start.wait()
+        statuses.append(sender.post_packet(port, captured))
+
+    threads = [
+        threading.Thread(target=send, args=(sender, (a, b)[n % 2]))
+        for n, sender in enumerate(senders)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200, 400, 400, 400]
