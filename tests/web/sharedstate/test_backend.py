@@ -5,11 +5,13 @@ operation the security state relies on, on the real table. Expiry is shown by mo
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from carevault.web.sharedstate.backend import SharedStateCache
 from carevault.web.sharedstate.models import SharedStateEntry
@@ -153,3 +155,43 @@ def test_writes_cull_expired_rows_by_themselves() -> None:
             "value", flat=True
         )
     ) == ["1", "2"]
+
+
+def in_threads(count: int, work: Any) -> list[Any]:
+    """Run ``work(n)`` in ``count`` threads at once, each on its own database connection (and
+    so its own transactions, committed as it goes)."""
+    from django.db import connections
+
+    start = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(n: int) -> None:
+        try:
+            start.wait()
+            results[n] = work(n)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="concurrent connections to one test database: PostgreSQL (make unit-pg); SQLite is "
+    "raced by real processes in tests/web/test_multiprocess_security.py",
+)
+def test_concurrent_connections_count_add_and_delete_exactly_on_postgresql() -> None:
+    cache = store()
+    try:
+        in_threads(1, lambda n: cache.set("n", 0, 600))
+        in_threads(8, lambda n: [cache.incr("n") for _ in range(25)])
+        assert in_threads(1, lambda n: cache.get("n")) == [200]
+        assert sum(in_threads(8, lambda n: cache.add("once", n, 600))) == 1
+        assert sum(in_threads(8, lambda n: cache.delete("once"))) == 1
+    finally:
+        in_threads(1, lambda n: cache.clear())
