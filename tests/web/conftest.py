@@ -83,6 +83,7 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     database-backed store to clear."""
     from carevault.web.diagnosis import serving
     from carevault.web.securitycore import engine
+    from carevault.web.sharedstate import sealing
     from carevault.web.sharedstate.backend import SharedStateCache
     from carevault.web.vault import service
 
@@ -103,6 +104,7 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
         serving.reset()
         engine.reset_runtime()
         service.reset_caches()
+        sealing.reset()
 
     clear_all()
     yield
