@@ -90,10 +90,13 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     with_db = _uses_database(request)
     if with_db:
         # Requesting the database here (before the test's own fixtures) is harmless: the
-        # test asked for it anyway, and the clear below needs it.
-        request.getfixturevalue(
-            "transactional_db" if "transactional_db" in request.fixturenames else "db"
+        # test asked for it anyway, the same kind, and the clear below needs it.
+        marker = request.node.get_closest_marker("django_db")
+        transactional = bool(
+            {"transactional_db", "live_server"} & set(request.fixturenames)
+            or (marker is not None and marker.kwargs.get("transaction"))
         )
+        request.getfixturevalue("transactional_db" if transactional else "db")
 
     def clear_all() -> None:
         for alias in settings.CACHES:
