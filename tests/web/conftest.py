@@ -72,23 +72,31 @@ def _uses_database(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture(autouse=True)
 def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     """Each test starts with an empty shared store (every cache alias: throttle counters,
-    blocks, budgets, monitor histories, challenges) and no ambient request or security-layer
-    state left by an earlier test, so tests pass alone, in any subset and in any order.
+    blocks, budgets, monitor histories, challenges) and no ambient state left by an earlier
+    test: the security layer's scorer, the diagnosis guard, and the vault's unwrapped keys and
+    service secrets (an earlier test's secret, created in its rolled-back transaction, would
+    bind this test's sessions to a key the database no longer holds), so tests pass alone, in
+    any subset and in any order.
 
     The database-backed store is also rolled back with each test's transaction; it is cleared
     here too for tests that commit (live servers). Tests without the database have no
     database-backed store to clear."""
     from carevault.web.diagnosis import serving
     from carevault.web.securitycore import engine
+    from carevault.web.sharedstate import sealing
     from carevault.web.sharedstate.backend import SharedStateCache
+    from carevault.web.vault import service
 
     with_db = _uses_database(request)
     if with_db:
         # Requesting the database here (before the test's own fixtures) is harmless: the
-        # test asked for it anyway, and the clear below needs it.
-        request.getfixturevalue(
-            "transactional_db" if "transactional_db" in request.fixturenames else "db"
+        # test asked for it anyway, the same kind, and the clear below needs it.
+        marker = request.node.get_closest_marker("django_db")
+        transactional = bool(
+            {"transactional_db", "live_server"} & set(request.fixturenames)
+            or (marker is not None and marker.kwargs.get("transaction"))
         )
+        request.getfixturevalue("transactional_db" if transactional else "db")
 
     def clear_all() -> None:
         for alias in settings.CACHES:
@@ -98,6 +106,8 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
             cache.clear()
         serving.reset()
         engine.reset_runtime()
+        service.reset_caches()
+        sealing.reset()
 
     clear_all()
     yield

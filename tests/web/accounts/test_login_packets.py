@@ -366,11 +366,10 @@ def test_a_replayed_packet_fails_with_either_store(client, cast_password, store)
     assert rejections() == ["replay"]
 
 
+# On Redis only: threads cannot see the test's uncommitted transaction, so the database store
+# is raced by real processes instead (tests/web/test_multiprocess_security.py).
+@pytest.mark.parametrize("store", ["redis"], indirect=True)
 def test_a_challenge_is_consumed_once_even_by_concurrent_requests(client, store):
-    if store == "database":
-        # Threads cannot see the test's uncommitted transaction; two real worker processes on
-        # the database store race for one challenge in tests/web/test_multiprocess_security.py.
-        pytest.skip("covered with real processes in test_multiprocess_security.py")
     cid = challenge_for(client)["cid"]
     won: list[str] = []
     refused: list[str] = []

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 UNKNOWN = "nobody-by-this-name"
 
 
-@pytest.fixture(params=["locmem", "redis"], autouse=True)
+@pytest.fixture(params=["database", "redis"], autouse=True)
 def backend(request, settings):
     cache.clear()
     if request.param == "redis":
@@ -264,7 +264,7 @@ def test_lifting_an_account_that_is_not_suspended_audits_nothing(users):
 # -- configuration ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["locmem"], indirect=True)
+@pytest.mark.parametrize("backend", ["database"], indirect=True)
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
@@ -287,7 +287,7 @@ def test_settings_refuse_unsafe_thresholds(backend, tmp_path, variable, value, m
     assert message in result.stderr
 
 
-@pytest.mark.parametrize("backend", ["locmem"], indirect=True)
+@pytest.mark.parametrize("backend", ["database"], indirect=True)
 def test_an_unreachable_redis_fails_the_test_with_a_clear_message(backend):
     with pytest.raises(pytest.fail.Exception, match="Redis is not reachable"):
         require_redis("redis://127.0.0.1:1/0")

@@ -20,7 +20,7 @@ WRONG = "Tr0ub4dor&3-but-wrong"
 PROXY = "10.0.0.2"
 
 
-@pytest.fixture(params=["locmem", "redis"], autouse=True)
+@pytest.fixture(params=["database", "redis"], autouse=True)
 def backend(request, settings):
     cache.clear()
     if request.param == "redis":

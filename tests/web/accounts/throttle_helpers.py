@@ -109,7 +109,7 @@ def redis_cache(settings: Any) -> Iterator[str]:
     prefix = unique_prefix()
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "carevault.web.sharedstate.redis.SharedRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": prefix,
         }

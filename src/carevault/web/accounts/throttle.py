@@ -27,10 +27,11 @@ While sign-in is paused (back-off, suspension, address block) attempts are refus
 decision depends on the password; they are counted (:func:`count_refused`: one counter and one
 summary audit row per address and window), not audited one row each.
 
-Counters live in the Django cache (local memory on one machine, Redis when ``REDIS_URL`` is set)
-and change only through ``cache.add`` + ``cache.incr``: ``add`` creates a key only when it is
-absent and ``incr`` is atomic (one INCR on Redis, a lock in local memory), so app servers that
-share Redis count every failure exactly once. Keys carry a keyed hash of the account name and
+Counters live in the shared security store (the Django cache: Redis when ``REDIS_URL`` is set,
+else a table in the database; sharedstate/), which every worker and app server sees, and change
+only through ``cache.add`` + ``cache.incr``: ``add`` creates a key only when it is absent and
+``incr`` is atomic (one script on Redis, one UPDATE statement on the database), so every
+process counts every failure exactly once. Keys carry a keyed hash of the account name and
 address, never the name itself: people type passwords into the name field.
 """
 
@@ -59,7 +60,7 @@ from .models import User
 PREFIX = "cv:login"
 # How many of the most recent blocks the dashboard's registry remembers. Each block is one slot
 # (an atomic sequence number, then a key that expires with the block), which works the same on
-# Redis and in local memory; an attack that blocks more addresses than this within one block
+# Redis and on the database; an attack that blocks more addresses than this within one block
 # period shows the newest ones (every block is in the audit log regardless).
 REGISTRY_SIZE = 1000
 

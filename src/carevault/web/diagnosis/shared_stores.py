@@ -4,11 +4,15 @@ client's queries form one history whichever of them answers.
 
 Each update is a read and a write of one JSON value under a short lock in the same store
 (sharedstate/locks.py); the budgets' sliding windows and the monitor's statistics stay the
-modelguard's own (modelguard/budgets.py, extraction.py), which know nothing of Django.
+modelguard's own (modelguard/budgets.py, extraction.py), which know nothing of Django. Budgets
+are timestamps under a keyed hash of the client; a monitor history holds the features of the
+cases queried (clinical data), so it is sealed before it reaches the store
+(sharedstate/sealing.py).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,6 +21,7 @@ from django.utils.crypto import salted_hmac
 
 from carevault.modelguard.budgets import Entries
 from carevault.modelguard.extraction import ClientState
+from carevault.web.sharedstate import sealing
 from carevault.web.sharedstate.locks import held
 
 PREFIX = "cv:diagnosis"
@@ -71,12 +76,17 @@ class SharedMonitorStore:
         cache, name = _cache(), self._key(client_id)
         with held(cache, f"{name}:lock"):
             state, result = change(self.get(client_id))
-            cache.set(name, state.as_dict(), HISTORY_SECONDS)
+            plain = json.dumps(state.as_dict(), separators=(",", ":")).encode()
+            cache.set(name, sealing.seal(plain, name), HISTORY_SECONDS)
         return result
 
     def get(self, client_id: str) -> ClientState | None:
-        value = _cache().get(self._key(client_id))
-        return ClientState.from_dict(value) if isinstance(value, dict) else None
+        name = self._key(client_id)
+        value = _cache().get(name)
+        plain = sealing.open_sealed(value, name) if isinstance(value, str) else None
+        # A history that does not authenticate is dropped: the client starts afresh (its
+        # cut-off, if any, is in the database and holds regardless).
+        return ClientState.from_dict(json.loads(plain)) if plain is not None else None
 
     def clear(self, client_id: str) -> None:
         # Every worker reads the history from here: the next query anywhere starts afresh.
