@@ -70,9 +70,7 @@ def test_an_account_at_its_failure_limit_is_suspended_and_nothing_else_is_touche
 )
 def test_evidence_of_an_attack_from_an_address_blocks_only_that_address(evidence):
     finding = (Finding(evidence, ADDRESS),)
-    actions = ResponsePolicy().plan(
-        Assessment(risk=1.0), failed_login(), known("nurse1"), finding
-    )
+    actions = ResponsePolicy().plan(Assessment(risk=1.0), failed_login(), known("nurse1"), finding)
     assert [(a.kind, a.target) for a in actions] == [(ActionKind.THROTTLE_ADDRESS, ADDRESS)]
 
 
@@ -178,4 +176,4 @@ def test_every_action_says_what_it_is_for_how_long_it_lasts_and_who_lifts_it():
     assert floor.duration == "24 h, then it ends by itself"
     for kind in ActionKind:
         action = ResponseAction(kind, Level.CONTAIN, "x", "why")
-        assert action.purpose and action.duration and action.who_lifts
+        assert all((action.purpose, action.duration, action.who_lifts))

@@ -23,7 +23,8 @@ from django.utils import timezone
 
 from carevault.crypto import packets
 from carevault.crypto.packets import CHALLENGE_TTL, b64url, seal_login_packet, seal_payload
-from carevault.web.accounts import challenges
+from carevault.web.accounts import challenges, throttle
+from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.vault import service
 from carevault.web.vault.models import ServiceSecret
@@ -299,15 +300,12 @@ def test_every_failure_gives_the_same_answer(client, cast_password, users, monke
 
     used = fresh()
     assert post(Client(), used).status_code == 200
-    users["doctor2"].suspended_at = timezone.now()
-    users["doctor2"].save(update_fields=["suspended_at"])
     failures = {
         "malformed": post(client, b"{}"),
         "replay": post(client, used),
         "tampered": post(client, fresh() | {"ct": flip(fresh()["ct"], 3)}),
         "wrong password": post(client, fresh(password="Wrong-Password-123")),
         "unknown user": post(client, fresh(username="nobody-here")),
-        "suspended": post(client, fresh(username="doctor2")),
     }
     expiring = fresh()
     monkeypatch.setattr(challenges, "now", lambda: float(10**10))
@@ -318,6 +316,41 @@ def test_every_failure_gives_the_same_answer(client, cast_password, users, monke
     }
     assert len(set(shapes.values())) == 1, shapes
     assert next(iter(failures.values())).json() == FAILED
+    assert logged_in_as(client) is None
+
+
+def test_a_paused_sign_in_says_so_and_when_to_try_again_the_same_for_every_name(
+    client, cast_password, users, settings
+):
+    """A suspended account, and a name no account has after as many failures, get one answer,
+    right password or wrong (issue 12)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    for n in range(settings.LOGIN_SUSPEND_AFTER):
+        throttle.record_failure("doctor2", f"203.0.113.{n + 1}")
+        throttle.record_failure("nobody-here", f"203.0.113.{n + 1}")
+    assert User.objects.get(username="doctor2").is_suspended
+
+    def answer(username: str, password: str) -> tuple[int, bytes, str | None]:
+        response = post(client, seal(challenge_for(client), username, password))
+        return response.status_code, response.content, response.get("Retry-After")
+
+    answers = {
+        answer("doctor2", cast_password),
+        answer("doctor2", "Wrong-Password-123"),
+        answer("nobody-here", cast_password),
+        answer("nobody-here", "Wrong-Password-123"),
+    }
+    assert len(answers) == 1
+    [(status, body, retry_after)] = answers
+    assert status == 429
+    wait = settings.LOGIN_BACKOFF_MAX_SECONDS
+    assert json.loads(body) == {
+        "ok": False,
+        "error": "Sign-in is paused for this account name or this computer; try again in "
+        f"{wait // 60} minutes.",
+        "retry_after": wait,
+    }
+    assert retry_after == str(wait)
     assert logged_in_as(client) is None
 
 

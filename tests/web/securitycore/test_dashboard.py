@@ -99,11 +99,7 @@ def test_the_dashboard_shows_incidents_responses_floor_health_and_keys_without_p
     [rotated] = context["key_versions"]["rotated_patients"]
     assert (rotated.patient_id, rotated.versions) == (str(attacked["patient1"].pk), rotated.version)
     assert context["health"]["kind"] == "baseline"
-    assert {r.action for r in context["in_force"]} == {
-        "throttle_address",
-        "suspend_account",
-        "raise_floor",
-    }
+    assert {r.action for r in context["in_force"]} == {"suspend_account", "raise_floor"}
 
 
 def test_the_risk_timeline_is_json_per_minute_with_the_level_thresholds(client_for, attacked):
@@ -132,9 +128,13 @@ def test_the_security_pages_and_the_chart_data_are_for_officers_only(client_for,
 
 
 def test_the_officer_acknowledges_an_incident_with_htmx_and_a_worse_event_reopens_it(
-    client_for, attacked, clock
+    client_for, patients, clock, settings
 ):
+    # doctor2 reads like a scraper, by the scorer in use: level 2, the session is ended.
+    with scoring_with(FixedScorer(0.75, kinds=("phi_read",))):
+        client_for("doctor2").get(reverse("clinic:patient_detail", args=[patients["patient3"].pk]))
     incident = Incident.objects.get(subjects__key="account:doctor2")
+    assert incident.level == 2
     url = reverse("securityops:acknowledge_incident", args=[incident.pk])
     answer = client_for("admin").post(url, HTTP_HX_REQUEST="true")
     assert answer.status_code == 200
@@ -146,11 +146,19 @@ def test_the_officer_acknowledges_an_incident_with_htmx_and_a_worse_event_reopen
     assert (entry.actor, entry.target_id) == ("admin", str(incident.pk))
     again = client_for("admin").post(url, HTTP_HX_REQUEST="true")
     assert "acknowledged already" in again.content.decode()
-    # Someone now guesses at doctor2's password, and the scorer rates it higher still.
+    # Someone now guesses at doctor2's password: a guess alone changes nothing (its evidence
+    # permits no response, however the scorer rates it) ...
     with scoring_with(FixedScorer(0.99, kinds=("login_failure",))):
         attempt(clock, "doctor2", WRONG, address="192.0.2.77")
+        incident.refresh_from_db()
+        assert (incident.status, incident.level) == ("acknowledged", 2)
+        # ... until the account reaches the suspension limit: evidence that it is attacked.
+        User.objects.filter(username="doctor2").update(
+            consecutive_failures=settings.LOGIN_SUSPEND_AFTER - 1
+        )
+        attempt(clock, "doctor2", WRONG, address="192.0.2.77")
     incident.refresh_from_db()
-    assert (incident.status, incident.level) == ("open", 4)
+    assert (incident.status, incident.level) == ("open", 3)
 
 
 def test_the_officer_lifts_a_suspension_and_lowers_the_floor_and_both_are_audited(
@@ -184,12 +192,7 @@ def test_the_officer_lifts_a_suspension_and_lowers_the_floor_and_both_are_audite
     assert (lowered.actor, lowered.details["suite"]) == ("admin", "AES-256-GCM")
     assert response("raise_floor").status == "lifted"
 
-    # The address block lifts through the throttle (audited there too); one-off responses and
-    # responses lifted already cannot be lifted.
-    block = response("throttle_address")
-    officer.post(reverse("securityops:lift_response", args=[block.pk]), HTTP_HX_REQUEST="true")
-    assert not throttle.is_blocked(block.target)
-    assert latest("auth.address_unblocked").actor == "admin"
+    # One-off responses and responses lifted already cannot be lifted.
     revoke = response("revoke_sessions")
     answer = officer.post(reverse("securityops:lift_response", args=[revoke.pk]))
     assert answer.status_code == 302  # without htmx: back to the dashboard, with the notice
@@ -206,9 +209,14 @@ def test_escalating_an_incident_takes_the_next_levels_actions_against_its_subjec
         attempt(clock, "patient2", WRONG, address="192.0.2.31")
         attempt(clock, "patient2", WRONG, address="192.0.2.32")
     incident = Incident.objects.get()
-    assert (incident.level, incident.responses.count()) == (1, 0)  # anonymous: nothing to step up
+    # Failed logins alone: observed, nobody acted on.
+    assert (incident.level, incident.responses.count()) == (0, 0)
     officer = client_for("admin")
     url = reverse("securityops:escalate_incident", args=[incident.pk])
+    officer.post(url, HTTP_HX_REQUEST="true")  # step-up: nothing to step up when anonymous
+    incident.refresh_from_db()
+    assert (incident.level, incident.responses.count()) == (1, 0)
+    # The officer decides, and is not capped by the evidence: an escalation is a person's call.
     officer.post(url, HTTP_HX_REQUEST="true")
     incident.refresh_from_db()
     assert incident.level == 2

@@ -45,6 +45,8 @@ def suspend(username, settings):
 
 
 def block(address, settings):
+    # Names nobody has, as a sprayer tries them: the unknown-names rate is not what is shown.
+    settings.LOGIN_ADDRESS_UNKNOWN_PER_MINUTE = 10**6
     for n in range(settings.LOGIN_ADDRESS_MAX_USERNAMES):
         throttle.record_failure(f"sprayed{n}", address)
 
@@ -76,7 +78,7 @@ def test_the_officer_lifts_a_suspension_and_the_owner_can_log_in(
     client_for, settings, cast_password
 ):
     patient = suspend("patient2", settings)
-    assert log_in("patient2", cast_password) is LoginOutcome.FAILED
+    assert log_in("patient2", cast_password) is LoginOutcome.PAUSED
     response = client_for("admin").post(lift_url(patient), **HTMX)
     assert response.status_code == 200
     html = response.content.decode()
@@ -122,8 +124,9 @@ def test_the_dashboard_lists_blocked_addresses_and_the_officer_unblocks_one(
     html = client.get(DASHBOARD).content.decode()
     assert ATTACKER in html
     assert "2001:db8::66" in html
-    assert "failed logins against 10 account names in 15 min" in html
-    assert log_in("patient1", cast_password, address=ATTACKER) is LoginOutcome.FAILED
+    limit = settings.LOGIN_ADDRESS_MAX_USERNAMES
+    assert f"failed logins against {limit} account names in 15 min" in html
+    assert log_in("patient1", cast_password, address=ATTACKER) is LoginOutcome.PAUSED
 
     response = client.post(UNBLOCK, {"address": ATTACKER}, **HTMX)
     html = response.content.decode()

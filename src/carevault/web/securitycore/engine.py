@@ -488,15 +488,28 @@ def findings_for(observed: Observed, assessment: Assessment) -> tuple[Finding, .
         for evidence, reason in throttle.address_evidence(event.address):
             found.append(Finding(ADDRESS_EVIDENCE[evidence], event.address, reason, fresh=True))
     if event.kind is EventKind.LOGIN_FAILURE and user is not None:
-        fresh = User.objects.filter(pk=user.pk).values_list("consecutive_failures", flat=True)
-        failures = int(fresh.first() or 0)
-        if failures >= int(settings.LOGIN_SUSPEND_AFTER):
+        limit = int(settings.LOGIN_SUSPEND_AFTER)
+        # The failure being observed is audited before the throttle counts it: one more.
+        stored = User.objects.filter(pk=user.pk).values_list("consecutive_failures", flat=True)
+        consecutive = int(stored.first() or 0) + 1
+        # The scorer's count over its window (the failures before this one) also shows an
+        # account under attack, when successes between guesses reset the consecutive count.
+        windowed = int(assessment.features.get("account_failures", 0)) + 1
+        if consecutive >= limit:
             found.append(
                 Finding(
                     Evidence.ACCOUNT_GUESSING,
                     user.username,
-                    f"{failures} consecutive failed logins",
+                    f"{consecutive} consecutive failed logins",
                     fresh=True,
+                )
+            )
+        elif windowed >= limit:
+            found.append(
+                Finding(
+                    Evidence.ACCOUNT_GUESSING,
+                    user.username,
+                    f"{windowed} failed logins within the scoring window",
                 )
             )
     if event.kind is EventKind.PREDICTION and user is not None:
