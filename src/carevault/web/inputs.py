@@ -76,8 +76,9 @@ def text_problem(value: str) -> str | None:
 
 # -- JSON ------------------------------------------------------------------------------------------
 
-# A JSON string, unrolled so that the match is linear even on an unterminated string.
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string, unrolled, and ended by the end of the text too: every quote starts a match that
+# cannot fail, so the scan stays linear even on an unterminated string full of escaped quotes.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\(?:.|\Z)[^"\\]*)*(?:"|\Z)', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _NUMBER_DIGITS = re.compile(r"\d")
 # Only a \u escape can put a surrogate or a NUL into a parsed string (the text is valid UTF-8).
