@@ -15,6 +15,7 @@ script creating accounts or probing names does not.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import secrets
 import time
@@ -90,10 +91,8 @@ def _take_slot(request: HttpRequest) -> str:
 
 def _give_back(key: str) -> None:
     """A registration that failed validation does not use up the address's allowance."""
-    try:
+    with contextlib.suppress(ValueError):  # the window ended meanwhile
         caches["default"].decr(key)
-    except ValueError:
-        pass
 
 
 def _taken(username: str) -> bool:

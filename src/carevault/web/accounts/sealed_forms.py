@@ -34,7 +34,7 @@ from . import challenges
 __all__ = [
     "JAVASCRIPT_NEEDED",
     "PACKET_FIELD",
-    "PLAIN_PASSWORD_REFUSED",
+    "READABLE_REFUSED",
     "SEAL_FAILED",
     "Purpose",
     "SealedPasswordInput",
@@ -52,7 +52,7 @@ JAVASCRIPT_NEEDED = (
     "This form needs JavaScript: your browser encrypts the password before it leaves it. "
     "Please allow JavaScript for this site and try again."
 )
-PLAIN_PASSWORD_REFUSED = (
+READABLE_REFUSED = (
     "A password sent in readable form is not accepted here: your browser must encrypt it "
     "(this needs JavaScript). Please allow JavaScript for this site and try again."
 )
@@ -63,7 +63,7 @@ class Purpose(StrEnum):
 
     REGISTER = "register"
     TOTP_ENROL = "totp-enrol"
-    PASSWORD_RESET = "password-reset"
+    PASSWORD_RESET = "password-reset"  # noqa: S105 - a form name
     STAFF_USER = "staff-user"
 
 
@@ -127,7 +127,7 @@ def open_packet(request: HttpRequest, purpose: str, fields: tuple[str, ...]) -> 
     whether it opens or not.
     """
     if any(name in request.POST for name in fields):
-        raise SealedRefused("plain_password", PLAIN_PASSWORD_REFUSED)
+        raise SealedRefused("plain_password", READABLE_REFUSED)
     raw = request.POST.get(PACKET_FIELD, "")
     if not raw:
         raise SealedRefused("no_packet", JAVASCRIPT_NEEDED)
