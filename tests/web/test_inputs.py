@@ -61,12 +61,14 @@ def test_numbers_are_checked_as_they_are_parsed(body, message):
     assert message in error.message
 
 
-def test_eighteen_digits_and_ordinary_exponents_are_fine():
-    assert parse_json("[123456789012345678, 1.5e-300, 2E10]") == [
-        123456789012345678,
-        1.5e-300,
-        2e10,
-    ]
+def test_eighteen_digits_and_every_float_as_json_writes_it_are_fine():
+    floats = [0.00012345678901234567, 1234.5678901234567, -2.2250738585072014e-308, 1.5e-300]
+    body = json.dumps([123456789012345678, 2e10, *floats])
+    assert parse_json(body) == [123456789012345678, 2e10, *floats]
+
+
+def test_a_number_padded_with_zeros_is_refused():
+    assert rejected("0." + "0" * 100 + "1").code == "invalid_number"
 
 
 @pytest.mark.parametrize("escape", ["\\udfff", "\\ud800", "\\u0000"])
