@@ -10,8 +10,8 @@ Two parts:
   before the parser builds anything: the size (``CAREVAULT_JSON_MAX_BODY_BYTES``, 1 MB by
   default; 413), valid UTF-8, the nesting depth (at most :data:`MAX_DEPTH`, by scanning the text,
   so 100,000 brackets cost a scan and not a recursion), then parses with every number checked
-  (at most :data:`MAX_DIGITS` significant digits, finite) and every string checked (no lone surrogate from a
-  ``\\udfff`` escape, no NUL).
+  (at most :data:`MAX_DIGITS` significant digits, finite) and every string checked (no lone
+  surrogate from a ``\\udfff`` escape, no NUL).
 
 Every refusal is an :class:`InputRejected` with a code, a message for the client and a status.
 """

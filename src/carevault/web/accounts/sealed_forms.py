@@ -107,13 +107,21 @@ class SealedPasswordInput(forms.PasswordInput):
         )
 
 
-def refuse(request: HttpRequest, purpose: str, reason: str) -> None:
-    """Every refused form packet passes here (one place to count, throttle or audit them).
+# A form posted without its packet is an honest browser without JavaScript far more often than
+# an attack: it is audited under its own action, which the security layer does not score.
+UNSEALED_REASONS = frozenset({"plain_password", "no_packet"})
 
-    Audited like a refused login packet (``auth.packet_rejected``), with the form's purpose.
+
+def refuse(request: HttpRequest, purpose: str, reason: str) -> None:
+    """Every refused form post passes here (one place to count, throttle or audit them).
+
+    A packet that is malformed, tampered, replayed, late or foreign is audited as a refused
+    login packet is (``auth.packet_rejected``, with the form's purpose), so the security layer
+    weighs it the same way; a form that came without any packet is ``auth.form_unsealed``.
     """
+    action = "auth.form_unsealed" if reason in UNSEALED_REASONS else "auth.packet_rejected"
     record(
-        "auth.packet_rejected",
+        action,
         outcome=Outcome.FAILED,
         request=request,
         details={"reason": reason, "form": purpose},
