@@ -10,8 +10,8 @@ Two parts:
   before the parser builds anything: the size (``CAREVAULT_JSON_MAX_BODY_BYTES``, 1 MB by
   default; 413), valid UTF-8, the nesting depth (at most :data:`MAX_DEPTH`, by scanning the text,
   so 100,000 brackets cost a scan and not a recursion), then parses with every number checked
-  (at most :data:`MAX_DIGITS` digits, finite) and every string checked (no lone surrogate from a
-  ``\\udfff`` escape, no NUL).
+  (at most :data:`MAX_DIGITS` significant digits, finite) and every string checked (no lone
+  surrogate from a ``\\udfff`` escape, no NUL).
 
 Every refusal is an :class:`InputRejected` with a code, a message for the client and a status.
 """
@@ -44,6 +44,8 @@ MAX_DEPTH = 32
 # 18 digits hold every clinical value and every id this API takes, and stay exact in a float64's
 # neighbourhood; the 4,300-digit integers Python accepts (and then cannot turn into floats) do not.
 MAX_DIGITS = 18
+# A number's whole text (sign, leading zeros, point, exponent): far more than any float needs.
+MAX_NUMBER_TEXT = 64
 
 
 class InputRejected(Exception):
@@ -76,8 +78,9 @@ def text_problem(value: str) -> str | None:
 
 # -- JSON ------------------------------------------------------------------------------------------
 
-# A JSON string, unrolled so that the match is linear even on an unterminated string.
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string, unrolled, and ended by the end of the text too: every quote starts a match that
+# cannot fail, so the scan stays linear even on an unterminated string full of escaped quotes.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\(?:.|\Z)[^"\\]*)*(?:"|\Z)', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _NUMBER_DIGITS = re.compile(r"\d")
 # Only a \u escape can put a surrogate or a NUL into a parsed string (the text is valid UTF-8).
@@ -104,8 +107,11 @@ def _int(text: str) -> int:
 
 
 def _float(text: str) -> float:
+    # Significant digits: a float's shortest repr has up to 17, after any leading zeros
+    # (0.00012345678901234567 is an ordinary float64 written out).
     mantissa = re.split(r"[eE]", text, maxsplit=1)[0]
-    if len(_NUMBER_DIGITS.findall(mantissa)) > MAX_DIGITS:
+    significant = "".join(_NUMBER_DIGITS.findall(mantissa)).lstrip("0")
+    if len(significant) > MAX_DIGITS or len(text) > MAX_NUMBER_TEXT:
         raise _NumberRejected(f"a number has more than {MAX_DIGITS} digits")
     value = float(text)
     if not math.isfinite(value):

@@ -108,3 +108,11 @@ def test_a_registration_that_fails_validation_does_not_use_the_allowance(client,
     weak = sealed_post(client, reverse("accounts:register"), FORM | {"password": "password"})
     assert weak.status_code == 200
     assert sealed_post(client, reverse("accounts:register"), FORM).status_code == 302
+
+
+def test_a_limit_of_zero_turns_self_registration_off_and_says_so(client, settings):
+    settings.REGISTRATIONS_PER_HOUR = 0
+    response = sealed_post(client, reverse("accounts:register"), FORM)
+    assert response.status_code == 403
+    assert "Registration on this site is turned off" in response.content.decode()
+    assert not User.objects.filter(username="newpatient").exists()

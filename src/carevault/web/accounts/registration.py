@@ -8,13 +8,14 @@ registration each time, which the limit below caps and the audit log records; no
 status or page differs.
 
 The limit. At most ``CAREVAULT_REGISTRATIONS_PER_HOUR`` (20) registrations per client address
-in each clock hour, counted in Django's default cache (shared by every worker when it is Redis
-or the database cache). A ward's reception desk registering patients stays well below it; a
-script creating accounts or probing names does not.
+in each clock hour (0 turns self-registration off), counted in Django's default cache (shared
+by every worker when it is Redis or the database cache). A ward's reception desk registering
+patients stays well below it; a script creating accounts or probing names does not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import secrets
 import time
@@ -35,16 +36,18 @@ LIMITED_MESSAGE = (
     "Too many accounts were registered from your network in the last hour. Please try again "
     "in an hour, or ask the clinic's reception desk to help you register."
 )
+CLOSED_MESSAGE = "Registration on this site is turned off. Please contact the clinic."
 _KEY = "registrations:"
 _SUFFIX_TRIES = 20
 
 
 class RegistrationLimited(Exception):
-    """This address registered its hourly allowance; ``retry_after`` is in seconds."""
+    """This address registered its hourly allowance; ``retry_after`` is in seconds (0: self-
+    registration is turned off, there is nothing to wait for)."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(LIMITED_MESSAGE)
-        self.message = LIMITED_MESSAGE
+    def __init__(self, retry_after: int, message: str = LIMITED_MESSAGE) -> None:
+        super().__init__(message)
+        self.message = message
         self.retry_after = retry_after
 
 
@@ -76,6 +79,8 @@ def _take_slot(request: HttpRequest) -> str:
     take the last slot.
     """
     key, retry_after = _window_key(request)
+    if limit() == 0:
+        raise RegistrationLimited(0, CLOSED_MESSAGE)
     cache = caches["default"]
     cache.add(key, 0, timeout=WINDOW_SECONDS + 60)
     try:
@@ -90,10 +95,8 @@ def _take_slot(request: HttpRequest) -> str:
 
 def _give_back(key: str) -> None:
     """A registration that failed validation does not use up the address's allowance."""
-    try:
+    with contextlib.suppress(ValueError):  # the window ended meanwhile
         caches["default"].decr(key)
-    except ValueError:
-        pass
 
 
 def _taken(username: str) -> bool:

@@ -34,7 +34,7 @@ from . import challenges
 __all__ = [
     "JAVASCRIPT_NEEDED",
     "PACKET_FIELD",
-    "PLAIN_PASSWORD_REFUSED",
+    "READABLE_REFUSED",
     "SEAL_FAILED",
     "Purpose",
     "SealedPasswordInput",
@@ -52,7 +52,7 @@ JAVASCRIPT_NEEDED = (
     "This form needs JavaScript: your browser encrypts the password before it leaves it. "
     "Please allow JavaScript for this site and try again."
 )
-PLAIN_PASSWORD_REFUSED = (
+READABLE_REFUSED = (
     "A password sent in readable form is not accepted here: your browser must encrypt it "
     "(this needs JavaScript). Please allow JavaScript for this site and try again."
 )
@@ -63,7 +63,7 @@ class Purpose(StrEnum):
 
     REGISTER = "register"
     TOTP_ENROL = "totp-enrol"
-    PASSWORD_RESET = "password-reset"
+    PASSWORD_RESET = "password-reset"  # noqa: S105 - a form name
     STAFF_USER = "staff-user"
 
 
@@ -107,13 +107,21 @@ class SealedPasswordInput(forms.PasswordInput):
         )
 
 
-def refuse(request: HttpRequest, purpose: str, reason: str) -> None:
-    """Every refused form packet passes here (one place to count, throttle or audit them).
+# A form posted without its packet is an honest browser without JavaScript far more often than
+# an attack: it is audited under its own action, which the security layer does not score.
+UNSEALED_REASONS = frozenset({"plain_password", "no_packet"})
 
-    Audited like a refused login packet (``auth.packet_rejected``), with the form's purpose.
+
+def refuse(request: HttpRequest, purpose: str, reason: str) -> None:
+    """Every refused form post passes here (one place to count, throttle or audit them).
+
+    A packet that is malformed, tampered, replayed, late or foreign is audited as a refused
+    login packet is (``auth.packet_rejected``, with the form's purpose), so the security layer
+    weighs it the same way; a form that came without any packet is ``auth.form_unsealed``.
     """
+    action = "auth.form_unsealed" if reason in UNSEALED_REASONS else "auth.packet_rejected"
     record(
-        "auth.packet_rejected",
+        action,
         outcome=Outcome.FAILED,
         request=request,
         details={"reason": reason, "form": purpose},
@@ -127,7 +135,7 @@ def open_packet(request: HttpRequest, purpose: str, fields: tuple[str, ...]) -> 
     whether it opens or not.
     """
     if any(name in request.POST for name in fields):
-        raise SealedRefused("plain_password", PLAIN_PASSWORD_REFUSED)
+        raise SealedRefused("plain_password", READABLE_REFUSED)
     raw = request.POST.get(PACKET_FIELD, "")
     if not raw:
         raise SealedRefused("no_packet", JAVASCRIPT_NEEDED)

@@ -23,6 +23,8 @@ def register(request: HttpRequest) -> HttpResponse:
             done = registration.register(request, **form.cleaned_data)
         except registration.RegistrationLimited as exc:
             form.add_error(None, exc.message)
+            if not exc.retry_after:  # turned off
+                return render(request, "accounts/register.html", {"form": form}, status=403)
             response = render(request, "accounts/register.html", {"form": form}, status=429)
             response["Retry-After"] = str(exc.retry_after)
             return response
