@@ -279,9 +279,17 @@ def script(short: bool, desks: Callable[[str, str], Desk], clinic: Any, pdf: byt
     n_ward = len(ward) if not short else 3
     for k, pid in enumerate(ward[:n_ward]):
         minute = 45 + 6 * k
-        s.at(f"{7 + minute // 60:02d}:{minute % 60:02d}", "ward A: read", lambda p=pid: lind.patient(p))
+        s.at(
+            f"{7 + minute // 60:02d}:{minute % 60:02d}",
+            "ward A: read",
+            lambda p=pid: lind.patient(p),
+        )
         minute += 3
-        s.at(f"{7 + minute // 60:02d}:{minute % 60:02d}", "ward A: read", lambda p=pid: mor.patient(p))
+        s.at(
+            f"{7 + minute // 60:02d}:{minute % 60:02d}",
+            "ward A: read",
+            lambda p=pid: mor.patient(p),
+        )
         if k % 3 == 1:
             minute += 1
             s.at(
@@ -291,6 +299,7 @@ def script(short: bool, desks: Callable[[str, str], Desk], clinic: Any, pdf: byt
             )
     if not short:
         # After lunch: a burst of typos on the shared PC, then the right password.
+        s.at("12:20", "ward A: moreau logout", mor.logout)
         s.at("12:58", "ward A: lindqvist logout", lind.logout)
         s.at("13:02", "ward A: lindqvist typo 1", lambda: lind.fail(lindqvist))
         s.at("13:02:20", "ward A: lindqvist typo 2", lambda: lind.fail(lindqvist))
@@ -317,7 +326,9 @@ def script(short: bool, desks: Callable[[str, str], Desk], clinic: Any, pdf: byt
                 "rounds: back",
                 lambda: oka.login(ROUNDS_DOCTOR),
             )
-        s.at(f"{minute // 60:02d}:{minute % 60:02d}", "rounds: patient", lambda p=pid: oka.patient(p))
+        s.at(
+            f"{minute // 60:02d}:{minute % 60:02d}", "rounds: patient", lambda p=pid: oka.patient(p)
+        )
         if k % 4 == 2:
             minute += 4
             s.at(
@@ -373,16 +384,40 @@ def script(short: bool, desks: Callable[[str, str], Desk], clinic: Any, pdf: byt
         at = f"{hour:02d}:{minute:02d}"
         if k == 2:
             s.at(at, "phone: typo", lambda d=phone, u=username: d.fail(u))
-            s.at(f"{hour:02d}:{minute:02d}:30", "phone: typo", lambda d=phone, u=username: d.fail(u))
+            s.at(
+                f"{hour:02d}:{minute:02d}:30", "phone: typo", lambda d=phone, u=username: d.fail(u)
+            )
         if k == 4:
-            s.at(at, "phone: e-mail as username", lambda d=phone, u=username: d.fail(f"{u}@mail.example"))
+            s.at(
+                at,
+                "phone: e-mail as username",
+                lambda d=phone, u=username: d.fail(f"{u}@mail.example"),
+            )
         s.at(f"{hour:02d}:{minute + 1:02d}", "phone: login", lambda d=phone, u=username: d.login(u))
         s.at(f"{hour:02d}:{minute + 2:02d}", "phone: home", lambda d=phone: d.open("/clinic/me/"))
         if k == 1:
-            s.at(f"{hour:02d}:{minute + 4:02d}", "phone: NAT moved", lambda d=phone: d.move(CARRIER_MOVED))
+            s.at(
+                f"{hour:02d}:{minute + 4:02d}",
+                "phone: NAT moved",
+                lambda d=phone: d.move(CARRIER_MOVED),
+            )
         s.at(
-            f"{hour:02d}:{minute + 5:02d}", "phone: history", lambda d=phone: d.open("/clinic/me/history/")
+            f"{hour:02d}:{minute + 5:02d}",
+            "phone: history",
+            lambda d=phone: d.open("/clinic/me/history/"),
         )
+        if k == 1:
+            # The session is bound to its address: after the move the patient signs in again.
+            s.at(
+                f"{hour:02d}:{minute + 6:02d}",
+                "phone: login again",
+                lambda d=phone, u=username: d.login(u),
+            )
+            s.at(
+                f"{hour:02d}:{minute + 7:02d}",
+                "phone: history",
+                lambda d=phone: d.open("/clinic/me/history/"),
+            )
     s.steps.sort(key=lambda step: step.at)
     return s
 
