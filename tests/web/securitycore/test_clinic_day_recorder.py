@@ -27,7 +27,7 @@ def test_the_short_day_is_recorded_from_the_real_server_as_a_replayable_log(
     src = Path(clinic_day.__file__).resolve().parents[2]
     env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
     argv = [sys.executable, "-m", "carevault.cli", "security", "record-day", "--short"]
-    done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+    done = subprocess.run(
         [*argv, "--out", str(out), "--keep", str(tmp_path / "data")],
         env=env,
         capture_output=True,
