@@ -7,19 +7,31 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from _security_models import ensemble
+from _security_models import small_detectors
 
 from carevault.security import clinic_day
 from carevault.security.assessment import Assessment
+from carevault.security.ensemble import RiskEnsemble
 from carevault.security.events import AttackClass, Event, EventKind
 from carevault.security.response import ResponsePolicy
 from carevault.security.scoring import EnsembleRiskScorer
-from carevault.security.training import evaluate_day
+from carevault.security.training import build_dataset, evaluate_day
 
 
 @pytest.fixture(scope="module")
 def day() -> list[Event]:
     return clinic_day.shipped()
+
+
+@pytest.fixture(scope="module")
+def model() -> RiskEnsemble:
+    """A small ensemble, trained as `carevault security train` does on fewer simulated days
+    and accounts (two days of forty accounts is the least on which the clinic's sign-in
+    mistakes outnumber chance)."""
+    train, val = build_dataset(31, days=2.0, users=40), build_dataset(32, days=4.0, users=40)
+    return RiskEnsemble(detectors=small_detectors(), fusion="stacking", random_state=0).fit(
+        train.X, train.attack, X_val=val.X, y_val=val.attack, groups_val=val.groups
+    )
 
 
 def test_the_shipped_day_loads_in_time_order_and_is_all_benign(day: list[Event]) -> None:
@@ -73,14 +85,16 @@ def test_a_log_line_with_an_unknown_field_is_refused_with_its_line_number(tmp_pa
         clinic_day.read(path)
 
 
-def test_the_day_replays_with_no_step_up_block_or_suspension(day: list[Event]) -> None:
-    report = clinic_day.replay(day, EnsembleRiskScorer(ensemble()), ResponsePolicy())
+def test_the_day_replays_with_no_step_up_block_or_suspension(
+    day: list[Event], model: RiskEnsemble
+) -> None:
+    report = clinic_day.replay(day, EnsembleRiskScorer(model), ResponsePolicy())
     assert (report.stepped_up, report.blocked, report.suspended) == (0, 0, 0)
     assert report.key_actions == 0
 
 
-def test_the_evaluation_reports_the_day_beside_the_simulator() -> None:
-    result = evaluate_day(ensemble(), None)
+def test_the_evaluation_reports_the_day_beside_the_simulator(model: RiskEnsemble) -> None:
+    result = evaluate_day(model, None)
     assert result["log"] == "shipped"
     assert result["stepped_up"] == result["blocked"] == result["suspended"] == 0
     assert result["sessions"] > 10

@@ -77,9 +77,17 @@ def test_a_phone_moved_by_its_carriers_nat_keeps_its_session() -> None:
 
 
 def test_records_read_at_a_machine_rate_are_a_sweep_and_a_ward_round_is_not() -> None:
-    event = Event(1.0, EventKind.PHI_READ, "dr.a", "doctor", "10.0.0.1", session="s", records=25)
-    assert fired(event, reads_actor_1m=rules.RECORDS_PER_MINUTE) == ("record_sweep",)
-    assert fired(event, reads_actor_1m=50) == ()  # a round's list of fifty patients
+    page = Event(1.0, EventKind.PHI_READ, "dr.a", "doctor", "10.0.0.1", session="s", records=25)
+    assert fired(page, reads_actor_1m=rules.RECORDS_PER_MINUTE) == ("record_sweep",)
+    assert fired(page, reads_actor_1m=50) == ()  # a round's list of fifty patients
+    one = Event(1.0, EventKind.PHI_READ, "dr.a", "doctor", "10.0.0.1", session="s", records=1)
+    stream = {"reads_actor_1m": 300, "rate_address_1m": rules.SWEEP_REQUESTS_PER_MINUTE}
+    assert fired(one, **stream) == ("record_sweep",)
+
+
+def test_the_owners_own_reading_is_not_a_sweep_while_a_thief_scrapes_the_account() -> None:
+    one = Event(1.0, EventKind.PHI_READ, "dr.a", "doctor", "10.0.0.1", session="s", records=1)
+    assert fired(one, reads_actor_1m=300, rate_address_1m=12) == ()
 
 
 def test_a_run_of_denials_is_probing_and_one_old_link_is_not() -> None:
@@ -119,3 +127,10 @@ def test_failures_across_many_names_from_one_address_are_spraying_and_a_busy_war
 def test_every_pattern_rule_stays_below_the_suspension_level() -> None:
     at_rest = {"aead_failure_at_rest", "signature_failure_at_rest"}
     assert all(r.risk < 0.85 for r in rules.RULES if r.name not in at_rest)
+
+
+def test_ten_guesses_at_one_account_in_an_hour_alert_below_any_block() -> None:
+    event = Event(1.0, EventKind.LOGIN_FAILURE, "dr.a", "doctor", "10.0.0.1", outcome="failed")
+    assert fired(event, fail_account_1h=rules.ACCOUNT_FAILURES_PER_HOUR) == ("account_guessing",)
+    assert fired(event, fail_account_1h=4) == ()  # a burst of typos after lunch
+    assert rules.check(event, features=features(fail_account_1h=10)).floor < 0.7

@@ -64,9 +64,12 @@ OVERSIZED_BYTES = 1_000_000_000
 HIJACK_NETWORK_AND_CLIENT = 1.0
 PREDICTIONS_PER_MINUTE = 20
 RECORDS_PER_MINUTE = 150
+SWEEP_PAGE = 10  # records on one page of a sweep ...
+SWEEP_REQUESTS_PER_MINUTE = 60  # ... or requests a minute from the sweeping address
 DENIALS_PER_10_MINUTES = 10
 INTEGRITY_FAILURES_PER_10_MINUTES = 2
 UNKNOWN_NAME_FAILURES_PER_5_MINUTES = 50
+ACCOUNT_FAILURES_PER_HOUR = 10
 ADDRESS_FAILURES_PER_HOUR = 15
 ADDRESS_ACCOUNTS_PER_10_MINUTES = 5
 
@@ -126,7 +129,14 @@ def _prediction_sweep(event: Event, f: Features) -> bool:
 
 
 def _record_sweep(event: Event, f: Features) -> bool:
-    return event.kind is EventKind.PHI_READ and f["reads_actor_1m"] >= RECORDS_PER_MINUTE
+    # The account's read count is shared by all its sessions: the owner's own session, while a
+    # thief scrapes with the account elsewhere, sees it too. So the event itself must look like
+    # the sweep: a page of many records, or one of a stream of requests from its address.
+    return (
+        event.kind is EventKind.PHI_READ
+        and f["reads_actor_1m"] >= RECORDS_PER_MINUTE
+        and (event.records >= SWEEP_PAGE or f["rate_address_1m"] >= SWEEP_REQUESTS_PER_MINUTE)
+    )
 
 
 def _denial_run(event: Event, f: Features) -> bool:
@@ -140,6 +150,16 @@ def _unknown_name_flood(event: Event, f: Features) -> bool:
         event.kind is EventKind.LOGIN_FAILURE
         and not event.role
         and f["fail_global_5m"] >= UNKNOWN_NAME_FAILURES_PER_5_MINUTES
+    )
+
+
+def _account_guessing(event: Event, f: Features) -> bool:
+    # Guesses at one account. A person who forgot their password gives up (or is backed off by
+    # the throttle) well before ten tries in an hour. The floor is the step-up level: a failed
+    # sign-in has no session to challenge, so this alerts without blocking anyone; the
+    # account's back-off (accounts.throttle) is what slows the guesser.
+    return (
+        event.kind is EventKind.LOGIN_FAILURE and f["fail_account_1h"] >= ACCOUNT_FAILURES_PER_HOUR
     )
 
 
@@ -226,6 +246,12 @@ RULES: tuple[Rule, ...] = (
         f"{UNKNOWN_NAME_FAILURES_PER_5_MINUTES}+ failed sign-ins in five minutes, this one for a "
         "name that is no account: credential stuffing or enumeration",
         _unknown_name_flood,
+    ),
+    Rule(
+        "account_guessing",
+        0.6,
+        f"{ACCOUNT_FAILURES_PER_HOUR}+ failed sign-ins for one account name in an hour",
+        _account_guessing,
     ),
     Rule(
         "address_spray",

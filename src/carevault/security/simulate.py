@@ -90,8 +90,9 @@ _GUESSED_NAMES = (
 # Benign habits the recorded clinic day showed (carevault.security.clinic_day): staff on the
 # night shift, sign-in mistakes of every kind, patients sharing a carrier's NAT address.
 _NIGHT_SHIFT = 0.12
-_NAME_TYPO = 0.12  # a failed sign-in names a mistyped username (no account)
-_EMAIL_AS_NAME = 0.13  # ... or the person's e-mail address
+_FIRST_TYPO = 0.35  # the first sign-in of an account in the period starts with a mistake
+_NAME_TYPO = 0.2  # a failed sign-in names a mistyped username (no account)
+_EMAIL_AS_NAME = 0.15  # ... or the person's e-mail address
 _TYPO_BURST = 0.06  # a burst of three or four wrong passwords before the right one
 _SHARED_CGNAT = 0.5  # a phone session on one of the carrier's few shared NAT addresses
 _NAT_REFUSED = 0.5  # a moved phone's session is refused (bound to its address); sign in again
@@ -156,6 +157,7 @@ class _User:
     panel: list[str] = field(default_factory=list)
     suites: tuple[int, ...] = ()
     encrypt_share: float = 0.0
+    signed_in: bool = False  # has signed in before (the system knows their devices)
 
 
 @dataclass(slots=True)
@@ -448,7 +450,11 @@ class _World:
         lognorm, rand, expo = rng.lognormvariate, rng.random, rng.expovariate
 
         t = t0
-        if rand() < u.typo_prob:
+        # A first sign-in (a new starter, the first day on the system) goes wrong more often,
+        # from a device and a network the system has never seen for the account.
+        typo_prob = u.typo_prob if u.signed_in else max(u.typo_prob, _FIRST_TYPO)
+        u.signed_in = True
+        if rand() < typo_prob:
             tries = 1 if rand() < 0.85 else rng.randint(2, 3)
             if rand() < _TYPO_BURST:
                 tries = rng.randint(3, 4)
