@@ -123,7 +123,8 @@ def test_doctors_work_by_day_and_patients_in_the_evening(benign_only: list[Event
         ]
 
     doctors, patients = hours("doctor"), hours("patient")
-    assert sum(6 <= h < 20 for h in doctors) > 0.9 * len(doctors)
+    # most of the reading is by day; a night shift covers the rest
+    assert sum(6 <= h < 20 for h in doctors) > 0.75 * len(doctors)
     assert sum(h >= 16 for h in patients) > 0.6 * len(patients)
 
 
@@ -151,6 +152,42 @@ def test_round_trip_times_follow_each_users_network(benign_only: list[Event]) ->
             spreads.append(rtts[len(rtts) * 9 // 10] / rtts[len(rtts) // 10])
     assert spreads
     assert max(spreads) < 4.0
+
+
+def test_benign_sign_in_mistakes_include_names_that_are_no_account(
+    benign_only: list[Event],
+) -> None:
+    failures = [e for e in benign_only if e.kind is EventKind.LOGIN_FAILURE]
+    unknown = [e for e in failures if not e.role]
+    assert unknown, "mistyped usernames and e-mails typed as usernames"
+    assert len(unknown) < len(failures) / 2  # most mistakes are wrong passwords
+
+
+def test_the_clinic_has_a_night_shift_and_patients_share_carrier_addresses(
+    benign_only: list[Event],
+) -> None:
+    def hour(e: Event) -> int:
+        return datetime.fromtimestamp(e.at, UTC).hour
+
+    staff_logins = [
+        e
+        for e in benign_only
+        if e.kind is EventKind.LOGIN_SUCCESS and e.role in ("doctor", "labtech")
+    ]
+    assert any(hour(e) < 5 for e in staff_logins)
+    patients_per_address = Counter()
+    for address in {(e.address, e.actor) for e in benign_only if e.role == "patient"}:
+        patients_per_address[address[0]] += 1
+    assert max(patients_per_address.values()) >= 2
+
+
+def test_doctors_open_their_rounds_list_and_labs_upload_in_batches(
+    benign_only: list[Event],
+) -> None:
+    lists = [e for e in benign_only if e.role == "doctor" and e.records >= 20]
+    assert lists
+    uploads = sorted(e.at for e in benign_only if e.kind is EventKind.UPLOAD)
+    assert uploads
 
 
 def test_attacks_look_like_their_descriptions(traffic: Traffic) -> None:

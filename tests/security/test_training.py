@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from carevault import cli
+from carevault.security import clinic_day
 from carevault.security.events import AttackClass
 from carevault.security.scoring import MODEL_NAME, EnsembleRiskScorer, load_scorer
 
@@ -85,10 +86,32 @@ def test_evaluate_reports_every_attack_class_per_detector_and_for_the_ensemble(t
     assert 0.0 <= summary["session_fpr"] <= 1.0
     assert summary["roc_auc"] > 0.95
     assert set(report["goals"]) == {
+        "recorded clinic day: 0 sessions stepped up, blocked or suspended",
+        "episode recall >= 99%",
         "roc_auc >= 0.99 for every attack class",
         "benign session FPR <= 0.1%",
         "brute force stopped within 10 attempts",
     }
+
+
+def test_evaluate_reports_the_recorded_day_apart_from_the_simulator(trained, tmp_path):
+    data_dir, _ = trained
+    log = tmp_path / "day.jsonl"
+    clinic_day.write(log, clinic_day.shipped()[:60])
+    result = carevault(data_dir, "security", "evaluate", "--seed", "6", "--json", "--day", str(log))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    day = report["clinic_day"]
+    assert day["log"] == str(log)
+    assert day["events"] == 60
+    assert {"stepped_up", "blocked", "suspended", "max_risk"} <= set(day)
+    head = report["headline"]
+    assert head["day_sessions"] == day["sessions"]
+    assert 0.0 <= head["episode_recall"] <= 1.0
+    assert head["episodes"] == report["summary"]["ensemble"]["episodes"]
+    assert {"events_to_alert_median", "events_to_alert_worst", "benign_session_alert_rate"} <= set(
+        head
+    )
 
 
 def test_evaluate_prints_a_table_for_people(in_data_dir, capsys):
@@ -97,6 +120,8 @@ def test_evaluate_prints_a_table_for_people(in_data_dir, capsys):
     assert "ROC-AUC per attack class" in out
     assert "brute_force" in out
     assert "goals:" in out
+    assert "recorded clinic day" in out
+    assert "attack episodes detected at the deployed threshold" in out
 
 
 def test_evaluating_on_the_training_seed_is_refused_in_one_line(in_data_dir, capsys):

@@ -5,14 +5,73 @@ tag that fails on data *at rest* means the stored bytes were altered (nobody leg
 ciphertext in the database), so it is tampering at risk 1, even on a quiet night when every
 detector sees a normal clinician reading a normal record. Each rule sets a floor under the risk;
 the assessment names the rules that fired.
+
+**Pattern rules** read the event's features (the sliding-window counts the extractor keeps per
+account, address and session) and name the shape of an attack no person produces by hand:
+a session cookie presented from another network *and* another browser, prediction calls or
+record reads at machine rates, a run of denials, repeated integrity failures on submitted data,
+failures for names that are no account at a rate no person types. Their thresholds sit far above
+what the simulator's benign clinic and the recorded clinic day (a shared ward workstation with
+several staff and their typos, a doctor working through forty patients, a lab batch, patients
+behind one carrier address) ever reach, and they stay below the suspension level: they step up,
+block the session or contain the address, never rotate keys on their own.
+Without features (``check(event)``) pattern rules never fire.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .events import Event, EventKind
+from .features import ALLOWED_SUITES, VALID_KEY_BYTES
+
+Features = Mapping[str, float]
+
+
+class _NoFeatures(Mapping[str, float]):
+    """Every feature reads 0: what a rule sees when the caller has no feature vector."""
+
+    def __getitem__(self, key: str) -> float:
+        return 0.0
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+NO_FEATURES: Features = _NoFeatures()
+
+# Content no clinical upload has: programs, scripts, web pages.
+DANGEROUS_CONTENT = frozenset(
+    {
+        "application/x-dosexec",
+        "application/x-executable",
+        "application/x-sharedlib",
+        "application/x-mach-binary",
+        "text/html",
+        "text/x-shellscript",
+        "application/javascript",
+        "text/javascript",
+    }
+)
+# Larger than any clinical file CareVault accepts (a DICOM study is tens to hundreds of MB).
+OVERSIZED_BYTES = 1_000_000_000
+
+# Pattern thresholds (see the module docstring for why they are where they are).
+HIJACK_NETWORK_AND_CLIENT = 1.0
+PREDICTIONS_PER_MINUTE = 20
+RECORDS_PER_MINUTE = 150
+SWEEP_PAGE = 10  # records on one page of a sweep ...
+SWEEP_REQUESTS_PER_MINUTE = 60  # ... or requests a minute from the sweeping address
+DENIALS_PER_10_MINUTES = 10
+INTEGRITY_FAILURES_PER_10_MINUTES = 2
+UNKNOWN_NAME_FAILURES_PER_5_MINUTES = 50
+ACCOUNT_FAILURES_PER_HOUR = 10
+ADDRESS_FAILURES_PER_HOUR = 15
+ADDRESS_ACCOUNTS_PER_10_MINUTES = 5
 
 
 @dataclass(frozen=True)
@@ -20,15 +79,98 @@ class Rule:
     name: str
     risk: float  # the risk is at least this when the rule fires
     description: str
-    matches: Callable[[Event], bool]
+    matches: Callable[[Event, Features], bool]
 
 
-def _aead_failure_at_rest(event: Event) -> bool:
+def _aead_failure_at_rest(event: Event, f: Features) -> bool:
     return event.kind is EventKind.DECRYPTION_FAILURE and event.stored_data
 
 
-def _signature_failure_at_rest(event: Event) -> bool:
+def _signature_failure_at_rest(event: Event, f: Features) -> bool:
     return event.kind is EventKind.SIGNATURE_FAILURE and event.stored_data
+
+
+def _forged_header(event: Event, f: Features) -> bool:
+    suite = bool(event.suite_id) and event.suite_id not in ALLOWED_SUITES
+    key = bool(event.key_bytes) and event.key_bytes not in VALID_KEY_BYTES
+    return suite or key
+
+
+def _broken_header(event: Event, f: Features) -> bool:
+    return event.kind is EventKind.UPLOAD and not event.header_ok
+
+
+def _dangerous_content(event: Event, f: Features) -> bool:
+    return event.kind is EventKind.UPLOAD and event.sniffed_type in DANGEROUS_CONTENT
+
+
+def _oversized_upload(event: Event, f: Features) -> bool:
+    return event.kind is EventKind.UPLOAD and event.upload_bytes >= OVERSIZED_BYTES
+
+
+def _repeated_integrity_failures(event: Event, f: Features) -> bool:
+    return f["crypto_fail_actor_10m"] >= INTEGRITY_FAILURES_PER_10_MINUTES
+
+
+def _session_moved(event: Event, f: Features) -> bool:
+    # A carrier NAT moves a phone to another address, even another network; it does not change
+    # the browser. A cookie presented by another browser on another network is a stolen one.
+    return (
+        f["session_client_changed"] >= HIJACK_NETWORK_AND_CLIENT
+        and f["session_network_changed"] >= HIJACK_NETWORK_AND_CLIENT
+    )
+
+
+def _prediction_sweep(event: Event, f: Features) -> bool:
+    return event.kind is EventKind.PREDICTION and (
+        f["pred_actor_1m"] >= PREDICTIONS_PER_MINUTE
+        or f["pred_client_1m"] >= PREDICTIONS_PER_MINUTE
+    )
+
+
+def _record_sweep(event: Event, f: Features) -> bool:
+    # The account's read count is shared by all its sessions: the owner's own session, while a
+    # thief scrapes with the account elsewhere, sees it too. So the event itself must look like
+    # the sweep: a page of many records, or one of a stream of requests from its address.
+    return (
+        event.kind is EventKind.PHI_READ
+        and f["reads_actor_1m"] >= RECORDS_PER_MINUTE
+        and (event.records >= SWEEP_PAGE or f["rate_address_1m"] >= SWEEP_REQUESTS_PER_MINUTE)
+    )
+
+
+def _denial_run(event: Event, f: Features) -> bool:
+    return event.kind is EventKind.ACCESS_DENIED and f["denied_actor_10m"] >= DENIALS_PER_10_MINUTES
+
+
+def _unknown_name_flood(event: Event, f: Features) -> bool:
+    # Failures for names that are no account, clinic-wide, at a rate no person types: credential
+    # stuffing and username enumeration. A person's typo names an account or one wrong name.
+    return (
+        event.kind is EventKind.LOGIN_FAILURE
+        and not event.role
+        and f["fail_global_5m"] >= UNKNOWN_NAME_FAILURES_PER_5_MINUTES
+    )
+
+
+def _account_guessing(event: Event, f: Features) -> bool:
+    # Guesses at one account. A person who forgot their password gives up (or is backed off by
+    # the throttle) well before ten tries in an hour. The floor is the step-up level: a failed
+    # sign-in has no session to challenge, so this alerts without blocking anyone; the
+    # account's back-off (accounts.throttle) is what slows the guesser.
+    return (
+        event.kind is EventKind.LOGIN_FAILURE and f["fail_account_1h"] >= ACCOUNT_FAILURES_PER_HOUR
+    )
+
+
+def _address_spray(event: Event, f: Features) -> bool:
+    # Failures across many account names from one address: password spraying. A ward
+    # workstation shared by the whole team stays far below both counts in an hour.
+    return (
+        event.kind is EventKind.LOGIN_FAILURE
+        and f["fail_address_1h"] >= ADDRESS_FAILURES_PER_HOUR
+        and f["accounts_address_10m"] >= ADDRESS_ACCOUNTS_PER_10_MINUTES
+    )
 
 
 RULES: tuple[Rule, ...] = (
@@ -44,6 +186,80 @@ RULES: tuple[Rule, ...] = (
         "a stored signed record no longer verifies: it was altered after signing",
         _signature_failure_at_rest,
     ),
+    Rule(
+        "forged_ciphertext_header",
+        0.75,
+        "a submitted ciphertext names a suite or a key length CareVault never writes",
+        _forged_header,
+    ),
+    Rule(
+        "broken_ciphertext_header",
+        0.6,
+        "a submitted ciphertext's header does not parse",
+        _broken_header,
+    ),
+    Rule(
+        "dangerous_upload_content",
+        0.75,
+        "an upload's content is a program, a script or a web page",
+        _dangerous_content,
+    ),
+    Rule(
+        "oversized_upload",
+        0.6,
+        "an upload larger than any clinical file",
+        _oversized_upload,
+    ),
+    Rule(
+        "repeated_integrity_failures",
+        0.75,
+        "submitted data failed its integrity check again within ten minutes",
+        _repeated_integrity_failures,
+    ),
+    Rule(
+        "session_cookie_moved",
+        0.75,
+        "a session was used from another network and another browser than it was opened in",
+        _session_moved,
+    ),
+    Rule(
+        "prediction_sweep",
+        0.75,
+        f"{PREDICTIONS_PER_MINUTE}+ prediction calls in a minute: a model being extracted",
+        _prediction_sweep,
+    ),
+    Rule(
+        "record_sweep",
+        0.75,
+        f"{RECORDS_PER_MINUTE}+ patient records read in a minute: records being scraped",
+        _record_sweep,
+    ),
+    Rule(
+        "denial_run",
+        0.75,
+        f"{DENIALS_PER_10_MINUTES}+ denials for one account in ten minutes: privileges probed",
+        _denial_run,
+    ),
+    Rule(
+        "unknown_name_flood",
+        0.7,
+        f"{UNKNOWN_NAME_FAILURES_PER_5_MINUTES}+ failed sign-ins in five minutes, this one for a "
+        "name that is no account: credential stuffing or enumeration",
+        _unknown_name_flood,
+    ),
+    Rule(
+        "account_guessing",
+        0.6,
+        f"{ACCOUNT_FAILURES_PER_HOUR}+ failed sign-ins for one account name in an hour",
+        _account_guessing,
+    ),
+    Rule(
+        "address_spray",
+        0.7,
+        f"{ADDRESS_FAILURES_PER_HOUR}+ failed sign-ins in an hour from one address across "
+        f"{ADDRESS_ACCOUNTS_PER_10_MINUTES}+ account names: password spraying",
+        _address_spray,
+    ),
 )
 
 
@@ -56,8 +272,36 @@ class RuleResult:
 NOTHING = RuleResult((), 0.0)
 
 
-def check(event: Event, rules: Sequence[Rule] = RULES) -> RuleResult:
-    fired = [r for r in rules if r.matches(event)]
+def check(
+    event: Event, rules: Sequence[Rule] = RULES, features: Features | None = None
+) -> RuleResult:
+    f = NO_FEATURES if features is None else features
+    fired = [r for r in rules if r.matches(event, f)]
     if not fired:
         return NOTHING
     return RuleResult(tuple(r.name for r in fired), max(r.risk for r in fired))
+
+
+class FeatureRow(Mapping[str, float]):
+    """A feature vector read by name (no copy)."""
+
+    __slots__ = ("_index", "_row")
+
+    def __init__(self, row: Sequence[float], index: Mapping[str, int]) -> None:
+        self._row = row
+        self._index = index
+
+    def __getitem__(self, key: str) -> float:
+        return float(self._row[self._index[key]])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def feature_index() -> dict[str, int]:
+    from .features import FEATURE_NAMES
+
+    return {name: i for i, name in enumerate(FEATURE_NAMES)}

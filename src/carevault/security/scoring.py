@@ -25,6 +25,7 @@ from .features import FEATURE_NAMES, FeatureExtractor
 from .store import ModelStore, SealedInfo, SealedModelError
 
 MODEL_NAME = TRAINED_MODEL_NAME
+_FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 # Every type a sealed risk ensemble may contain; anything else in the file is refused before
 # skops builds a single object (skops also trusts its own default list of safe types).
@@ -84,9 +85,11 @@ class EnsembleRiskScorer:
         }
 
     def assess(self, event: Event) -> ScoredAssessment:
-        fired = hard_rules.check(event, self.rules)
         with self._lock:
             vector = np.asarray(self.extractor.transform_one(event), dtype=np.float64)
+        fired = hard_rules.check(
+            event, self.rules, hard_rules.FeatureRow(vector.tolist(), _FEATURE_INDEX)
+        )
         score = self.ensemble.score_one(vector)
         risk = max(score.risk, fired.floor)
         return ScoredAssessment(

@@ -87,6 +87,17 @@ _GUESSED_NAMES = (
     "admin", "administrator", "root", "test", "reception", "nurse1", "info", "support",
     "doctor", "lab", "backup", "guest", "it", "billing", "pharmacy",
 )  # fmt: skip
+# Benign habits the recorded clinic day showed (carevault.security.clinic_day): staff on the
+# night shift, sign-in mistakes of every kind, patients sharing a carrier's NAT address.
+_NIGHT_SHIFT = 0.12
+_FIRST_TYPO = 0.35  # the first sign-in of an account in the period starts with a mistake
+_NAME_TYPO = 0.2  # a failed sign-in names a mistyped username (no account)
+_EMAIL_AS_NAME = 0.15  # ... or the person's e-mail address
+_TYPO_BURST = 0.06  # a burst of three or four wrong passwords before the right one
+_SHARED_CGNAT = 0.5  # a phone session on one of the carrier's few shared NAT addresses
+_NAT_REFUSED = 0.5  # a moved phone's session is refused (bound to its address); sign in again
+_ROUNDS_LIST = 0.5  # a doctor's session opens with their patient list (20-50 records)
+_LAB_BATCH = 0.4  # a lab session opens with a batch of results (8-15 uploads)
 _FIRST = ("anna", "ben", "carla", "dan", "eva", "finn", "gina", "hugo", "ida", "jon", "kim", "lea")
 _LAST = ("smith", "jones", "meyer", "garcia", "rossi", "novak", "berg", "silva", "khan", "ito")
 
@@ -146,6 +157,7 @@ class _User:
     panel: list[str] = field(default_factory=list)
     suites: tuple[int, ...] = ()
     encrypt_share: float = 0.0
+    signed_in: bool = False  # has signed in before (the system knows their devices)
 
 
 @dataclass(slots=True)
@@ -275,6 +287,9 @@ class _World:
         self.clinic_addresses = [self._address(self.clinic) for _ in range(rng.randint(2, 4))]
         self.isps = [self._net(rng.uniform(12.0, 45.0), 0.2) for _ in range(rng.randint(8, 16))]
         self.carriers = [self._net(rng.uniform(40.0, 90.0), 0.35) for _ in range(4)]
+        self.cgnat = {
+            (c.a, c.b): [self._address(c) for _ in range(rng.randint(2, 4))] for c in self.carriers
+        }
         n_patients = max(400, users * 25)
         self.patient_ids = [f"pt-{rng.getrandbits(40):010x}" for _ in range(n_patients)]
         self.users = self._cast(users)
@@ -332,6 +347,10 @@ class _World:
                 u.places.append(self._home(0.05, laptop))
             u.start_hour = rng.uniform(6.5, 10.0)
             u.shift_hours = rng.uniform(7.0, 10.0)
+            if role != "admin" and rng.random() < _NIGHT_SHIFT:
+                # The night shift: in at 19-22:30, out after midnight.
+                u.start_hour = rng.uniform(19.0, 22.5)
+                u.shift_hours = rng.uniform(8.5, 11.0)
             u.login_prob = rng.uniform(0.85, 0.97)
             u.weekend_prob = rng.uniform(0.0, 0.25)
             u.typo_prob = rng.uniform(0.01, 0.05)
@@ -415,7 +434,10 @@ class _World:
         out: list[Event],
     ) -> None:
         net = place.net
-        if not place.addresses or rng.random() < place.fresh_address:
+        shared = self.cgnat.get((net.a, net.b)) if place.fresh_address >= 1.0 else None
+        if shared and rng.random() < _SHARED_CGNAT:
+            address = rng.choice(shared)
+        elif not place.addresses or rng.random() < place.fresh_address:
             address = self._address(net, rng)
             if place.addresses and place.fresh_address < 1.0:
                 place.addresses[rng.randrange(len(place.addresses))] = address
@@ -428,10 +450,20 @@ class _World:
         lognorm, rand, expo = rng.lognormvariate, rng.random, rng.expovariate
 
         t = t0
-        if rand() < u.typo_prob:
-            for _ in range(1 if rand() < 0.85 else rng.randint(2, 3)):
+        # A first sign-in (a new starter, the first day on the system) goes wrong more often,
+        # from a device and a network the system has never seen for the account.
+        typo_prob = u.typo_prob if u.signed_in else max(u.typo_prob, _FIRST_TYPO)
+        u.signed_in = True
+        if rand() < typo_prob:
+            tries = 1 if rand() < 0.85 else rng.randint(2, 3)
+            if rand() < _TYPO_BURST:
+                tries = rng.randint(3, 4)
+            for _ in range(tries):
+                typed, typed_role = _mistyped(rng, name), ""
+                if typed == name:
+                    typed_role = role
                 out.append(
-                    Event(t, EventKind.LOGIN_FAILURE, name, role, address, prefix, client,
+                    Event(t, EventKind.LOGIN_FAILURE, typed, typed_role, address, prefix, client,
                           rtt_ms=rtt0 * lognorm(0.0, jit), outcome="failed")
                 )  # fmt: skip
                 t += rng.uniform(4.0, 25.0)
@@ -452,10 +484,33 @@ class _World:
         t += expo(rate)
         moved = place.fresh_address >= 1.0 and rand() < 0.08
         denied_left = 1 if role == "patient" and rand() < 0.04 else 0
+        if role == "doctor" and panel and rand() < _ROUNDS_LIST:
+            # The day's list: every patient of the doctor's round on one page.
+            listed = tuple(rng.sample(panel, min(len(panel), rng.randint(20, 50))))
+            out.append(
+                Event(t, EventKind.PHI_READ, name, role, address, prefix, client, sid,
+                      rtt0 * lognorm(0.0, jit), records=len(listed), patients=listed)
+            )  # fmt: skip
+            t += rng.uniform(20.0, 90.0)
+        elif role == "labtech" and panel and rand() < _LAB_BATCH:
+            t = self._lab_batch(rng, u, t, (address, prefix, client), sid, rtt0, jit, out)
         while t < t1:
             if moved and rand() < 0.1:  # the carrier's NAT moved the phone to another address
                 address = self._address(net, rng)
                 moved = False
+                if rand() < _NAT_REFUSED:
+                    # The session is bound to its address: refused, and the patient signs in again.
+                    out.append(
+                        Event(t, EventKind.ACCESS_DENIED, name, role, address, prefix, client,
+                              sid, rtt0 * lognorm(0.0, jit), outcome="denied")
+                    )  # fmt: skip
+                    t += rng.uniform(10.0, 40.0)
+                    sid = f"{rng.getrandbits(64):016x}"
+                    out.append(
+                        Event(t, EventKind.LOGIN_SUCCESS, name, role, address, prefix, client,
+                              sid, rtt0 * lognorm(0.0, jit))
+                    )  # fmt: skip
+                    t += expo(rate)
             r = rand()
             rtt = rtt0 * lognorm(0.0, jit)
             if role == "doctor":
@@ -529,6 +584,36 @@ class _World:
                     )  # fmt: skip
                 gap = expo(rate)
             t += gap
+
+    def _lab_batch(
+        self,
+        rng: random.Random,
+        u: _User,
+        t: float,
+        where: tuple[str, str, str],
+        sid: str,
+        rtt0: float,
+        jit: float,
+        out: list[Event],
+    ) -> float:
+        """A batch of results: the queue, then each request opened and its result uploaded."""
+        address, prefix, client = where
+        name, role = u.name, u.role
+        out.append(
+            Event(t, EventKind.PHI_READ, name, role, address, prefix, client, sid,
+                  rtt0 * rng.lognormvariate(0.0, jit))
+        )  # fmt: skip
+        for _ in range(rng.randint(8, 15)):
+            t += rng.uniform(60.0, 240.0)
+            patient = rng.choice(u.panel)
+            rtt = rtt0 * rng.lognormvariate(0.0, jit)
+            out.append(
+                Event(t, EventKind.PHI_READ, name, role, address, prefix, client, sid, rtt,
+                      records=1, patients=(patient,))
+            )  # fmt: skip
+            t += rng.uniform(20.0, 90.0)
+            out.append(self._upload(rng, u, t, where, sid, rtt, patient))
+        return t + rng.uniform(30.0, 120.0)
 
     def _upload(
         self,
@@ -626,6 +711,18 @@ class _World:
         }[attack]
         method(t0)
         return [e for e in a.out if e.at < self.end], []
+
+
+def _mistyped(rng: random.Random, name: str) -> str:
+    """The name a failed sign-in typed: mostly the right one (a wrong password), sometimes a
+    mistyped username or the person's e-mail address (names that are no account)."""
+    r = rng.random()
+    if r < _NAME_TYPO:
+        cut = rng.randrange(1, len(name))
+        return name[:cut] + name[cut + 1 :]
+    if r < _NAME_TYPO + _EMAIL_AS_NAME:
+        return f"{name}@{rng.choice(('clinic.example', 'mail.example'))}"
+    return name
 
 
 def _pick_place(rng: random.Random, places: list[_Place]) -> _Place:

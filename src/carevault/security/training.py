@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -180,6 +181,19 @@ class Scores:
     alerts: dict[str, NDArray[np.bool_]]
 
 
+def rule_floors(data: Dataset) -> NDArray[np.float64]:
+    """The hard rules' floor for each event, the pattern rules reading its feature vector."""
+    index = hard_rules.feature_index()
+    rows = data.X.tolist()
+    return np.array(
+        [
+            hard_rules.check(e, features=hard_rules.FeatureRow(row, index)).floor
+            for e, row in zip(data.events, rows, strict=True)
+        ],
+        dtype=np.float64,
+    )
+
+
 def score_dataset(ensemble: RiskEnsemble, data: Dataset) -> Scores:
     """Each detector alone, the ensemble as the scorer runs it (its fusion, then the hard rules)
     and the other fusions (``fusion:<name>``), each at its validation operating threshold."""
@@ -189,7 +203,7 @@ def score_dataset(ensemble: RiskEnsemble, data: Dataset) -> Scores:
     for i, name in enumerate(ensemble.names_):
         scores[name] = surprisal[:, i]
         alerts[name] = surprisal[:, i] > ensemble.detector_thresholds_[name]
-    floors = np.array([hard_rules.check(e).floor for e in data.events])
+    floors = rule_floors(data)
     fired = floors > 0.5
     for fusion, threshold in ensemble.fusion_thresholds_.items():
         fused = ensemble.fused_score(surprisal, fusion)
@@ -261,6 +275,8 @@ def evaluate_dataset(ensemble: RiskEnsemble, data: Dataset) -> dict[str, Any]:
             "false_positive_sessions": int(session_alert.sum()),
             "episodes_detected": detection["detected"],
             "episodes": detection["episodes"],
+            "attempts_median": detection["attempts_median"],
+            "attempts_max": detection["attempts_max"],
         }
     per_class: dict[str, Any] = {}
     for attack in ATTACK_CLASSES:
@@ -288,6 +304,24 @@ def evaluate_dataset(ensemble: RiskEnsemble, data: Dataset) -> dict[str, Any]:
     }
 
 
+def evaluate_day(
+    ensemble: RiskEnsemble, info: SealedInfo | None, day: str | Path | None = None
+) -> dict[str, Any]:
+    """Replay a recorded clinic day (default: the one shipped) through a fresh scorer with this
+    ensemble, the hard rules and the response planner at the deployed thresholds."""
+    from . import clinic_day
+    from .response import ResponsePolicy
+    from .scoring import EnsembleRiskScorer
+
+    events = clinic_day.shipped() if day is None else clinic_day.read(day)
+    report = clinic_day.replay(events, EnsembleRiskScorer(ensemble, info=info), ResponsePolicy())
+    return {
+        "log": "shipped" if day is None else str(day),
+        **clinic_day.describe(events),
+        **report.as_dict(),
+    }
+
+
 def evaluate(
     store: ModelStore,
     *,
@@ -295,8 +329,10 @@ def evaluate(
     days: float | None = None,
     users: int | None = None,
     version: int | None = None,
+    day: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score held-out generated traffic with the sealed ensemble."""
+    """Score held-out generated traffic with the sealed ensemble, and replay the recorded clinic
+    day (``day``: a JSONL log; default: the one shipped with CareVault)."""
     ensemble, info = load_ensemble(store, version)
     meta = info.manifest.get("metadata", {})
     trained_on = {int(meta.get("train_seed", -1)), int(meta.get("validation_seed", -1))}
@@ -325,8 +361,35 @@ def evaluate(
             },
         }
     )
+    result["clinic_day"] = evaluate_day(ensemble, info, day)
+    result["headline"] = headline(result)
     result["goals"] = goals(result)
     return result
+
+
+def headline(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures issue 12 asks for, each on its own: the recorded day, then the simulator."""
+    day = result["clinic_day"]
+    summary = result["summary"]["ensemble"]
+    aucs = [c["ensemble"]["roc_auc"] for c in result["per_class"].values() if c["events"]]
+    return {
+        "day_sessions": day["sessions"],
+        "day_stepped_up": day["stepped_up"],
+        "day_blocked": day["blocked"],
+        "day_suspended": day["suspended"],
+        "day_key_actions": day["key_actions"],
+        "day_max_risk": day["max_risk"],
+        "min_class_roc_auc": min((a for a in aucs if a is not None), default=None),
+        "episode_recall": (
+            summary["episodes_detected"] / summary["episodes"] if summary["episodes"] else None
+        ),
+        "episodes_detected": summary["episodes_detected"],
+        "episodes": summary["episodes"],
+        "events_to_alert_median": summary["attempts_median"],
+        "events_to_alert_worst": summary["attempts_max"],
+        "benign_session_alert_rate": summary["session_fpr"],
+        "benign_event_alert_rate": summary["event_fpr"],
+    }
 
 
 def _model_info(info: SealedInfo) -> dict[str, Any]:
@@ -336,6 +399,7 @@ def _model_info(info: SealedInfo) -> dict[str, Any]:
 # -- reports for people ----------------------------------------------------------------------
 
 AUC_GOAL = 0.99
+RECALL_GOAL = 0.99
 
 
 def goals(result: dict[str, Any]) -> dict[str, bool | None]:
@@ -343,7 +407,15 @@ def goals(result: dict[str, Any]) -> dict[str, bool | None]:
     aucs = [c["ensemble"]["roc_auc"] for c in result["per_class"].values() if c["events"]]
     brute = result["per_class"][AttackClass.BRUTE_FORCE.value]["ensemble"]["detection"]
     fpr = result["summary"]["ensemble"]["session_fpr"]
+    head = result.get("headline", {})
+    day_ok: bool | None = None
+    if "clinic_day" in result:
+        day = result["clinic_day"]
+        day_ok = day["stepped_up"] + day["blocked"] + day["suspended"] == 0
+    recall = head.get("episode_recall")
     return {
+        "recorded clinic day: 0 sessions stepped up, blocked or suspended": day_ok,
+        "episode recall >= 99%": None if recall is None else recall >= RECALL_GOAL,
         "roc_auc >= 0.99 for every attack class": (
             all(a is not None and a >= AUC_GOAL for a in aucs) if aucs else None
         ),
@@ -381,7 +453,29 @@ def render_evaluation(result: dict[str, Any]) -> str:
 
     scorers: list[str] = result["scorers"]
     model = result["model"]
+    head = result["headline"]
+    day = result["clinic_day"]
+    worst = head["events_to_alert_worst"]
+    yardstick = [
+        ["recorded clinic day", "sessions stepped up / blocked / suspended",
+         f"{head['day_stepped_up']} / {head['day_blocked']} / {head['day_suspended']} "
+         f"of {head['day_sessions']}"],
+        ["recorded clinic day", "highest risk of any event", _num(head["day_max_risk"], ".3f")],
+        ["simulator", "lowest per-class ROC-AUC", _num(head["min_class_roc_auc"])],
+        ["simulator", "attack episodes detected at the deployed threshold",
+         f"{_pct(head['episode_recall'])} ({head['episodes_detected']}/{head['episodes']})"],
+        ["simulator", "events to first alert (median / worst)",
+         f"{_num(head['events_to_alert_median'], '.0f')} / "
+         f"{'never' if worst is None else _num(worst, '.0f')}"],
+        ["simulator", "benign sessions alerted",
+         f"{_pct(head['benign_session_alert_rate'], 2)} (events "
+         f"{_pct(head['benign_event_alert_rate'], 3)})"],
+    ]  # fmt: skip
     lines = [
+        f"recorded clinic day ({day['log']}): {day['events']} events, {day['accounts']} accounts, "
+        f"{day['sessions']} sessions; replayed at the deployed response thresholds",
+        format_table(["traffic", "measure", "value"], yardstick),
+        "",
         f"carevault security evaluate: {model['name']} v{model['version']} (fusion "
         f"{result['fusion']}), held-out seed {result['seed']}, {result['days']:g} days, "
         f"{result['users']} users: {result['events']} events ({result['attack_events']} attack), "

@@ -37,6 +37,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +264,7 @@ def script(short: bool, desks: Callable[[str, str], Desk], clinic: Any, pdf: byt
             m += 1
         s.at(f"{h:02d}:{m:02d}", "night: login", lambda: night.login(NIGHT_DOCTOR))
         for k, pid in enumerate(night_pts[: 3 if not short else 2]):
-            s.at(f"{h:02d}:{m + 3 + 4 * k:02d}", "night: read", lambda p=pid: night.patient(p))
+            s.at(f"{h:02d}:{m + 3 + 4 * k:02d}", "night: read", partial(night.patient, pid))
         s.at(f"{h:02d}:{m + 20:02d}", "night: logout", night.logout)
 
     # -- ward PC A: two doctors share it; an e-mail as username, typos ----------------------------
@@ -279,18 +280,27 @@ def script(short: bool, desks: Callable[[str, str], Desk], clinic: Any, pdf: byt
     n_ward = len(ward) if not short else 3
     for k, pid in enumerate(ward[:n_ward]):
         minute = 45 + 6 * k
-        s.at(f"{7 + minute // 60:02d}:{minute % 60:02d}", "ward A: read", lambda p=pid: lind.patient(p))
+        s.at(
+            f"{7 + minute // 60:02d}:{minute % 60:02d}",
+            "ward A: read",
+            partial(lind.patient, pid),
+        )
         minute += 3
-        s.at(f"{7 + minute // 60:02d}:{minute % 60:02d}", "ward A: read", lambda p=pid: mor.patient(p))
+        s.at(
+            f"{7 + minute // 60:02d}:{minute % 60:02d}",
+            "ward A: read",
+            partial(mor.patient, pid),
+        )
         if k % 3 == 1:
             minute += 1
             s.at(
                 f"{7 + minute // 60:02d}:{minute % 60:02d}",
                 "ward A: note",
-                lambda p=pid: mor.note(p, "Reviewed on the ward round; plan unchanged."),
+                partial(mor.note, pid, "Reviewed on the ward round; plan unchanged."),
             )
     if not short:
         # After lunch: a burst of typos on the shared PC, then the right password.
+        s.at("12:20", "ward A: moreau logout", mor.logout)
         s.at("12:58", "ward A: lindqvist logout", lind.logout)
         s.at("13:02", "ward A: lindqvist typo 1", lambda: lind.fail(lindqvist))
         s.at("13:02:20", "ward A: lindqvist typo 2", lambda: lind.fail(lindqvist))
@@ -299,7 +309,7 @@ def script(short: bool, desks: Callable[[str, str], Desk], clinic: Any, pdf: byt
         s.at("13:04", "ward A: moreau mistyped name", lambda: mor.fail(moreau[:-1]))
         s.at("13:04:30", "ward A: moreau back in", lambda: mor.login(moreau))
         for k, pid in enumerate(ward[:6]):
-            s.at(f"13:{10 + 7 * k:02d}", "ward A: afternoon", lambda p=pid: lind.patient(p))
+            s.at(f"13:{10 + 7 * k:02d}", "ward A: afternoon", partial(lind.patient, pid))
 
     # -- ward PC B: the doctor working through forty patients -------------------------------------
     oka = desks(WARD_PC, WARD_B)
@@ -317,13 +327,13 @@ def script(short: bool, desks: Callable[[str, str], Desk], clinic: Any, pdf: byt
                 "rounds: back",
                 lambda: oka.login(ROUNDS_DOCTOR),
             )
-        s.at(f"{minute // 60:02d}:{minute % 60:02d}", "rounds: patient", lambda p=pid: oka.patient(p))
+        s.at(f"{minute // 60:02d}:{minute % 60:02d}", "rounds: patient", partial(oka.patient, pid))
         if k % 4 == 2:
             minute += 4
             s.at(
                 f"{minute // 60:02d}:{minute % 60:02d}",
                 "rounds: note",
-                lambda p=pid: oka.note(p, "Seen on rounds. Observations stable."),
+                partial(oka.note, pid, "Seen on rounds. Observations stable."),
             )
     s.at("15:30", "rounds: logout", oka.logout)
 
@@ -338,7 +348,7 @@ def script(short: bool, desks: Callable[[str, str], Desk], clinic: Any, pdf: byt
         s.at(
             f"10:{minute:02d}",
             "lab: upload",
-            lambda r=rid, n=k: fer.lab_result(r, pdf, n + 1),
+            partial(fer.lab_result, rid, pdf, k + 1),
         )
     if not short:
         s.at("11:00", "lab: ferreira logout", fer.logout)
@@ -362,7 +372,7 @@ def script(short: bool, desks: Callable[[str, str], Desk], clinic: Any, pdf: byt
         home = desks(HOME_MAC, HOME)
         s.at("20:10", "home: login", lambda: home.login(ROUNDS_DOCTOR))
         for k, pid in enumerate(rounds[:3]):
-            s.at(f"20:{12 + 3 * k:02d}", "home: read", lambda p=pid: home.patient(p))
+            s.at(f"20:{12 + 3 * k:02d}", "home: read", partial(home.patient, pid))
 
     # -- patients on phones behind the carrier's NAT ----------------------------------------------
     n_patients = len(PATIENT_ACCOUNTS) if not short else 2
@@ -372,17 +382,39 @@ def script(short: bool, desks: Callable[[str, str], Desk], clinic: Any, pdf: byt
         minute = 5 + 20 * (k % 2)
         at = f"{hour:02d}:{minute:02d}"
         if k == 2:
-            s.at(at, "phone: typo", lambda d=phone, u=username: d.fail(u))
-            s.at(f"{hour:02d}:{minute:02d}:30", "phone: typo", lambda d=phone, u=username: d.fail(u))
+            s.at(at, "phone: typo", partial(phone.fail, username))
+            s.at(f"{hour:02d}:{minute:02d}:30", "phone: typo", partial(phone.fail, username))
         if k == 4:
-            s.at(at, "phone: e-mail as username", lambda d=phone, u=username: d.fail(f"{u}@mail.example"))
-        s.at(f"{hour:02d}:{minute + 1:02d}", "phone: login", lambda d=phone, u=username: d.login(u))
-        s.at(f"{hour:02d}:{minute + 2:02d}", "phone: home", lambda d=phone: d.open("/clinic/me/"))
+            s.at(
+                at,
+                "phone: e-mail as username",
+                partial(phone.fail, f"{username}@mail.example"),
+            )
+        s.at(f"{hour:02d}:{minute + 1:02d}", "phone: login", partial(phone.login, username))
+        s.at(f"{hour:02d}:{minute + 2:02d}", "phone: home", partial(phone.open, "/clinic/me/"))
         if k == 1:
-            s.at(f"{hour:02d}:{minute + 4:02d}", "phone: NAT moved", lambda d=phone: d.move(CARRIER_MOVED))
+            s.at(
+                f"{hour:02d}:{minute + 4:02d}",
+                "phone: NAT moved",
+                partial(phone.move, CARRIER_MOVED),
+            )
         s.at(
-            f"{hour:02d}:{minute + 5:02d}", "phone: history", lambda d=phone: d.open("/clinic/me/history/")
+            f"{hour:02d}:{minute + 5:02d}",
+            "phone: history",
+            partial(phone.open, "/clinic/me/history/"),
         )
+        if k == 1:
+            # The session is bound to its address: after the move the patient signs in again.
+            s.at(
+                f"{hour:02d}:{minute + 6:02d}",
+                "phone: login again",
+                partial(phone.login, username),
+            )
+            s.at(
+                f"{hour:02d}:{minute + 7:02d}",
+                "phone: history",
+                partial(phone.open, "/clinic/me/history/"),
+            )
     s.steps.sort(key=lambda step: step.at)
     return s
 
