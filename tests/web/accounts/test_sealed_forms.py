@@ -13,7 +13,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 from form_sealing import seal_form, sealed_post
 
-from carevault.web.accounts import challenges, recovery, sealed_forms
+from carevault.web.accounts import challenges, recovery, sealed_forms, throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 
@@ -29,6 +29,7 @@ FORM = {
     "name": "Sam Sealed",
     "birth_date": "1984-02-29",
 }
+WITHOUT_PASSWORD = {k: v for k, v in FORM.items() if k != "password"}
 STAFF = {"username": "doctor7", "display_name": "Dr Seven", "role": "doctor", "password": STRONG}
 
 
@@ -157,3 +158,23 @@ def test_every_refusal_passes_through_one_function(client, monkeypatch):
     client.post(REGISTER, FORM)
     client.post(REGISTER, {k: v for k, v in FORM.items() if k != "password"})
     assert seen == ["plain_password", "no_packet"]
+
+
+def test_junk_form_packets_from_a_blocked_address_are_counted_not_audited_one_row_each(client):
+    throttle.block_address("127.0.0.1", "a test's block")
+    before = AuditEntry.objects.count()
+    for _ in range(30):
+        client.post(REGISTER, {**WITHOUT_PASSWORD, "sealed_packet": "junk"})
+    new = list(AuditEntry.objects.order_by("seq")[before:])
+    assert [e.action for e in new] == ["auth.refused_counted"]
+    assert throttle.refused_count("127.0.0.1") == 30
+
+
+def test_forged_form_packets_count_towards_the_address_limit_like_forged_login_packets(
+    client, settings
+):
+    settings.LOGIN_ADDRESS_MAX_FORGED_PACKETS = 3
+    for _ in range(3):
+        client.post(REGISTER, {**WITHOUT_PASSWORD, "sealed_packet": "junk"})
+    assert throttle.is_blocked("127.0.0.1")
+    assert len(refusals()) == 3

@@ -27,9 +27,10 @@ from carevault.crypto import DecryptionError
 from carevault.crypto.errors import RejectedPacketError
 from carevault.crypto.packets import MAX_PACKET_BYTES, LoginPacket, open_form_packet
 from carevault.web.audit.log import Outcome, record
+from carevault.web.net import client_address
 from carevault.web.vault import service
 
-from . import challenges
+from . import challenges, throttle
 
 __all__ = [
     "JAVASCRIPT_NEEDED",
@@ -119,13 +120,28 @@ def refuse(request: HttpRequest, purpose: str, reason: str) -> None:
     login packet is (``auth.packet_rejected``, with the form's purpose), so the security layer
     weighs it the same way; a form that came without any packet is ``auth.form_unsealed``.
     """
-    action = "auth.form_unsealed" if reason in UNSEALED_REASONS else "auth.packet_rejected"
+    address = client_address(request)
+    if throttle.is_blocked(address):
+        # From a blocked address refusals are counted (one summary audit row per window), never
+        # audited one row each: junk posted at a blocked address cannot fill the audit log.
+        throttle.count_refused(address, f"form {purpose} {reason}", request=request)
+        return
+    if reason in UNSEALED_REASONS:
+        record(
+            "auth.form_unsealed",
+            outcome=Outcome.FAILED,
+            request=request,
+            details={"reason": reason, "form": purpose},
+        )
+        return
     record(
-        action,
+        "auth.packet_rejected",
         outcome=Outcome.FAILED,
         request=request,
         details={"reason": reason, "form": purpose},
     )
+    # A forged or replayed form packet is the same evidence as a forged login packet.
+    throttle.record_forged_packet(address, reason, request=request)
 
 
 def open_packet(request: HttpRequest, purpose: str, fields: tuple[str, ...]) -> dict[str, str]:
