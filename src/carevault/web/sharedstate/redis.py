@@ -65,16 +65,16 @@ class SharedRedisCacheClient(RedisCacheClient):
 
     def clear(self) -> bool:
         client = self.get_client(None, write=True)
+        # Keys are "<KEY_PREFIX>:<version>:<key>"; SCAN walks them without blocking Redis.
         pattern = _glob_escape(f"{self._key_prefix}:") + "*"
-        deleted = 0
         batch: list[Any] = []
         for key in client.scan_iter(match=pattern, count=_SCAN_BATCH):
             batch.append(key)
             if len(batch) >= _SCAN_BATCH:
-                deleted += int(client.delete(*batch))
+                client.delete(*batch)
                 batch = []
         if batch:
-            deleted += int(client.delete(*batch))
+            client.delete(*batch)
         return True
 
 
