@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -83,16 +84,31 @@ def test_the_packet_shows_no_field_name_or_value(challenge):
 
 
 def test_the_scheme_is_exactly_the_documented_one(key, challenge):
-    """Decrypt by hand with pyca primitives, as docs and sealed-form.js describe it."""
-    packet = seal_form_packet(challenge, "register", "/accounts/register/", {"password": "x"}, NOW)
+    """Seal by hand with pyca primitives, as docs/crypto.md and sealed-form.js describe it."""
     cid, nonce = unb64(challenge.cid), unb64(challenge.nonce)
-    peer = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64(packet["epk"]))
-    shared = key._key._key.exchange(ec.ECDH(), peer)  # type: ignore[attr-defined]
+    server = ec.EllipticCurvePublicKey.from_encoded_point(
+        ec.SECP256R1(), unb64(challenge.server_key)
+    )
+    ephemeral = ec.generate_private_key(ec.SECP256R1())
+    shared = ephemeral.exchange(ec.ECDH(), server)
     aes = HKDF(hashes.SHA256(), 32, salt=nonce, info=b"carevault-form/1" + cid).derive(shared)
     aad = b"carevault-form/1|register|" + cid + b"|/accounts/register/"
-    plain = AESGCM(aes).decrypt(unb64(packet["iv"]), unb64(packet["ct"]), aad)
-    assert json.loads(plain) == {"fields": {"password": "x"}, "nonce": challenge.nonce, "ts": NOW}
     assert form_aad("register", "/accounts/register/", cid) == aad
+    iv = os.urandom(12)
+    plaintext = json.dumps(
+        {"fields": {"password": "x"}, "nonce": challenge.nonce, "ts": NOW}, separators=(",", ":")
+    ).encode()
+    epk = ephemeral.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    packet = {
+        "cid": challenge.cid,
+        "epk": b64url(epk),
+        "iv": b64url(iv),
+        "ct": b64url(AESGCM(aes).encrypt(iv, plaintext, aad)),
+    }
+    opened = open_for(key, packet, challenge, purpose="register", binding="/accounts/register/")
+    assert opened == {"password": "x"}
 
 
 @pytest.mark.parametrize(
