@@ -34,7 +34,13 @@ CSRF_COOKIE = "csrftoken"
 
 
 class LoginFailed(Exception):
-    """The server refused the login (it never says why: see accounts/login_views.py)."""
+    """The server refused the login. It says only "Login failed.", or, while sign-in is paused
+    for the name or this address, that it is paused and when to try again (``retry_after``
+    seconds; see accounts/login_views.py)."""
+
+    def __init__(self, message: str, retry_after: int = 0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,7 @@ class CareVaultClient:
     def login(self, username: str, password: str, *, next_url: str = "") -> str:
         """Log in; return where the server leads next (home, or the second-factor page).
 
-        Raises :class:`LoginFailed` for every refusal (the server gives no reason)."""
+        Raises :class:`LoginFailed` for every refusal, with the server's words."""
         if self.csrf_token() is None:
             self.get(LOGIN_PAGE)
         response = self.send_packet(self.seal(username, password), next_url=next_url)
@@ -181,7 +187,12 @@ class CareVaultClient:
         except ValueError:
             answer = {}
         if response.status != 200 or not isinstance(answer, dict) or answer.get("ok") is not True:
-            raise LoginFailed("login failed")
+            told = answer.get("error") if isinstance(answer, dict) else None
+            wait = answer.get("retry_after") if isinstance(answer, dict) else None
+            raise LoginFailed(
+                str(told) if isinstance(told, str) and told else "login failed",
+                wait if isinstance(wait, int) and response.status == 429 else 0,
+            )
         return str(answer.get("next", "/"))
 
     def logout(self) -> Response:

@@ -265,12 +265,51 @@ def test_lifting_an_account_that_is_not_suspended_audits_nothing(users):
 # -- configuration ---------------------------------------------------------------------------------
 
 
+def test_the_address_limits_by_default_are_beyond_what_a_ward_reaches(settings):
+    assert settings.LOGIN_ADDRESS_MAX_USERNAMES == 100
+    assert settings.LOGIN_ADDRESS_MAX_FAILURES == 300
+    assert settings.LOGIN_ADDRESS_UNKNOWN_PER_MINUTE == 20
+    assert settings.LOGIN_ADDRESS_MAX_FORGED_PACKETS == 20
+    assert settings.SECURITY_HANDLED_HOURS == 24
+
+
+@pytest.mark.parametrize("backend", ["database"], indirect=True)
+def test_the_address_limits_can_be_set_from_the_environment(backend, tmp_path):
+    env = {
+        **os.environ,
+        "CAREVAULT_DATA_DIR": str(tmp_path),
+        "CAREVAULT_LOGIN_ADDRESS_MAX_USERNAMES": "40",
+        "CAREVAULT_LOGIN_ADDRESS_MAX_FAILURES": "120",
+        "CAREVAULT_LOGIN_ADDRESS_UNKNOWN_PER_MINUTE": "30",
+        "CAREVAULT_LOGIN_ADDRESS_MAX_FORGED_PACKETS": "5",
+        "CAREVAULT_SECURITY_HANDLED_HOURS": "8",
+    }
+    code = (
+        "import carevault.web.settings as s; print(s.LOGIN_ADDRESS_MAX_USERNAMES, "
+        "s.LOGIN_ADDRESS_MAX_FAILURES, s.LOGIN_ADDRESS_UNKNOWN_PER_MINUTE, "
+        "s.LOGIN_ADDRESS_MAX_FORGED_PACKETS, s.SECURITY_HANDLED_HOURS)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["40", "120", "30", "5", "8"]
+
+
 @pytest.mark.parametrize("backend", ["database"], indirect=True)
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
         ("CAREVAULT_LOGIN_SUSPEND_AFTER", "101", "at most 100"),
         ("CAREVAULT_LOGIN_BACKOFF_AFTER", "five", "whole number"),
+        ("CAREVAULT_LOGIN_ADDRESS_UNKNOWN_PER_MINUTE", "0", "at least 1"),
+        ("CAREVAULT_LOGIN_ADDRESS_MAX_FORGED_PACKETS", "-3", "at least 1"),
+        ("CAREVAULT_SECURITY_HANDLED_HOURS", "0", "at least 1"),
     ],
 )
 def test_settings_refuse_unsafe_thresholds(backend, tmp_path, variable, value, message):

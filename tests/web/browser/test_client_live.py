@@ -7,8 +7,10 @@ A live server makes these tests transactional (the database is flushed after eac
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 
 from carevault.client import CareVaultClient, LoginFailed
+from carevault.web.accounts import throttle
 from carevault.web.audit.models import AuditEntry
 
 pytestmark = pytest.mark.usefixtures("_restore_cast", "cast")
@@ -44,3 +46,21 @@ def test_a_wrong_password_raises_login_failed(live_server):
     with pytest.raises(LoginFailed):
         client.login("doctor1", "Not-The-Password-1")
     assert client.get("/api/v1/me").status == 401
+
+
+def test_a_paused_sign_in_raises_login_failed_with_the_servers_words_and_the_wait(
+    live_server, cast_password
+):
+    # The live server runs in this process: its cache is this one.
+    throttle.block_address("127.0.0.1", "a test block", seconds=300)
+    try:
+        client = CareVaultClient(live_server.url)
+        with pytest.raises(LoginFailed) as refused:
+            client.login("doctor1", cast_password)
+    finally:
+        throttle.unblock_address("127.0.0.1", actor=None)
+        cache.clear()
+    assert str(refused.value) == (
+        "Sign-in is paused for this account name or this computer; try again in 5 minutes."
+    )
+    assert refused.value.retry_after == 300

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 from browser_helpers import REPORT_VIOLATIONS, TIMEOUT_MS, ConsoleLog
+from django.core.cache import cache
 from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
 
+from carevault.web.accounts import throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 
@@ -81,6 +83,28 @@ def test_a_wrong_password_shows_the_generic_error_in_the_page(
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
     context.close()
+    assert not console.csp_violations()
+
+
+def test_a_paused_sign_in_shows_the_servers_words_and_when_to_try_again(
+    browser, live_server, cast, console, cast_password
+):
+    """The live server runs in this process: blocking its client address here pauses the page's
+    sign-in (issue 12); the page says so in the server's words, not "Login failed."."""
+    throttle.block_address("127.0.0.1", "a test block", seconds=600)
+    try:
+        context, page, _ = open_login_page(browser, live_server, console)
+        page.get_by_label("Username").fill("doctor1")
+        page.get_by_label("Password").fill(cast_password)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("alert")).to_have_text(
+            "Sign-in is paused for this account name or this computer; try again in 10 minutes."
+        )
+        assert "/accounts/login/" in page.url
+        context.close()
+    finally:
+        throttle.unblock_address("127.0.0.1", actor=None)
+        cache.clear()
     assert not console.csp_violations()
 
 

@@ -85,6 +85,10 @@ def test_the_dashboard_shows_incidents_responses_floor_health_and_keys_without_p
     assert "baseline rules" in html  # no trained model in this data directory
     assert f"patient:{attacked['patient1'].pk}" in html
     assert "suspend_account" in html
+    # Every response in force says what it is for and who may lift it, and how.
+    assert "encrypt everything at least this strongly while data may be exposed" in html
+    assert "`carevault security lift-floor`" in html
+    assert "`carevault security lift doctor2`" in html
     assert f'hx-get="{INCIDENTS}" hx-trigger="every 10s"' in html
     assert f'hx-get="{STATE}" hx-trigger="every 10s"' in html
     pages = [html, officer.get(INCIDENTS).content.decode(), officer.get(STATE).content.decode()]

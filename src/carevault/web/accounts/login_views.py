@@ -146,8 +146,8 @@ def _paused(retry_after: int) -> JsonResponse:
 
 def _refused(request: HttpRequest, reason: str) -> JsonResponse:
     address = client_address(request)
-    decision = throttle.check("", address)
-    if decision.blocked and decision.reason == throttle.REASON_ADDRESS:
+    decision = throttle.address_decision(address)
+    if decision.blocked:
         # Counted, not audited one row each (nor turned into a security event each).
         throttle.count_refused(address, f"packet {reason}", request=request)
         return _paused(decision.retry_after)

@@ -448,6 +448,15 @@ def block_address(
     return _block(address, reason[:200], clock(), request, seconds)
 
 
+def address_decision(address: str) -> ThrottleDecision:
+    """Is the address itself blocked (whatever name is tried)?"""
+    now = clock()
+    block = cache.get(_block_key(address))
+    if isinstance(block, dict) and float(block.get("until", 0)) > now:
+        return ThrottleDecision(True, _seconds(float(block["until"]) - now), REASON_ADDRESS)
+    return ThrottleDecision(False)
+
+
 def is_blocked(address: str) -> bool:
     block = cache.get(_block_key(address))
     return isinstance(block, dict) and float(block.get("until", 0)) > clock()

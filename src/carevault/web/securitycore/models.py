@@ -157,6 +157,22 @@ class ResponseRecord(models.Model):
         ordering = ["-at", "-pk"]
         indexes = [models.Index(fields=["status", "action"])]
 
+    def _action(self) -> Any:
+        from carevault.security.response import ActionKind, Level, ResponseAction
+
+        seconds = int((self.until - self.at).total_seconds()) if self.until else 0
+        return ResponseAction(ActionKind(self.action), Level(self.level), self.target, "", seconds)
+
+    @property
+    def purpose(self) -> str:
+        """What the response is for (carevault.security.response.PURPOSES)."""
+        return str(self._action().purpose)
+
+    @property
+    def who_lifts(self) -> str:
+        """Who may lift it, and how (the dashboard shows it beside the Lift button)."""
+        return str(self._action().who_lifts)
+
 
 class SecurityState(models.Model):
     """One row: the system-wide encryption floor the security layer raised, and until when.

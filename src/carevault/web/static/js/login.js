@@ -11,6 +11,10 @@
  *                           additional data = "carevault-login/1|" || cid)
  *   POST data-packet-url {cid, epk, iv, ct} (base64url) with the CSRF token in X-CSRFToken.
  *
+ * Answers: 200 {ok, next}; 400 {ok: false, error} for every failure; 429 {ok: false, error,
+ * retry_after} (and a Retry-After header) while sign-in is paused for the name or this computer.
+ * The page shows the server's own words (they never say whether the account exists), as text.
+ *
  * A static file under the strict Content-Security-Policy: no inline script, no eval. WebCrypto
  * exists only in a secure context (HTTPS, or http://localhost / 127.0.0.1), so elsewhere the
  * form stays disabled and says why.
@@ -112,6 +116,26 @@
 
   let busy = false;
 
+  // A refusal the server explained: its words are shown as they are (as text, never markup).
+  class ServerAnswer extends Error {
+    constructor(message, retryAfter) {
+      super(message);
+      this.retryAfter = retryAfter;
+    }
+  }
+
+  function secondsToWait(response, answer) {
+    const fromBody = answer && Number.isInteger(answer.retry_after) ? answer.retry_after : 0;
+    const header = parseInt(response.headers.get("Retry-After") || "", 10);
+    return Math.max(fromBody, Number.isFinite(header) ? header : 0);
+  }
+
+  function pausedMessage(seconds) {
+    const minutes = Math.max(1, Math.ceil(seconds / 60));
+    return "Sign-in is paused for this account name or this computer; try again in "
+      + minutes + (minutes === 1 ? " minute." : " minutes.");
+  }
+
   function fail(message) {
     busy = false;
     fields.disabled = false;
@@ -158,7 +182,12 @@
     if (response.ok && answer && answer.ok === true && sameOrigin(answer.next)) {
       return answer.next;
     }
-    throw new Error(FAILED);
+    const told = answer && typeof answer.error === "string" && answer.error ? answer.error : "";
+    if (response.status === 429) {
+      const wait = secondsToWait(response, answer);
+      throw new ServerAnswer(told || pausedMessage(wait), wait);
+    }
+    throw new ServerAnswer(told || FAILED, 0);
   }
 
   form.addEventListener("submit", function (event) {
@@ -175,9 +204,10 @@
         password.value = "";
         window.location.assign(next);
       },
-      function () {
-        // One message for every failure, as the server gives one answer for every failure.
-        fail(FAILED);
+      function (error) {
+        // The server's words when it gave some (one message for every failure, or when sign-in
+        // is paused and for how long); otherwise (no network, no WebCrypto) the generic one.
+        fail(error instanceof ServerAnswer ? error.message : FAILED);
       });
   });
 
