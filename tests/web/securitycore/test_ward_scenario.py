@@ -24,7 +24,7 @@ from security_helpers import FixedScorer, scoring_with
 from carevault.security import training
 from carevault.security.response import Level
 from carevault.security.scoring import model_store
-from carevault.web.accounts import throttle
+from carevault.web.accounts import challenges, throttle
 from carevault.web.accounts.models import Role, User
 from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import Incident, ResponseRecord, SecurityEvent
@@ -96,9 +96,18 @@ def sign_in(packet_login: Any, username: str, password: str) -> Client:
     return client
 
 
+@pytest.fixture
+def ward_clock(clock, monkeypatch):
+    """One clock for the throttle and the login challenges: people at the ward's computer take
+    SECONDS_PER_ATTEMPT an attempt, so the challenges they fetch are paced as in a real day."""
+    monkeypatch.setattr(challenges, "now", clock)
+    return clock
+
+
 def test_a_busy_ward_workstation_locks_nobody_out(
-    scorer, staff, cast_password, clock, packet_login
+    scorer, staff, cast_password, ward_clock, packet_login
 ):
+    clock = ward_clock
     rng = random.Random(12)
     failures = 0
     for _shift in range(SHIFTS):
