@@ -30,7 +30,10 @@ def test_an_address_gets_its_challenges_per_minute_then_429(settings, at) -> Non
     refused = client.get(CHALLENGE)
     assert refused.status_code == 429
     assert refused.json()["ok"] is False
-    assert "try again" in refused.json()["error"]
+    assert refused.json()["error"] == (
+        "Too many sign-ins from this computer this minute; try again in 45 seconds."
+    )
+    assert refused.json()["retry_after"] == 45
     assert refused["Retry-After"] == "45"  # the rest of the minute
     assert refused["Cache-Control"] == "no-store"
 

@@ -4,6 +4,7 @@ the page makes carries the password in the clear. Without JavaScript, nobody can
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from browser_helpers import REPORT_VIOLATIONS, TIMEOUT_MS, ConsoleLog
 from django.core.cache import cache
 from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
 
-from carevault.web.accounts import throttle
+from carevault.web.accounts import challenges, throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 
@@ -104,6 +105,31 @@ def test_a_paused_sign_in_shows_the_servers_words_and_when_to_try_again(
         context.close()
     finally:
         throttle.unblock_address("127.0.0.1", actor=None)
+        cache.clear()
+    assert not console.csp_violations()
+
+
+def test_too_many_sign_ins_from_one_computer_says_so_and_for_how_long(
+    browser, live_server, cast, console, cast_password, settings, monkeypatch
+):
+    """The challenge endpoint's per-address rate (issue 12) is a rate, not a block: the page says
+    what happened and how long to wait, in the server's words. (The live server runs in this
+    process: its clock stands still, so both attempts fall in one minute.)"""
+    settings.LOGIN_CHALLENGES_PER_MINUTE = 1
+    standing = float(int(time.time()))
+    monkeypatch.setattr(challenges, "now", lambda: standing)
+    try:
+        context, page, _ = open_login_page(browser, live_server, console)
+        for _ in range(2):
+            page.get_by_label("Username").fill("doctor1")
+            page.get_by_label("Password").fill("Not-The-Password-1")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.get_by_role("alert")).to_be_visible()
+        expect(page.get_by_role("alert")).to_contain_text(
+            "Too many sign-ins from this computer this minute; try again in"
+        )
+        context.close()
+    finally:
         cache.clear()
     assert not console.csp_violations()
 

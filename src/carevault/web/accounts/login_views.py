@@ -69,8 +69,18 @@ def login_challenge(request: HttpRequest) -> HttpResponse:
     try:
         challenges.check_rate(client_address(request))
     except challenges.TooManyChallenges as exc:
+        # A rate, not a block: it ends with the minute, and says so (a whole clinic behind one
+        # NAT address may meet it at a shift change; the next minute is a new window).
+        seconds = max(1, int(exc.retry_after))
         response = _json(
-            {"ok": False, "error": "Too many login attempts from this address; try again soon."},
+            {
+                "ok": False,
+                "error": (
+                    "Too many sign-ins from this computer this minute; "
+                    f"try again in {seconds} seconds."
+                ),
+                "retry_after": seconds,
+            },
             status=429,
         )
         response["Retry-After"] = str(exc.retry_after)

@@ -154,6 +154,15 @@
       headers: { Accept: "application/json" },
     });
     if (!challengeResponse.ok) {
+      let refusal = null;
+      try {
+        refusal = await challengeResponse.json();
+      } catch (error) {
+        refusal = null;
+      }
+      if (challengeResponse.status === 429 && refusal && typeof refusal.error === "string") {
+        throw new ServerAnswer(refusal.error, secondsToWait(challengeResponse, refusal));
+      }
       throw new Error("no challenge");
     }
     const challenge = await challengeResponse.json();
