@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
-from security_helpers import ATTACKER, WRONG, attempt, use_fast_hashes
+from security_helpers import WRONG, attempt, use_fast_hashes
 
 from carevault.security import training
 from carevault.security.scoring import MODEL_NAME, model_store
-from carevault.web.accounts import throttle
 from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import Incident, SecurityEvent
 
@@ -62,22 +61,23 @@ def test_the_sealed_ensemble_scores_the_requests_and_an_ordinary_session_stays_q
     assert (health["kind"], health["name"], health["version"]) == ("trained", MODEL_NAME, "1")
 
 
-def test_a_password_guesser_is_contained_by_the_ensemble_within_ten_attempts(
+def test_a_password_guesser_is_flagged_on_the_account_within_ten_attempts(
     trained, settings, users, cast_password, clock
 ):
+    # Ten wrong passwords for one account are what a person who forgot theirs also types on a
+    # shared ward workstation (issue 12): the evidence is about the account, so the answer is an
+    # incident on the account (and the account's back-off), not a block of the address.
     use_fast_hashes(settings, cast_password)
     for _ in range(10):
         attempt(clock, "patient3", WRONG)
-        if throttle.is_blocked(ATTACKER):
-            break
-    assert throttle.is_blocked(ATTACKER)
     failures = SecurityEvent.objects.filter(kind="login_failure", actor="patient3")
-    assert failures.count() <= 10
+    assert failures.count() == 10
+    assert max(e.risk for e in failures) >= 0.5
     incident = Incident.objects.get(subjects__key="account:patient3")
-    assert incident.level >= 2
+    assert incident.level >= 1
     # The explanation names the detectors and the features that moved the score.
     assert all(name in incident.explanation for name in DETECTORS)
-    assert "fail_account_1m=" in incident.explanation
+    assert "fail_account_1h=" in incident.explanation
 
 
 def test_a_newer_sealed_model_is_picked_up_without_a_restart(settings, tmp_path):
