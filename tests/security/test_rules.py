@@ -143,3 +143,10 @@ def test_ten_guesses_at_one_account_in_an_hour_alert_below_any_block() -> None:
     # guesses spread over a day, one an hour from another proxy each time
     assert fired(event, fail_account_1h=2, fail_account_1d=12) == ("account_guessing",)
     assert rules.check(event, features=features(fail_account_1h=10)).floor < 0.7
+
+
+def test_a_pinned_cpu_with_slow_requests_is_a_flood_and_the_nightly_backup_is_not() -> None:
+    sample = Event(1.0, EventKind.HOST, cpu=0.95, latency_ms=900.0)
+    assert fired(sample, latency_dev=2.0) == ("host_saturated",)
+    backup = Event(1.0, EventKind.HOST, cpu=0.6, latency_ms=60.0)
+    assert fired(backup, latency_dev=0.3) == ()

@@ -74,6 +74,8 @@ DENIALS_PER_10_MINUTES = 10
 INTEGRITY_FAILURES_PER_10_MINUTES = 2
 UNKNOWN_NAME_FAILURES_PER_5_MINUTES = 100
 ACCOUNT_FAILURES_PER_DAY = 12
+HOST_CPU_SATURATED = 0.85
+HOST_LATENCY_DEVIATION = 1.0  # the latency feature's deviation from the host's usual
 ACCOUNT_FAILURES_PER_HOUR = 10
 ADDRESS_FAILURES_PER_HOUR = 15
 ADDRESS_ACCOUNTS_PER_10_MINUTES = 5
@@ -161,6 +163,16 @@ def _unknown_name_flood(event: Event, f: Features) -> bool:
         and not event.role
         and f["fail_global_5m"] >= UNKNOWN_NAME_FAILURES_PER_5_MINUTES
         and f["fail_address_1h"] >= 2  # not the first failure from its address
+    )
+
+
+def _host_saturated(event: Event, f: Features) -> bool:
+    # The host's CPU pinned while requests slow down: a flood of expensive requests (sign-ins
+    # make argon2 work). A nightly backup raises the CPU, not the latency of every request.
+    return (
+        event.kind is EventKind.HOST
+        and event.cpu >= HOST_CPU_SATURATED
+        and f["latency_dev"] >= HOST_LATENCY_DEVIATION
     )
 
 
@@ -258,6 +270,12 @@ RULES: tuple[Rule, ...] = (
         f"{UNKNOWN_NAME_FAILURES_PER_5_MINUTES}+ failed sign-ins in five minutes, this one for a "
         "name that is no account: credential stuffing or enumeration",
         _unknown_name_flood,
+    ),
+    Rule(
+        "host_saturated",
+        0.6,
+        f"the host's CPU at {HOST_CPU_SATURATED:.0%}+ while requests are far slower than usual",
+        _host_saturated,
     ),
     Rule(
         "account_guessing",
