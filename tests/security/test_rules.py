@@ -79,7 +79,7 @@ def test_a_phone_moved_by_its_carriers_nat_keeps_its_session() -> None:
 def test_records_read_at_a_machine_rate_are_a_sweep_and_a_ward_round_is_not() -> None:
     page = Event(1.0, EventKind.PHI_READ, "dr.a", "doctor", "10.0.0.1", session="s", records=25)
     assert fired(page, reads_actor_1m=rules.RECORDS_PER_MINUTE) == ("record_sweep",)
-    assert fired(page, reads_actor_1m=50) == ()  # a round's list of fifty patients
+    assert fired(page, reads_actor_1m=60) == ()  # a round's list of fifty patients
     one = Event(1.0, EventKind.PHI_READ, "dr.a", "doctor", "10.0.0.1", session="s", records=1)
     stream = {"reads_actor_1m": 300, "rate_address_1m": rules.SWEEP_REQUESTS_PER_MINUTE}
     assert fired(one, **stream) == ("record_sweep",)
@@ -88,6 +88,8 @@ def test_records_read_at_a_machine_rate_are_a_sweep_and_a_ward_round_is_not() ->
 def test_the_owners_own_reading_is_not_a_sweep_while_a_thief_scrapes_the_account() -> None:
     one = Event(1.0, EventKind.PHI_READ, "dr.a", "doctor", "10.0.0.1", session="s", records=1)
     assert fired(one, reads_actor_1m=300, rate_address_1m=12) == ()
+    ten = Event(1.0, EventKind.PHI_READ, "dr.a", "doctor", "10.0.0.1", session="s", records=10)
+    assert fired(ten, reads_actor_1m=300, rate_address_1m=3) == ()
 
 
 def test_a_run_of_denials_is_probing_and_one_old_link_is_not() -> None:
@@ -100,17 +102,22 @@ def test_integrity_failures_on_submitted_data_fire_from_the_second_one() -> None
     event = Event(1.0, EventKind.SIGNATURE_FAILURE, "lab.a", "labtech", outcome="failed")
     assert fired(event, crypto_fail_actor_10m=1) == ()
     assert fired(event, crypto_fail_actor_10m=2) == ("repeated_integrity_failures",)
+    # the account owner's own reading meanwhile is not the evidence
+    read = Event(1.0, EventKind.PHI_READ, "lab.a", "labtech", session="s", records=1)
+    assert fired(read, crypto_fail_actor_10m=6) == ()
 
 
 def test_failures_for_unknown_names_at_a_rate_no_person_types_are_stuffing() -> None:
     unknown = Event(1.0, EventKind.LOGIN_FAILURE, "?1f2e", "", "198.51.100.4", outcome="failed")
     flood = rules.UNKNOWN_NAME_FAILURES_PER_5_MINUTES
-    assert fired(unknown, fail_global_5m=flood) == ("unknown_name_flood",)
+    assert fired(unknown, fail_global_5m=flood, fail_address_1h=3) == ("unknown_name_flood",)
     # the same rate, but the name is an account: a person's wrong password is not stuffing
     known = Event(1.0, EventKind.LOGIN_FAILURE, "dr.a", "doctor", "10.0.0.1", outcome="failed")
-    assert fired(known, fail_global_5m=flood) == ()
-    # an e-mail typed as a username on a quiet day
-    assert fired(unknown, fail_global_5m=2) == ()
+    assert fired(known, fail_global_5m=flood, fail_address_1h=3) == ()
+    # an e-mail typed as a username on a quiet day, or as the first failure from its address
+    # while a wave breaks elsewhere
+    assert fired(unknown, fail_global_5m=2, fail_address_1h=1) == ()
+    assert fired(unknown, fail_global_5m=flood, fail_address_1h=1) == ()
 
 
 def test_failures_across_many_names_from_one_address_are_spraying_and_a_busy_ward_is_not() -> None:
@@ -133,4 +140,13 @@ def test_ten_guesses_at_one_account_in_an_hour_alert_below_any_block() -> None:
     event = Event(1.0, EventKind.LOGIN_FAILURE, "dr.a", "doctor", "10.0.0.1", outcome="failed")
     assert fired(event, fail_account_1h=rules.ACCOUNT_FAILURES_PER_HOUR) == ("account_guessing",)
     assert fired(event, fail_account_1h=4) == ()  # a burst of typos after lunch
+    # guesses spread over a day, one an hour from another proxy each time
+    assert fired(event, fail_account_1h=2, fail_account_1d=12) == ("account_guessing",)
     assert rules.check(event, features=features(fail_account_1h=10)).floor < 0.7
+
+
+def test_a_pinned_cpu_with_slow_requests_is_a_flood_and_the_nightly_backup_is_not() -> None:
+    sample = Event(1.0, EventKind.HOST, cpu=0.95, latency_ms=900.0)
+    assert fired(sample, latency_dev=2.0) == ("host_saturated",)
+    backup = Event(1.0, EventKind.HOST, cpu=0.6, latency_ms=60.0)
+    assert fired(backup, latency_dev=0.3) == ()

@@ -57,18 +57,25 @@ DANGEROUS_CONTENT = frozenset(
         "text/javascript",
     }
 )
+# Submissions whose integrity is checked.
+_SUBMISSIONS = frozenset(
+    {EventKind.UPLOAD, EventKind.DECRYPTION_FAILURE, EventKind.SIGNATURE_FAILURE}
+)
 # Larger than any clinical file CareVault accepts (a DICOM study is tens to hundreds of MB).
 OVERSIZED_BYTES = 1_000_000_000
 
 # Pattern thresholds (see the module docstring for why they are where they are).
 HIJACK_NETWORK_AND_CLIENT = 1.0
 PREDICTIONS_PER_MINUTE = 20
-RECORDS_PER_MINUTE = 150
-SWEEP_PAGE = 10  # records on one page of a sweep ...
-SWEEP_REQUESTS_PER_MINUTE = 60  # ... or requests a minute from the sweeping address
+RECORDS_PER_MINUTE = 90
+SWEEP_PAGE = 20  # records on one page of a sweep ...
+SWEEP_REQUESTS_PER_MINUTE = 30  # ... or requests a minute from the sweeping address
 DENIALS_PER_10_MINUTES = 10
 INTEGRITY_FAILURES_PER_10_MINUTES = 2
-UNKNOWN_NAME_FAILURES_PER_5_MINUTES = 50
+UNKNOWN_NAME_FAILURES_PER_5_MINUTES = 100
+ACCOUNT_FAILURES_PER_DAY = 12
+HOST_CPU_SATURATED = 0.85
+HOST_LATENCY_DEVIATION = 1.0  # the latency feature's deviation from the host's usual
 ACCOUNT_FAILURES_PER_HOUR = 10
 ADDRESS_FAILURES_PER_HOUR = 15
 ADDRESS_ACCOUNTS_PER_10_MINUTES = 5
@@ -109,7 +116,12 @@ def _oversized_upload(event: Event, f: Features) -> bool:
 
 
 def _repeated_integrity_failures(event: Event, f: Features) -> bool:
-    return f["crypto_fail_actor_10m"] >= INTEGRITY_FAILURES_PER_10_MINUTES
+    # On the failing submissions themselves: the account's other requests (its owner's reads,
+    # while someone uploads forged files with it) are not the evidence.
+    return (
+        event.kind in _SUBMISSIONS
+        and f["crypto_fail_actor_10m"] >= INTEGRITY_FAILURES_PER_10_MINUTES
+    )
 
 
 def _session_moved(event: Event, f: Features) -> bool:
@@ -150,6 +162,17 @@ def _unknown_name_flood(event: Event, f: Features) -> bool:
         event.kind is EventKind.LOGIN_FAILURE
         and not event.role
         and f["fail_global_5m"] >= UNKNOWN_NAME_FAILURES_PER_5_MINUTES
+        and f["fail_address_1h"] >= 2  # not the first failure from its address
+    )
+
+
+def _host_saturated(event: Event, f: Features) -> bool:
+    # The host's CPU pinned while requests slow down: a flood of expensive requests (sign-ins
+    # make argon2 work). A nightly backup raises the CPU, not the latency of every request.
+    return (
+        event.kind is EventKind.HOST
+        and event.cpu >= HOST_CPU_SATURATED
+        and f["latency_dev"] >= HOST_LATENCY_DEVIATION
     )
 
 
@@ -158,8 +181,9 @@ def _account_guessing(event: Event, f: Features) -> bool:
     # the throttle) well before ten tries in an hour. The floor is the step-up level: a failed
     # sign-in has no session to challenge, so this alerts without blocking anyone; the
     # account's back-off (accounts.throttle) is what slows the guesser.
-    return (
-        event.kind is EventKind.LOGIN_FAILURE and f["fail_account_1h"] >= ACCOUNT_FAILURES_PER_HOUR
+    return event.kind is EventKind.LOGIN_FAILURE and (
+        f["fail_account_1h"] >= ACCOUNT_FAILURES_PER_HOUR
+        or f["fail_account_1d"] >= ACCOUNT_FAILURES_PER_DAY
     )
 
 
@@ -248,9 +272,16 @@ RULES: tuple[Rule, ...] = (
         _unknown_name_flood,
     ),
     Rule(
+        "host_saturated",
+        0.6,
+        f"the host's CPU at {HOST_CPU_SATURATED:.0%}+ while requests are far slower than usual",
+        _host_saturated,
+    ),
+    Rule(
         "account_guessing",
         0.6,
-        f"{ACCOUNT_FAILURES_PER_HOUR}+ failed sign-ins for one account name in an hour",
+        f"{ACCOUNT_FAILURES_PER_HOUR}+ failed sign-ins for one account name in an hour, or "
+        f"{ACCOUNT_FAILURES_PER_DAY}+ in a day (guesses spread over proxies and hours)",
         _account_guessing,
     ),
     Rule(

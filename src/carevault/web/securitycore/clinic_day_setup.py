@@ -71,8 +71,8 @@ def _build(password: str, *, rounds: int, lab_batch: int) -> Clinic:
     rounds_doctor = person(ROUNDS_DOCTOR, Role.DOCTOR)
     ward = [person(name, Role.DOCTOR) for name in WARD_DOCTORS]
     night = person(NIGHT_DOCTOR, Role.DOCTOR)
-    techs = [person(name, Role.LABTECH) for name in LABTECHS]
-    del techs
+    for name in LABTECHS:
+        person(name, Role.LABTECH)
     out = Clinic(password)
     born = dt.date(1950, 1, 1)
     accounts = {name: person(name, Role.PATIENT) for name in PATIENT_ACCOUNTS}
