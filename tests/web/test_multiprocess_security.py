@@ -286,9 +286,10 @@ def test_an_account_is_suspended_after_exactly_the_configured_failures(servers: 
     assert account(servers, "labtech1") == {"failures": SUSPEND_AFTER - 1, "suspended": False}
     assert client.log_in(b if SUSPEND_AFTER % 2 == 0 else a, "labtech1", "wrong-password-1") == 400
     assert account(servers, "labtech1") == {"failures": SUSPEND_AFTER, "suspended": True}
-    # Suspended on both servers: the right password does not get in through either.
-    assert client.log_in(a, "labtech1", PASSWORD) == 400
-    assert client.log_in(b, "labtech1", PASSWORD) == 400
+    # Suspended on both servers: the right password does not get in through either (429: sign-in
+    # is paused, in the same words for every name).
+    assert client.log_in(a, "labtech1", PASSWORD) == 429
+    assert client.log_in(b, "labtech1", PASSWORD) == 429
     lift(servers, "labtech1")
     assert client.log_in(b, "labtech1", PASSWORD) == 200
 
@@ -318,7 +319,7 @@ def test_an_address_block_and_its_lifting_reach_every_process_at_once(servers: S
     )
     try:
         client = Client()
-        assert [client.log_in(port, "doctor2", PASSWORD) for port in (a, b, a, b)] == [400] * 4
+        assert [client.log_in(port, "doctor2", PASSWORD) for port in (a, b, a, b)] == [429] * 4
     finally:
         lifted = servers.run(
             "from carevault.web.accounts import throttle\n"

@@ -1,10 +1,10 @@
-"""Every security-layer test starts from empty throttle counters, a fresh scorer, no host
-sampling and no batch scoring (so every event is scored where the test can see it)."""
+"""Every security-layer test starts from empty throttle counters (tests/web/conftest.py), a
+fresh scorer, no host sampling and no batch scoring (so every event is scored where the test can
+see it)."""
 
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from security_helpers import FakeClock
 
 from carevault.web.accounts import throttle
@@ -15,11 +15,11 @@ from carevault.web.securitycore import engine
 def _quiet_and_fresh(settings):
     settings.SECURITY_TELEMETRY_SECONDS = 0
     settings.SECURITY_SYNC_BUDGET_MS = 60_000
-    cache.clear()
+    # The shared store is emptied by tests/web/conftest.py (only for tests that use a database:
+    # the store is a table unless REDIS_URL is set).
     engine.reset_runtime()
     yield
     engine.reset_runtime()
-    cache.clear()
 
 
 @pytest.fixture
