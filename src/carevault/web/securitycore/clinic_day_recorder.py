@@ -183,6 +183,16 @@ class Desk:
         self.context.close()
 
 
+# What would point the recording at a deployment's database, shared store or key.
+_DEPLOYMENT_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CAREVAULT_MASTER_KEY",
+    "CAREVAULT_MASTER_KEY_FILE",
+    "CAREVAULT_CACHE_PREFIX",
+)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -193,7 +203,7 @@ def _free_port() -> int:
 def _server(data_dir: Path) -> Iterator[str]:
     port = _free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in _DEPLOYMENT_VARIABLES},
         **_SERVER_ENV,
         "CAREVAULT_DATA_DIR": str(data_dir),
         "DJANGO_SETTINGS_MODULE": "carevault.web.settings",
@@ -446,6 +456,10 @@ def record(out: Path, *, short: bool = False, keep: Path | None = None) -> dict[
     work = Path(keep) if keep is not None else Path(tempfile.mkdtemp(prefix="carevault-day-"))
     work.mkdir(parents=True, exist_ok=True)
     os.environ["CAREVAULT_DATA_DIR"] = str(work)
+    # The clinic is built in its own data directory, on its own SQLite database and store: a
+    # configured DATABASE_URL or REDIS_URL (a deployment's) must never receive the day's people.
+    for name in _DEPLOYMENT_VARIABLES:
+        os.environ.pop(name, None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carevault.web.settings")
     import secrets
 
