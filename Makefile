@@ -33,7 +33,7 @@ browser-deps:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 unit: $(STAMP) browser-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=10
 
 # The web tests again on PostgreSQL (what a hospital runs). pytest-django derives the test
 # database from the URL's name (here test_carevault) and recreates it on every run. No
@@ -45,7 +45,7 @@ unit-pg: $(STAMP)
 	  connect_timeout=5).close()' '$(PG_TEST_URL)' 2>/dev/null || { \
 	  echo "unit-pg: cannot connect to PostgreSQL at $(PG_TEST_URL); start it (or set" \
 	  "PG_TEST_URL=postgres://USER[:PASSWORD]@HOST:PORT/NAME) and run again" >&2; exit 1; }
-	DATABASE_URL='$(PG_TEST_URL)' $(BIN)/pytest -q tests/web -p no:cacheprovider --create-db
+	DATABASE_URL='$(PG_TEST_URL)' $(BIN)/pytest -q tests/web -p no:cacheprovider --create-db --durations=10
 
 bench: $(STAMP)
 	$(BIN)/carevault bench crypto
