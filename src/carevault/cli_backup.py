@@ -136,9 +136,10 @@ def cmd_recover(args: argparse.Namespace) -> int:
     from carevault.backup.recovery import recover
 
     data_dir = config.data_dir()
-    with ops.opened(
-        Path(args.source), kek=_kek(), data_dir=data_dir, work_beside=data_dir
-    ) as (manifest, unpacked):
+    with ops.opened(Path(args.source), kek=_kek(), data_dir=data_dir, work_beside=data_dir) as (
+        manifest,
+        unpacked,
+    ):
         incident, touched = recover(args.incident, manifest, unpacked, dry_run=args.dry_run)
     data = {
         "incident": incident.pk,

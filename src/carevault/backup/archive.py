@@ -19,6 +19,7 @@ complete and synced, so a backup killed at any instant leaves no file that looks
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -38,10 +39,10 @@ from carevault.crypto import (
     SigningKey,
     Suite,
     VerifyKey,
+    streaming,
     unwrap_keyring,
     wrap_keyring,
 )
-from carevault.crypto import streaming
 from carevault.crypto._files import atomic_writer
 from carevault.crypto.canonical import canonical_bytes
 
@@ -182,7 +183,9 @@ def read_layout(path: Path) -> Layout:
             if magic != MAGIC:
                 raise BackupError(f"{path.name} is not a CareVault backup")
             if fmt != FORMAT:
-                raise BackupError(f"{path.name} has backup format {fmt}, this version reads {FORMAT}")
+                raise BackupError(
+                    f"{path.name} has backup format {fmt}, this version reads {FORMAT}"
+                )
             if header_len > _MAX_HEADER or _PREFIX.size + header_len + _TRAILER.size > size:
                 raise BackupError(f"{path.name} is truncated or damaged (header)")
             header_bytes = src.read(header_len)
@@ -258,13 +261,11 @@ def decrypt_body(path: Path, layout: Layout, kek: KeyEncryptionKey, dest: Path) 
         with open(path, "rb") as src, atomic_writer(dest) as out:
             src.seek(layout.body_start)
             body = io.BufferedReader(_Bounded(src, layout.body_bytes), _COPY)
-            streaming.decrypt_stream(ring, body, out, context)  # type: ignore[arg-type]
+            streaming.decrypt_stream(ring, body, out, context)
     except CryptoError:
         raise BackupError(f"{path.name} does not decrypt: damaged or tampered with") from None
 
 
 def remove_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass

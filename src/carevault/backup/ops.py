@@ -121,7 +121,9 @@ def _check_signer(layout: archive.Layout, data_dir: Path | None, kek: KeyEncrypt
         return
     named = archive.signer_of(layout)
     if named.public_bytes() != own.verify_key.public_bytes():
-        raise BackupError("the backup was signed by another server's key: refusing a foreign backup")
+        raise BackupError(
+            "the backup was signed by another server's key: refusing a foreign backup"
+        )
 
 
 def _check_inner_signer(unpacked: Path, layout: archive.Layout, kek: KeyEncryptionKey) -> None:
@@ -132,7 +134,9 @@ def _check_inner_signer(unpacked: Path, layout: archive.Layout, kek: KeyEncrypti
         raise BackupError("the backup holds no signing key of this deployment: refusing it")
     named = archive.signer_of(layout)
     if named.public_bytes() != inner.verify_key.public_bytes():
-        raise BackupError("the backup was signed by another server's key: refusing a foreign backup")
+        raise BackupError(
+            "the backup was signed by another server's key: refusing a foreign backup"
+        )
 
 
 def _open(
@@ -207,9 +211,13 @@ def restore(
         layout, manifest, unpacked = _open(path, work, kek, current_data_dir)
         kind = manifest["database"]["kind"]
         if kind == "postgresql" and not database_url:
-            raise BackupError("this is a PostgreSQL backup: give --database-url of an empty database")
+            raise BackupError(
+                "this is a PostgreSQL backup: give --database-url of an empty database"
+            )
         if kind == "sqlite" and database_url:
-            raise BackupError("this is a SQLite backup: it restores into the data directory, not a URL")
+            raise BackupError(
+                "this is a SQLite backup: it restores into the data directory, not a URL"
+            )
         staged = unpacked / "data"
         staged.mkdir(exist_ok=True)
         _owner_only(staged)

@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.db import connections, models, transaction
 
 from carevault.crypto import CryptoError
@@ -28,10 +29,13 @@ from carevault.crypto import CryptoError
 from .archive import BackupError
 from .snapshot import _libpq_url, _psql, restore_postgres
 
+if TYPE_CHECKING:
+    from carevault.web.vault.phi import PhiModel
+
 ALIAS = "carevault_backup"
 
 
-def phi_models() -> list[type[models.Model]]:
+def phi_models() -> list[type[PhiModel]]:
     from carevault.web.vault.phi import PhiModel
 
     return [m for m in apps.get_models() if issubclass(m, PhiModel)]
@@ -67,11 +71,11 @@ def check_all() -> CheckReport:
     report = CheckReport()
     for model in phi_models():
         count = 0
-        for row in model.objects.all().iterator():
-            for column in row.PHI_FIELDS:  # type: ignore[attr-defined]
+        for row in model._default_manager.all().iterator():
+            for column in row.PHI_FIELDS:
                 report.values += 1
                 try:
-                    row.unseal(column)  # type: ignore[attr-defined]
+                    row.unseal(column)
                 except CryptoError:
                     report.failed_values += 1
             count += 1
@@ -209,16 +213,17 @@ def recover(
         raise BackupError(f"there is no incident {incident_id}")
     since = dt.datetime.fromisoformat(manifest["created_at"])
     touched = touched_records(incident, since)
+    by_label = {m._meta.label_lower: m for m in phi_models()}
     with backup_database(manifest, unpacked) as alias:
         for item in touched:
-            model = apps.get_model(item.label)
+            model = by_label[item.label]
             try:
-                pk = model._meta.pk.to_python(item.pk)  # type: ignore[union-attr]
-            except Exception:  # a target id that is no key of this model: nothing to restore
+                pk = model._meta.pk.to_python(item.pk)
+            except (ValidationError, ValueError):  # no key of this model: nothing to restore
                 item.outcome = "gone"
                 continue
-            old = model.objects.using(alias).filter(pk=pk).first()
-            current = model.objects.filter(pk=pk).first()
+            old = model._default_manager.using(alias).filter(pk=pk).first()
+            current = model._default_manager.filter(pk=pk).first()
             if old is None:
                 item.outcome = "not-in-backup"
             elif current is None:
@@ -244,7 +249,7 @@ def recover(
 
 
 def _restore_row(
-    model: type[models.Model],
+    model: type[PhiModel],
     pk: Any,
     values: dict[str, Any],
     incident: Any,
@@ -253,14 +258,14 @@ def _restore_row(
 ) -> str:
     try:
         with transaction.atomic():
-            model.objects.filter(pk=pk).update(**values)
-            row = model.objects.get(pk=pk)
-            for column in row.PHI_FIELDS:  # type: ignore[attr-defined]
-                row.unseal(column)  # type: ignore[attr-defined]
+            model._default_manager.filter(pk=pk).update(**values)
+            row = model._default_manager.get(pk=pk)
+            for column in row.PHI_FIELDS:
+                row.unseal(column)
             record(
                 "backup.record_restored",
                 target=row,
-                patient_id=row.phi_patient_id(),  # type: ignore[attr-defined]
+                patient_id=row.phi_patient_id(),
                 details={"incident": incident.pk, "backup": manifest["backup_id"]},
             )
     except CryptoError:

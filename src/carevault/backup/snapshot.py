@@ -131,25 +131,27 @@ def _sqlite_snapshot(source: Path, dest: Path) -> str:
 
 
 def _pg_dump(database_url: str, dest: Path) -> str:
-    if shutil.which("pg_dump") is None:
-        raise BackupError("pg_dump is not installed: it is needed to back up PostgreSQL")
-    run = subprocess.run(
-        [
-            "pg_dump",
-            "--format=custom",
-            "--no-owner",
-            "--no-privileges",
-            f"--file={dest}",
-            f"--dbname={_libpq_url(database_url)}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    run = _tool(
+        "pg_dump",
+        "--format=custom",
+        "--no-owner",
+        "--no-privileges",
+        f"--file={dest}",
+        f"--dbname={_libpq_url(database_url)}",
     )
     if run.returncode != 0:
         raise BackupError(f"pg_dump failed: {_first_line(run.stderr)}")
-    version = subprocess.run(["pg_dump", "--version"], capture_output=True, text=True, check=False)
-    return version.stdout.strip()
+    return _tool("pg_dump", "--version").stdout.strip()
+
+
+def _tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL client tool, found on PATH, with a fixed argument list (no shell)."""
+    exe = shutil.which(name)
+    if exe is None:
+        raise BackupError(f"{name} is not installed: it is needed for PostgreSQL backups")
+    return subprocess.run(  # noqa: S603 - our fixed arguments, no shell
+        [exe, *args], capture_output=True, text=True, check=False
+    )
 
 
 def _first_line(text: str) -> str:
@@ -265,11 +267,8 @@ def unpack(tar_path: Path, dest: Path) -> dict[str, Any]:
 
 
 def _psql(database_url: str, sql: str) -> str:
-    run = subprocess.run(
-        ["psql", "--no-psqlrc", "-tAq", "-v", "ON_ERROR_STOP=1", "-c", sql, _libpq_url(database_url)],
-        capture_output=True,
-        text=True,
-        check=False,
+    run = _tool(
+        "psql", "--no-psqlrc", "-tAq", "-v", "ON_ERROR_STOP=1", "-c", sql, _libpq_url(database_url)
     )
     if run.returncode != 0:
         raise BackupError(f"cannot reach the target database: {_first_line(run.stderr)}")
@@ -277,11 +276,10 @@ def _psql(database_url: str, sql: str) -> str:
 
 
 def check_empty_postgres(database_url: str) -> None:
-    if shutil.which("pg_restore") is None or shutil.which("psql") is None:
-        raise BackupError("pg_restore and psql are needed to restore a PostgreSQL backup")
     tables = _psql(
         database_url,
-        "select count(*) from pg_tables where schemaname not in ('pg_catalog','information_schema')",
+        "select count(*) from pg_tables"
+        " where schemaname not in ('pg_catalog', 'information_schema')",
     )
     if tables != "0":
         raise BackupError("the target database is not empty: restore only into an empty database")
@@ -289,19 +287,14 @@ def check_empty_postgres(database_url: str) -> None:
 
 def restore_postgres(dump: Path, database_url: str) -> None:
     """``pg_restore`` in one transaction: the database gets all of it or none of it."""
-    run = subprocess.run(
-        [
-            "pg_restore",
-            "--no-owner",
-            "--no-privileges",
-            "--single-transaction",
-            "--exit-on-error",
-            f"--dbname={_libpq_url(database_url)}",
-            str(dump),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    run = _tool(
+        "pg_restore",
+        "--no-owner",
+        "--no-privileges",
+        "--single-transaction",
+        "--exit-on-error",
+        f"--dbname={_libpq_url(database_url)}",
+        str(dump),
     )
     if run.returncode != 0:
         raise BackupError(f"pg_restore failed: {_first_line(run.stderr)}")
