@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import fcntl
 import os
 import shutil
 import tempfile
@@ -46,14 +47,49 @@ class Verified:
     manifest: dict[str, Any]
 
 
+_WORK_PREFIXES = (".cvbackup-staging-", ".cvbackup-verify-", ".cvbackup-open-")
+_HELD = ".held"
+_FRESH_SECONDS = 60
+
+
 @contextlib.contextmanager
 def _private_dir(beside: Path, prefix: str) -> Iterator[Path]:
+    """A private (0700) work directory, held by a lock for as long as this process uses it.
+
+    Staged snapshots are not yet encrypted, so one left by a killed process must not linger:
+    each work directory holds a lock, and :func:`sweep` removes those whose lock is free."""
     beside.mkdir(parents=True, exist_ok=True)
+    sweep(beside)
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=beside))
+    held = open(path / _HELD, "wb")  # noqa: SIM115 - held until the directory is removed
     try:
+        fcntl.flock(held, fcntl.LOCK_EX)
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        held.close()
+
+
+def sweep(directory: Path) -> list[Path]:
+    """Remove work directories left by killed processes (their lock is free); returns them."""
+    removed = []
+    for path in directory.iterdir() if directory.is_dir() else []:
+        if not path.is_dir() or not (
+            path.name.startswith(_WORK_PREFIXES) or ".restoring-" in path.name
+        ):
+            continue
+        if time.time() - path.stat().st_mtime < _FRESH_SECONDS:
+            continue  # may be between its creation and its lock
+        try:
+            with open(path / _HELD, "rb") as held:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        except FileNotFoundError:
+            continue  # just being created, or not ours
+        except BlockingIOError:
+            continue  # a live process is using it
+    return removed
 
 
 def master_versions(kek: KeyEncryptionKey) -> list[int]:
