@@ -23,7 +23,13 @@ PASSWORD = "Backup-Demo-Pass-7"
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 
 
-def run(data_dir: Path, *argv: str, database_url: str = "") -> subprocess.CompletedProcess[str]:
+def run(
+    data_dir: Path,
+    *argv: str,
+    database_url: str = "",
+    master_key_file: Path | None = None,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CAREVAULT_DATA_DIR": str(data_dir)}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.pop("CAREVAULT_MASTER_KEY", None)
@@ -31,8 +37,10 @@ def run(data_dir: Path, *argv: str, database_url: str = "") -> subprocess.Comple
     env.pop("DATABASE_URL", None)
     if database_url:
         env["DATABASE_URL"] = database_url
+    if master_key_file is not None:
+        env["CAREVAULT_MASTER_KEY_FILE"] = str(master_key_file)
     return subprocess.run(
-        [EXE, *argv], capture_output=True, text=True, env=env, timeout=120, check=False
+        [EXE, *argv], capture_output=True, text=True, env=env, timeout=120, check=False, input=stdin
     )
 
 
@@ -86,6 +94,21 @@ def test_a_sqlite_backup_restores_into_a_new_data_directory_where_every_record_d
     assert (target / "carevault.sqlite3").stat().st_mode & 0o077 == 0
     assert list((target / "uploads").iterdir())
     restored_dir_works(seeded, target)
+
+
+def test_the_restore_drill_on_a_new_machine_recovers_the_master_key_from_shares(
+    seeded, backup, tmp_path
+):
+    # Before the disaster: the officer split the master key among custodians.
+    shares = json.loads(ok(run(seeded, "keys", "split", "-k", "2", "-n", "3", "--json")))["shares"]
+    # The new machine has nothing but the backup file and two custodians' shares.
+    new_dir, key_file = tmp_path / "var", tmp_path / "secrets" / "master.json"
+    ok(run(new_dir, "keys", "recover", master_key_file=key_file, stdin="\n".join(shares[1:])))
+    restore = ["backup", "restore", str(backup), "--data-dir", str(new_dir)]
+    ok(run(new_dir, *restore, master_key_file=key_file))
+    check = json.loads(ok(run(new_dir, "backup", "check", "--json", master_key_file=key_file)))
+    assert check["ok"], check
+    assert "audit chain intact" in ok(run(new_dir, "audit", "verify", master_key_file=key_file))
 
 
 def test_verify_checks_signature_decryption_and_every_digest(seeded, backup):
