@@ -50,6 +50,7 @@ class Verified:
 _WORK_PREFIXES = (".cvbackup-staging-", ".cvbackup-verify-", ".cvbackup-open-")
 _HELD = ".held"
 _FRESH_SECONDS = 60
+_STALE_PART_SECONDS = 3600
 
 
 @contextlib.contextmanager
@@ -74,9 +75,20 @@ def sweep(directory: Path) -> list[Path]:
     """Remove work directories left by killed processes (their lock is free); returns them."""
     removed = []
     for path in directory.iterdir() if directory.is_dir() else []:
-        if not path.is_dir() or not (
-            path.name.startswith(_WORK_PREFIXES) or ".restoring-" in path.name
+        name = path.name
+        if (
+            path.is_file()
+            and name.startswith(".")
+            and SUFFIX + "." in name
+            and name.endswith(".part")
         ):
+            # A killed backup's half-written file (encrypted, but useless); a live writer
+            # touches its file continuously, so an hour without a write means it is dead.
+            if time.time() - path.stat().st_mtime > _STALE_PART_SECONDS:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+            continue
+        if not path.is_dir() or not (name.startswith(_WORK_PREFIXES) or ".restoring-" in name):
             continue
         if time.time() - path.stat().st_mtime < _FRESH_SECONDS:
             continue  # may be between its creation and its lock
