@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,11 +64,18 @@ print(json.dumps({"bodies": bodies, "restored_audit": restored}))
 """
 
 
+PG_SERVER = "postgres://postgres@127.0.0.1:5432"
+# The PostgreSQL database of the data directory in use, when the test runs on PostgreSQL.
+_databases: dict[Path, str] = {}
+
+
 def env_for(data_dir: Path) -> dict[str, str]:
     env = {**os.environ, "CAREVAULT_DATA_DIR": str(data_dir)}
     for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CAREVAULT_MASTER_KEY"):
         env.pop(name, None)
     env.pop("CAREVAULT_MASTER_KEY_FILE", None)
+    if data_dir in _databases:
+        env["DATABASE_URL"] = _databases[data_dir]
     return env
 
 
@@ -88,19 +97,42 @@ def script(data_dir: Path, body: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture
-def attacked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict, dict]:
-    # Each test gets its own clinic: recovery changes it, and tests run in any order.
-    data_dir = tmp_path_factory.mktemp("clinic")
+def attack(data_dir: Path, backup: Path) -> tuple[Path, Path, dict, dict]:
     assert run(data_dir, "demo", "--seed-only", "--password", PASSWORD).returncode == 0
     before = script(data_dir, READ)["bodies"]
-    backup = tmp_path_factory.mktemp("backups") / "before.cvbackup"
     made = run(data_dir, "backup", "create", str(backup))
     assert made.returncode == 0, made.stderr
     facts = script(data_dir, ATTACK)
     return data_dir, backup, facts, before
 
 
+def psql(sql: str) -> None:
+    subprocess.run(
+        ["psql", "-q", "-c", sql, f"{PG_SERVER}/postgres"], check=True, capture_output=True
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def attacked(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, Path, dict, dict]]:
+    # Each test gets its own clinic: recovery changes it, and tests run in any order.
+    data_dir = tmp_path_factory.mktemp("clinic")
+    backup = tmp_path_factory.mktemp("backups") / "before.cvbackup"
+    if request.param == "sqlite":
+        yield attack(data_dir, backup)
+        return
+    name = f"cv_recover_{uuid.uuid4().hex[:10]}"
+    psql(f'create database "{name}"')
+    _databases[data_dir] = f"{PG_SERVER}/{name}"
+    try:
+        yield attack(data_dir, backup)
+    finally:
+        del _databases[data_dir]
+        psql(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.mark.parametrize("attacked", ["sqlite"], indirect=True)
 def test_a_dry_run_lists_what_the_actor_touched_and_changes_nothing(attacked):
     data_dir, backup, facts, _before = attacked
     argv = ["backup", "recover", "--incident", str(facts["incident"]), "--from", str(backup)]
@@ -113,6 +145,9 @@ def test_a_dry_run_lists_what_the_actor_touched_and_changes_nothing(attacked):
         facts["planted"]: "not-in-backup",
     }
     assert script(data_dir, READ)["bodies"][facts["notes"][0]] == "attacker was here"
+    unknown = run(data_dir, "backup", "recover", "--incident", "99999", "--from", str(backup))
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "carevault: error: backup refused: there is no incident 99999"
 
 
 def test_recovery_restores_only_the_touched_records_and_audits_it(attacked):
@@ -133,10 +168,3 @@ def test_recovery_restores_only_the_touched_records_and_audits_it(attacked):
     # A second run finds nothing left to restore.
     again = json.loads(run(data_dir, *argv, "--json").stdout)
     assert {r["outcome"] for r in again["records"]} == {"unchanged", "not-in-backup"}
-
-
-def test_an_unknown_incident_is_refused_in_one_line(attacked):
-    data_dir, backup, _facts, _before = attacked
-    result = run(data_dir, "backup", "recover", "--incident", "99999", "--from", str(backup))
-    assert result.returncode == 1
-    assert result.stderr.strip() == "carevault: error: backup refused: there is no incident 99999"
