@@ -103,7 +103,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     directory = Path(args.dir) if args.dir else config.data_dir() / "backups"
     found, broken = retention.list_backups(directory)
     data = {"backups": [b.as_dict() for b in found], "incomplete": [str(p) for p in broken]}
-    lines = [f"{b.created_at}  {b.bytes:>12,}  {b.database:<10}  {b.path.name}" for b in found]
+    lines = [
+        f"{b.created_at}  {b.bytes:>12,}  {b.database:<10}  "
+        f"master v{b.master_version}  {b.path.name}"
+        for b in found
+    ]
     lines += [f"NOT A WHOLE BACKUP: {p.name}" for p in broken]
     _emit(args, data, "\n".join(lines) or f"no backups in {directory}")
     return 0

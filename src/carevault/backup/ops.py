@@ -8,7 +8,6 @@ transaction into a database that must be empty.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import fcntl
@@ -22,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from carevault.crypto import KeyEncryptionKey, MasterKey
-from carevault.crypto.envelope import key_id_of
 from carevault.crypto.keystore import DirectoryKeyStore
 
 from . import archive, signer, snapshot
 from .archive import SUFFIX, BackupError
+from .retention import apply_keep, wrapping_version
 
 SIGNER_STORE = Path("keys") / "wrapped"
 
@@ -154,8 +153,6 @@ def create(
         header = archive.write(dest, snap.tar_path, header, kek, signing)
     removed: list[Path] = []
     if keep is not None:
-        from .retention import apply_keep
-
         removed = apply_keep(dest.parent, keep)
     return Created(dest, header, manifest, time.monotonic() - started, removed)
 
@@ -287,8 +284,7 @@ def restore(
 
 def describe(header: dict[str, Any]) -> str:
     signer_facts = header.get("signer", {})
-    wrapped = base64.b64decode(header.get("wrapped_key", "")) if header.get("wrapped_key") else b""
-    version = key_id_of(wrapped) if len(wrapped) >= 8 else "?"
+    version = wrapping_version(header)
     return (
         f"backup {header.get('backup_id')} of {header.get('created_at')} "
         f"({header.get('database')}, {header.get('files')} files), "

@@ -7,9 +7,13 @@ Ordering is by the creation time signed into each header, not by file times that
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from carevault.crypto import DecryptionError
+from carevault.crypto.envelope import key_id_of
 
 from .archive import SUFFIX, BackupError, read_layout
 
@@ -21,6 +25,7 @@ class Listed:
     created_at: str
     database: str
     bytes: int
+    master_version: int | None  # the master version that wraps the backup's key
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -29,7 +34,17 @@ class Listed:
             "created_at": self.created_at,
             "database": self.database,
             "bytes": self.bytes,
+            "master_version": self.master_version,
         }
+
+
+def wrapping_version(header: dict[str, object]) -> int | None:
+    """Which master version wraps the backup's key (read from the header, not authenticated)."""
+    try:
+        wrapped = base64.b64decode(str(header["wrapped_key"]))
+        return key_id_of(wrapped) if wrapped.startswith(b"CV") else None
+    except (KeyError, ValueError, DecryptionError):
+        return None
 
 
 def list_backups(directory: Path) -> tuple[list[Listed], list[Path]]:
@@ -53,6 +68,7 @@ def list_backups(directory: Path) -> tuple[list[Listed], list[Path]]:
                 str(header.get("created_at", "")),
                 str(header.get("database", "")),
                 path.stat().st_size,
+                wrapping_version(header),
             )
         )
     found.sort(key=lambda b: (b.created_at, b.path.name), reverse=True)
