@@ -203,10 +203,12 @@ def _open(
 
 
 def verify(path: Path, *, kek: KeyEncryptionKey, data_dir: Path | None) -> Verified:
-    """Every check a restore makes, without restoring anything."""
+    """Every check a restore makes, without restoring anything. The work directory is in the
+    data directory when there is one (owner-only, and backups may sit on read-only media)."""
     if not path.is_file():
         raise BackupError(f"no backup at {path}")
-    with _private_dir(path.resolve().parent, ".cvbackup-verify-") as work:
+    beside = data_dir if data_dir is not None else path.resolve().parent
+    with _private_dir(beside, ".cvbackup-verify-") as work:
         layout, manifest, _unpacked = _open(path, work, kek, data_dir)
     return Verified(path, layout.header, manifest)
 
