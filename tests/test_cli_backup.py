@@ -111,6 +111,20 @@ def test_the_restore_drill_on_a_new_machine_recovers_the_master_key_from_shares(
     assert "audit chain intact" in ok(run(new_dir, "audit", "verify", master_key_file=key_file))
 
 
+def test_the_audit_checkpoints_travel_with_the_backup(seeded, tmp_path):
+    checkpoints = seeded / "audit" / "checkpoints.jsonl"
+    checkpoints.parent.mkdir(exist_ok=True)
+    checkpoints.write_text('{"seq": 25}\n')
+    try:
+        archive = tmp_path / "with-audit.cvbackup"
+        ok(run(seeded, "backup", "create", str(archive)))
+    finally:
+        checkpoints.unlink()
+    target = tmp_path / "restored"
+    ok(run(seeded, "backup", "restore", str(archive), "--data-dir", str(target)))
+    assert (target / "audit" / "checkpoints.jsonl").read_text() == '{"seq": 25}\n'
+
+
 def test_verify_checks_signature_decryption_and_every_digest(seeded, backup):
     facts = json.loads(ok(run(seeded, "backup", "verify", str(backup), "--json")))
     assert facts["ok"]
