@@ -25,7 +25,7 @@ import io
 import json
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -264,6 +264,43 @@ def decrypt_body(path: Path, layout: Layout, kek: KeyEncryptionKey, dest: Path) 
             streaming.decrypt_stream(ring, body, out, context)
     except CryptoError:
         raise BackupError(f"{path.name} does not decrypt: damaged or tampered with") from None
+
+
+class _Chunks(io.RawIOBase):
+    """The authenticated chunks of :func:`streaming.iter_decrypt` as a readable stream."""
+
+    def __init__(self, chunks: Iterator[memoryview]) -> None:
+        self.chunks = chunks
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self.pending:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            self.pending = bytes(chunk)  # the iterator reuses its buffer: copy
+        n = min(len(view), len(self.pending))
+        view[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+
+@contextlib.contextmanager
+def body_stream(path: Path, layout: Layout, kek: KeyEncryptionKey) -> Iterator[BinaryIO]:
+    """The decrypted body as a stream, nothing written to disk. Each chunk read is authentic;
+    the body is *complete* only once the stream has been read to its end without error
+    (callers drain it), and a :class:`CryptoError` from reading means damage."""
+    ring = open_body_key(layout, kek)
+    context = _body_context(str(layout.header["backup_id"]))
+    with open(path, "rb") as src:
+        src.seek(layout.body_start)
+        body = io.BufferedReader(_Bounded(src, layout.body_bytes), _COPY)
+        chunks = streaming.iter_decrypt(ring, body, context)
+        yield io.BufferedReader(_Chunks(chunks), _COPY)
 
 
 def remove_quietly(path: Path) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from carevault.crypto import KeyEncryptionKey, MasterKey
+from carevault.crypto import CryptoError, KeyEncryptionKey, MasterKey
 from carevault.crypto.keystore import DirectoryKeyStore
 
 from . import archive, signer, snapshot
@@ -203,14 +203,39 @@ def _open(
 
 
 def verify(path: Path, *, kek: KeyEncryptionKey, data_dir: Path | None) -> Verified:
-    """Every check a restore makes, without restoring anything. The work directory is in the
-    data directory when there is one (owner-only, and backups may sit on read-only media)."""
+    """Every check a restore makes, without restoring anything (and without writing anything:
+    backups may sit on read-only media)."""
     if not path.is_file():
         raise BackupError(f"no backup at {path}")
-    beside = data_dir if data_dir is not None else path.resolve().parent
-    with _private_dir(beside, ".cvbackup-verify-") as work:
-        layout, manifest, _unpacked = _open(path, work, kek, data_dir)
+    layout = archive.read_layout(path)
+    archive.check_signature(path, layout)
+    _check_signer(layout, data_dir, kek)
+    # Streamed: the decrypted archive is hashed as it is read, never written to disk.
+    signer_member = f"data/{SIGNER_STORE.as_posix()}/{_signer_file_name()}"
+    try:
+        with archive.body_stream(path, layout, kek) as body:
+            found, kept = snapshot.scan(body, keep={"manifest.json", signer_member})
+            while body.read(1 << 20):
+                pass  # the last chunk authenticates only at the very end
+    except CryptoError:
+        raise BackupError(f"{path.name} does not decrypt: damaged or tampered with") from None
+    manifest = snapshot.check_manifest(found, kept.get("manifest.json"))
+    if manifest.get("backup_id") != layout.header.get("backup_id"):
+        raise BackupError(f"{path.name}: the manifest belongs to another backup")
+    if signer_member not in kept:
+        raise BackupError("the backup holds no signing key of this deployment: refusing it")
+    inner = signer.from_blob(kept[signer_member], kek)
+    if archive.signer_of(layout).public_bytes() != inner.verify_key.public_bytes():
+        raise BackupError(
+            "the backup was signed by another server's key: refusing a foreign backup"
+        )
     return Verified(path, layout.header, manifest)
+
+
+def _signer_file_name() -> str:
+    from carevault.crypto.keystore import _file_name
+
+    return _file_name(signer.NAME)
 
 
 @contextlib.contextmanager

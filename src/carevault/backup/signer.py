@@ -37,5 +37,14 @@ def load(store: DirectoryKeyStore, kek: KeyEncryptionKey, *, create: bool) -> Si
         ) from None
 
 
+def from_blob(blob: bytes, kek: KeyEncryptionKey) -> SigningKey:
+    """The signing key from its wrapped form (as found inside a backup)."""
+    try:
+        secret = SecretBytes(kek.unwrap(blob, keyring_context(NAME)))
+        return SigningKey.from_private_bytes("Ed25519", secret)
+    except CryptoError:
+        raise BackupError("the backup's signing key does not open with this master key") from None
+
+
 def load_from(directory: Path, kek: KeyEncryptionKey) -> SigningKey | None:
     return load(DirectoryKeyStore(directory), kek, create=False)

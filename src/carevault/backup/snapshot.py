@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import carevault
 
@@ -228,6 +228,59 @@ def _safe_member(name: str) -> PurePosixPath:
     return path
 
 
+def scan(
+    stream: BinaryIO, *, keep: set[str]
+) -> tuple[dict[str, tuple[str, int]], dict[str, bytes]]:
+    """Read a tar stream: every member's (SHA-256, size), and the bytes of those in ``keep``."""
+    found: dict[str, tuple[str, int]] = {}
+    kept: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                _safe_member(member.name)
+                if not member.isfile():
+                    raise BackupError(f"the backup holds a non-file entry ({member.name!r})")
+                if member.name in found:
+                    raise BackupError("the backup's archive is malformed (duplicate entries)")
+                content = tar.extractfile(member)
+                assert content is not None  # a regular file
+                digest, size = hashlib.sha256(), 0
+                keeping = member.name in keep
+                held = bytearray()
+                while chunk := content.read(_COPY):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    if keeping:
+                        held += chunk
+                found[member.name] = (digest.hexdigest(), size)
+                if keeping:
+                    kept[member.name] = bytes(held)
+    except tarfile.TarError:
+        raise BackupError("the backup's archive is malformed") from None
+    return found, kept
+
+
+def check_manifest(found: dict[str, tuple[str, int]], raw: bytes | None) -> dict[str, Any]:
+    """The manifest, once every member matches it and nothing is missing or extra."""
+    if raw is None:
+        raise BackupError("the backup's archive is malformed (no manifest)")
+    try:
+        manifest = json.loads(raw)
+        db = manifest["database"]
+        expected = {db["file"]: (db["sha256"], db["bytes"])}
+        for entry in manifest["files"]:
+            expected[f"data/{entry['path']}"] = (entry["sha256"], entry["bytes"])
+    except (KeyError, TypeError, ValueError):
+        raise BackupError("the backup's manifest is malformed") from None
+    present = {name: facts for name, facts in found.items() if name != "manifest.json"}
+    if set(present) != set(expected):
+        raise BackupError("the backup's files do not match its manifest (missing or extra files)")
+    for name, facts in present.items():
+        if facts != tuple(expected[name]):
+            raise BackupError(f"{name} does not match the manifest's SHA-256")
+    return dict(manifest)
+
+
 def unpack(tar_path: Path, dest: Path) -> dict[str, Any]:
     """Extract a decrypted body into ``dest`` and check it against its manifest; the manifest.
 
@@ -237,8 +290,8 @@ def unpack(tar_path: Path, dest: Path) -> dict[str, Any]:
         with tarfile.open(tar_path, "r:") as tar:
             members = tar.getmembers()
             names = [m.name for m in members]
-            if len(set(names)) != len(names) or "manifest.json" not in names:
-                raise BackupError("the backup's archive is malformed (no manifest, or duplicates)")
+            if len(set(names)) != len(names):
+                raise BackupError("the backup's archive is malformed (duplicate entries)")
             for member in members:
                 _safe_member(member.name)
                 if not member.isfile():
@@ -246,21 +299,9 @@ def unpack(tar_path: Path, dest: Path) -> dict[str, Any]:
             tar.extractall(dest, filter="data")
     except tarfile.TarError:
         raise BackupError("the backup's archive is malformed") from None
-    try:
-        manifest = json.loads((dest / "manifest.json").read_bytes())
-        db = manifest["database"]
-        expected = {db["file"]: (db["sha256"], db["bytes"])}
-        for entry in manifest["files"]:
-            expected[f"data/{entry['path']}"] = (entry["sha256"], entry["bytes"])
-    except (KeyError, TypeError, ValueError):
-        raise BackupError("the backup's manifest is malformed") from None
-    present = set(names) - {"manifest.json"}
-    if present != set(expected):
-        raise BackupError("the backup's files do not match its manifest (missing or extra files)")
-    for name, (digest, size) in expected.items():
-        if sha256_file(dest / name) != (digest, size):
-            raise BackupError(f"{name} does not match the manifest's SHA-256")
-    return dict(manifest)
+    found = {name: sha256_file(dest / name) for name in names}
+    raw = (dest / "manifest.json").read_bytes() if "manifest.json" in found else None
+    return check_manifest(found, raw)
 
 
 # -- putting a database back ----------------------------------------------------------------------
