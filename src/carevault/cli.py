@@ -921,6 +921,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add(sub, "outbox", cmd_outbox, "show the e-mails a development server sent")
 
+    from carevault import cli_backup
+
+    cli_backup.add_parser(sub)
+
     manage = sub.add_parser("manage", help="Django management commands (migrate, shell, ...)")
     manage.add_argument("rest", nargs=argparse.REMAINDER)
     manage.set_defaults(handler=cmd_manage)
