@@ -208,6 +208,9 @@ FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler
 FILE_UPLOAD_MAX_MEMORY_SIZE = LAB_UPLOAD_MAX_BYTES + 1
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 UPLOAD_DIR = DATA_DIR / "uploads"
+# Where the audit chain's signed checkpoints and their key live (carevault.web.audit.anchor):
+# the data directory; tests point it at a directory of their own.
+AUDIT_ANCHOR_DIR = DATA_DIR
 # JSON bodies (web/inputs.py parse_json): larger ones are refused (413) before they are parsed.
 JSON_MAX_BODY_BYTES = _env_int("CAREVAULT_JSON_MAX_BODY_BYTES", 1_000_000, minimum=1024)
 # Self-registrations per client address and hour (accounts/registration.py); 0 turns them off.
