@@ -324,6 +324,8 @@ def _migrate() -> None:
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)
+    # An install made before the data directory was owner-only: tighten what it holds.
+    config.tighten_tree(config.secure_data_dir())
 
 
 def _demo_password(given: str | None) -> str:

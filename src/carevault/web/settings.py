@@ -18,7 +18,9 @@ from carevault import config
 from carevault.crypto._files import atomic_write_bytes
 
 BASE_DIR = Path(__file__).resolve().parent
-DATA_DIR = config.data_dir()
+# Created owner-only (0700), and this process's umask made owner-only (database, -wal/-shm,
+# uploads, keys: see config.secure_data_dir).
+DATA_DIR = config.secure_data_dir()
 PRODUCTION = config.is_production()
 
 
