@@ -1,5 +1,5 @@
-"""A PHI column blanked in the database (empty value) shows as "unreadable — tampered" on the record page and
-raises the same alert as a bad ciphertext: an empty note or name is never shown as blank."""
+"""A PHI column blanked in the database (empty value) shows as "unreadable — tampered" on the
+record page and raises the same alert as a bad ciphertext: never shown as a blank value."""
 
 from __future__ import annotations
 
