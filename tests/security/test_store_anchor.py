@@ -138,3 +138,16 @@ def test_a_fresh_process_refuses_the_replayed_mark_and_model(tmp_path, monkeypat
     result = _fresh_load(tmp_path)
     assert result.returncode == 3, result.stderr
     assert "record says v1 but the signed checkpoint" in result.stdout
+
+
+def test_a_replay_that_also_edits_the_anchored_mark_is_refused(tmp_path, master):
+    store = _store(tmp_path, master)
+    store.save(NAME, model(1.0), trusted_types=[])
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(tmp_path / "models" / NAME, snapshot)
+    store.save(NAME, model(0.1), trusted_types=[])
+    _replay_v1(tmp_path, snapshot)
+    path = tmp_path / CHECKPOINTS
+    path.write_text(path.read_text().replace('"version": 2', '"version": 1'))
+    with pytest.raises(RollbackError, match=r"line 2: the signature does not verify \(forged\)"):
+        _store(tmp_path, master).load(NAME, trusted_types=[])
