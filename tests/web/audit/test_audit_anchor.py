@@ -4,6 +4,11 @@ re-ordered or rewound chain, and a forged checkpoint, although the chain itself 
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 from django.db import connection
 
@@ -129,3 +134,25 @@ def test_every_hundredth_entry_writes_a_checkpoint_once_committed(
     assert latest is not None
     assert latest["seq"] % anchor.CHECKPOINT_EVERY == 0
     assert verify_chain().ok
+
+
+def test_the_demo_anchors_its_seeded_chain_so_a_wipe_right_after_is_reported(tmp_path):
+    exe = Path(sys.executable).parent / "carevault"
+    env = {**os.environ, "CAREVAULT_DATA_DIR": str(tmp_path)}
+    env.pop("DATABASE_URL", None)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [exe, *argv], capture_output=True, text=True, env=env, timeout=300, check=False
+        )
+
+    assert run("demo", "--seed-only", "--password", "Anchor-Demo-Pass-42").returncode == 0
+    assert (tmp_path / CHECKPOINTS).exists()
+    with sqlite3.connect(tmp_path / "carevault.sqlite3") as db:
+        db.execute("DELETE FROM audit_auditentry")
+        db.execute("UPDATE audit_audithead SET seq = 0, digest = ?", (GENESIS,))
+    db.close()
+    result = run("audit", "verify")
+    assert result.returncode != 0
+    assert result.stdout.startswith("audit chain BROKEN:\n  the audit log is empty but a signed")
