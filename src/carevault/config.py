@@ -66,7 +66,12 @@ def _tighten(path: Path) -> int:
         return 0
     if path.is_symlink() or not mode & 0o077:
         return 0
-    os.chmod(path, mode & 0o700)
+    try:
+        os.chmod(path, mode & 0o700)
+    except PermissionError:
+        # Not ours (a mounted volume owned by another account): leave it, never fail to start;
+        # the operator's check (`find ... -perm /077`, docs/operations.md) shows it.
+        return 0
     return 1
 
 
