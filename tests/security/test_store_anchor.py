@@ -151,3 +151,18 @@ def test_a_replay_that_also_edits_the_anchored_mark_is_refused(tmp_path, master)
     path.write_text(path.read_text().replace('"version": 2', '"version": 1'))
     with pytest.raises(RollbackError, match=r"line 2: the signature does not verify \(forged\)"):
         _store(tmp_path, master).load(NAME, trusted_types=[])
+
+
+def test_the_external_copy_keeps_the_floor_when_the_local_file_is_rewound(tmp_path, master):
+    external = tmp_path / "external.jsonl"
+    store = ModelStore(
+        tmp_path / "models", master, anchor=Anchor(tmp_path, master, external=external)
+    )
+    store.save(NAME, model(1.0), trusted_types=[])
+    snapshot, local_then = tmp_path / "snapshot", (tmp_path / CHECKPOINTS).read_text()
+    shutil.copytree(tmp_path / "models" / NAME, snapshot)
+    store.save(NAME, model(0.1), trusted_types=[])
+    _replay_v1(tmp_path, snapshot)
+    (tmp_path / CHECKPOINTS).write_text(local_then)  # the data directory rewound as a whole
+    with pytest.raises(RollbackError, match=r"record says v1 but the signed checkpoint .* v2"):
+        store.load(NAME, trusted_types=[])
