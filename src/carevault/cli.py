@@ -324,6 +324,8 @@ def _migrate() -> None:
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)
+    # An install made before the data directory was owner-only: tighten what it holds.
+    config.tighten_tree(config.secure_data_dir())
 
 
 def _demo_password(given: str | None) -> str:
@@ -358,7 +360,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _ensure_policy()
     seeded = not demo.is_seeded()
     if seeded:
+        from carevault.web.audit import anchor
+
         demo.seed(password)
+        anchor.write_checkpoint()  # the seeded chain is anchored outside the database at once
     users = [u for u, *_ in demo.STAFF] + [p.username for p in demo.PATIENTS]
     data = {"seeded": seeded, "users": users, "password": None if args.password else password}
     lines = [
@@ -466,6 +471,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     _django()
     _require_database()
+    from carevault.web.audit import anchor
     from carevault.web.audit.log import verify_chain
 
     report = verify_chain()
@@ -474,8 +480,22 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         if report.ok
         else "audit chain BROKEN:\n" + "\n".join(f"  {p}" for p in report.problems)
     )
+    if report.ok:
+        # Only a verified chain is anchored: a checkpoint over a broken one would launder it.
+        anchor.write_checkpoint()
     _emit(args, report.as_dict(), text)
     return 0 if report.ok else EXIT_FAILURE
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    _django()
+    _require_database()
+    from carevault.web.audit import anchor
+
+    written = anchor.write_checkpoint()
+    text = f"audit checkpoint: entry {written['seq']} anchored in {anchor.checkpoint_file()}"
+    _emit(args, written, text)
+    return 0
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -918,6 +938,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the tamper-evident audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     add(audit_sub, "verify", cmd_audit_verify, "check the audit chain for edits and deletions")
+    add(audit_sub, "checkpoint", cmd_audit_checkpoint, "anchor the audit head in a signed file")
 
     add(sub, "outbox", cmd_outbox, "show the e-mails a development server sent")
 

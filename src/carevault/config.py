@@ -30,6 +30,51 @@ def data_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(value) if value else Path.cwd() / "var"
 
 
+# New files and directories are the owner's alone: the data directory holds the database (PHI,
+# even if sealed), wrapped keys, uploads, backups' inputs. SQLite gives its -wal/-shm files the
+# database file's permissions, so they follow.
+OWNER_ONLY_UMASK = 0o077
+
+
+def secure_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The data directory, created owner-only (0700) if missing, and this process's umask set so
+    that everything it creates there is owner-only too. What is directly inside it and readable
+    by others (an older install's 0644 database, say) is tightened; :func:`tighten_tree` does
+    the whole tree (``carevault migrate`` and ``demo`` run it)."""
+    os.umask(OWNER_ONLY_UMASK)
+    path = data_dir(environ)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _tighten(path)
+    for child in path.iterdir():
+        _tighten(child)
+    return path
+
+
+def tighten_tree(root: Path) -> int:
+    """Remove group and other access from everything under ``root``; how many were changed."""
+    changed = 0
+    for directory, dirs, files in os.walk(root):
+        for name in (directory, *(os.path.join(directory, n) for n in (*dirs, *files))):
+            changed += _tighten(Path(name))
+    return changed
+
+
+def _tighten(path: Path) -> int:
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return 0
+    if path.is_symlink() or not mode & 0o077:
+        return 0
+    try:
+        os.chmod(path, mode & 0o700)
+    except PermissionError:
+        # Not ours (a mounted volume owned by another account): leave it, never fail to start;
+        # the operator's check (`find ... -perm /077`, docs/operations.md) shows it.
+        return 0
+    return 1
+
+
 def is_production(environ: Mapping[str, str] | None = None) -> bool:
     mode = _environ(environ).get(ENV_MODE, "development").strip().lower()
     if mode not in ("development", "production"):

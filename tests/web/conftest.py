@@ -115,6 +115,16 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _own_audit_anchor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test anchors the audit chain in a directory of its own: the database is rolled
+    back after every test, so checkpoints a test wrote would read as a truncated chain later."""
+    from django.test import override_settings
+
+    with override_settings(AUDIT_ANCHOR_DIR=tmp_path_factory.mktemp("anchor")):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _force_login_starts_a_real_session(monkeypatch: pytest.MonkeyPatch) -> None:
     """``client.force_login(user)`` in the web tests logs in through :func:`log_in`."""
 

@@ -111,13 +111,16 @@ def model_store(data_dir: str | Path) -> ModelStore:
     """The sealed-model store of a data directory, keyed by the configured master key."""
     from carevault import config
     from carevault.crypto import FileMasterKeyProvider
+    from carevault.security.anchor import Anchor
 
     provider = config.master_key_provider()
     if isinstance(provider, FileMasterKeyProvider) and not provider.exists():
         # Dev/demo mode: the first command that needs the master key creates it (as the web
         # layer's key vault does); production mode never gets here without one.
         provider.create()
-    return ModelStore(Path(data_dir) / "models", provider.load())
+    kek = provider.load()
+    # The high-water marks are anchored in the data directory's signed checkpoint file too.
+    return ModelStore(Path(data_dir) / "models", kek, anchor=Anchor(data_dir, kek))
 
 
 def load_ensemble(store: ModelStore, version: int | None = None) -> tuple[RiskEnsemble, SealedInfo]:

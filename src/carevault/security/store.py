@@ -24,9 +24,12 @@ highest version ever sealed for the name and the SHA-256 of its manifest, encryp
 authenticated (AES-256-GCM) under the model's own keyring, which only the master key unwraps.
 Without the master key the record cannot be forged or lowered; deleting it while versions
 remain is refused too. What it cannot stop is *replaying* an older copy of the record together
-with the older files (the record is not a hardware counter): the services that load models keep
-the highest version they have served in memory, and docs/models.md says where a monotonic
-counter outside the directory would close that gap.
+with the older files (the record is not a hardware counter). A store opened with an
+:class:`~carevault.security.anchor.Anchor` (every store of a data directory, see
+``carevault.security.scoring.model_store``) therefore also appends each new mark as a signed
+line to the checkpoint file outside the model directory (and its external copy), and the loader
+takes the higher of the two: an older ``high-water.enc`` put back with an older model is refused
+by any fresh process, as is a checkpoint file that was removed.
 
 Layout::
 
@@ -70,6 +73,7 @@ from carevault.crypto import (
 from carevault.crypto._files import atomic_write_bytes
 from carevault.crypto.kek import keyring_context
 from carevault.crypto.keystore import DirectoryKeyStore
+from carevault.security.anchor import Anchor, AnchorError
 
 FORMAT = "carevault-sealed-model/1"
 PURPOSE = "sealed-model"
@@ -165,10 +169,14 @@ def signable(value: Any) -> Any:
 class ModelStore:
     """Sealed models under ``root`` (usually ``CAREVAULT_DATA_DIR/models``), keyed by ``kek``."""
 
-    def __init__(self, root: str | os.PathLike[str], kek: KeyEncryptionKey) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], kek: KeyEncryptionKey, *, anchor: Anchor | None = None
+    ) -> None:
         self.root = Path(root)
         self.kek = kek
         self.keys = DirectoryKeyStore(self.root / "keys")
+        # Where new high-water marks are also recorded, signed, outside the model directory.
+        self.anchor = anchor
 
     # -- keys ------------------------------------------------------------------------------------
 
@@ -274,7 +282,17 @@ class ModelStore:
             mark = self._read_high_water(name, ring)
             # Never reuse the number of a deleted version: its old, validly signed files could
             # then be put back in place of the new ones.
-            version = max([*self.versions(name), mark.version if mark else 0]) + 1
+            floor = self._anchored_mark(name)
+            version = (
+                max(
+                    [
+                        *self.versions(name),
+                        mark.version if mark else 0,
+                        floor.version if floor else 0,
+                    ]
+                )
+                + 1
+            )
             ciphertext = ring.encrypt(plaintext, {"model": name, "version": version})
             manifest = {
                 "format": FORMAT,
@@ -313,6 +331,13 @@ class ModelStore:
             # version above the mark, which loads (its signature still has to verify); the
             # other order would leave a mark pointing at nothing and refuse every load.
             atomic_write_bytes(self._dir(name) / HIGH_WATER, record)
+            if self.anchor is not None:
+                # After the record: a crash in between leaves the anchor one mark behind, which
+                # only weakens it to the record's own protection until the next sealing.
+                self.anchor.append(
+                    "model",
+                    {"model": name, "version": version, "manifest_sha256": _sha256(manifest_bytes)},
+                )
         return SealedInfo(name, version, final, manifest)
 
     def high_water(self, name: str) -> HighWater | None:
@@ -419,6 +444,17 @@ class ModelStore:
                 f"model {name!r} has no high-water record, so a rollback cannot be ruled out: "
                 f"refusing to load it; {remedy(name)} to seal a new version"
             )
+        floor = self._anchored_mark(name)
+        if floor is not None and (
+            floor.version > mark.version
+            or (floor.version == mark.version and floor.manifest_sha256 != mark.manifest_sha256)
+        ):
+            raise RollbackError(
+                f"model {name!r}: the high-water record says v{mark.version} but the signed "
+                f"checkpoint outside the model directory says v{floor.version} (an older record "
+                f"put back with older files): refusing to load; {remedy(name)} once the "
+                "directory is checked"
+            )
         newest = max(known, default=0)
         if newest < mark.version:
             now = f"v{newest}" if known else "nothing"
@@ -432,6 +468,20 @@ class ModelStore:
             have = ", ".join(f"v{v}" for v in known)
             raise SealedModelError(f"model {name!r} has no version {number} (have {have})")
         return number, self._dir(name) / f"v{number}", mark
+
+    def _anchored_mark(self, name: str) -> HighWater | None:
+        """The highest mark of ``name`` in the anchor (None without an anchor or a mark)."""
+        if self.anchor is None:
+            return None
+        try:
+            record = self.anchor.model_floor(name)
+        except AnchorError as exc:
+            raise RollbackError(
+                f"model {name!r}: {exc}, so a rollback cannot be ruled out: refusing to load it"
+            ) from None
+        if record is None:
+            return None
+        return HighWater(int(record["version"]), str(record["manifest_sha256"]))
 
     def _verified_manifest(
         self, name: str, number: int, directory: Path

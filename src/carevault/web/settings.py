@@ -18,7 +18,9 @@ from carevault import config
 from carevault.crypto._files import atomic_write_bytes
 
 BASE_DIR = Path(__file__).resolve().parent
-DATA_DIR = config.data_dir()
+# Created owner-only (0700), and this process's umask made owner-only (database, -wal/-shm,
+# uploads, keys: see config.secure_data_dir).
+DATA_DIR = config.secure_data_dir()
 PRODUCTION = config.is_production()
 
 
@@ -208,6 +210,9 @@ FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler
 FILE_UPLOAD_MAX_MEMORY_SIZE = LAB_UPLOAD_MAX_BYTES + 1
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 UPLOAD_DIR = DATA_DIR / "uploads"
+# Where the audit chain's signed checkpoints and their key live (carevault.web.audit.anchor):
+# the data directory; tests point it at a directory of their own.
+AUDIT_ANCHOR_DIR = DATA_DIR
 # JSON bodies (web/inputs.py parse_json): larger ones are refused (413) before they are parsed.
 JSON_MAX_BODY_BYTES = _env_int("CAREVAULT_JSON_MAX_BODY_BYTES", 1_000_000, minimum=1024)
 # Self-registrations per client address and hour (accounts/registration.py); 0 turns them off.

@@ -33,10 +33,11 @@ def test_sealing_returns_how_many_fields_were_encrypted(patients):
     assert note.seal(body="text") == 1
 
 
-def test_an_empty_optional_column_reads_as_empty_text(patients):
+def test_an_empty_optional_column_is_tampering_not_blank(patients):
     patient = patients["patient1"]
     patient.phone_enc = b""
-    assert patient.unseal("phone") == ""
+    with pytest.raises(DecryptionError):
+        patient.unseal("phone")
 
 
 def test_a_ciphertext_moved_to_another_column_does_not_open(patients):

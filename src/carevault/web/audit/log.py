@@ -17,6 +17,7 @@ from carevault.crypto import canonical_bytes
 from carevault.web.net import client_address
 from carevault.web.vault import service
 
+from . import anchor
 from .models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
@@ -120,6 +121,10 @@ def record(
         entry.save()
         head.seq, head.digest = entry.seq, entry.digest
         head.save(update_fields=["seq", "digest"])
+        if entry.seq % anchor.CHECKPOINT_EVERY == 0:
+            # Anchored outside the database once the entry is committed (never a rolled-back
+            # head, which would then read as a rewound chain).
+            transaction.on_commit(anchor.write_checkpoint_quietly)
     _notify(entry, request)
     return entry
 
@@ -155,7 +160,12 @@ class ChainReport:
 
 
 def verify_chain() -> ChainReport:
-    """Walk the chain in sequence order; report every break (edit, deletion, re-ordering)."""
+    """Walk the chain in sequence order; report every break (edit, deletion, re-ordering), and
+    what contradicts the signed checkpoints outside the database (a wipe, a truncation, a
+    rewound or reset head, a forged checkpoint: see :mod:`carevault.web.audit.anchor`)."""
+    anchored = anchor.read()
+    checkpointed = {int(r["seq"]) for r in anchored.records if r.get("kind") == "audit"}
+    digests: dict[int, str] = {}
     problems: list[str] = []
     prev = GENESIS
     expected_seq = 1
@@ -168,9 +178,12 @@ def verify_chain() -> ChainReport:
             problems.append(f"entry {entry.seq} does not follow the entry before it")
         if not hmac.compare_digest(entry.digest, _digest(entry.prev_digest, entry)):
             problems.append(f"entry {entry.seq} was altered")
+        if entry.seq in checkpointed:
+            digests[entry.seq] = entry.digest
         prev = entry.digest
         expected_seq = entry.seq + 1
     head = AuditHead.objects.filter(id=1).first()
     if head is not None and (head.seq != expected_seq - 1 or head.digest != prev):
         problems.append(f"the chain ends at {expected_seq - 1} but its head says {head.seq}")
+    problems += anchor.check(anchored, count, expected_seq - 1, digests)
     return ChainReport(not problems, count, problems)

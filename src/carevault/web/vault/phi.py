@@ -3,6 +3,13 @@ envelope from the crypto core, bound to table / column / row / patient, under th
 
 Primary keys are UUIDs made before the first save, so a row's identity (part of the associated
 data) is known when its fields are sealed.
+
+**No blank blind spot.** Every PHI column holds a ciphertext, always: an optional value that is
+absent is sealed as the empty string (an authenticated "absent"), when the row is first saved.
+So an empty or NULL column is never a legitimate state: it reads as tampered (the opaque
+TAMPERED mark and a ``phi.decryption_failed`` alert), exactly like a ciphertext that does not
+authenticate. Rows written before this rule had empty optional columns; the migrations
+``clinic 0002`` and ``labs 0002`` seal them as "absent" once, so existing data still reads.
 """
 
 from __future__ import annotations
@@ -51,6 +58,26 @@ class PhiModel(models.Model):
         self.encryption_decision: Decision | None = decision
         return len(values)
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """On the first save, seal every PHI column still empty as an authenticated "absent"
+        (the empty string). Only then: an update must never turn a column someone blanked into
+        a valid empty value (that would launder the tampering)."""
+        if self._state.adding:
+            self._seal_absent()
+        super().save(*args, **kwargs)
+
+    def _seal_absent(self) -> None:
+        missing = [c for c in self.PHI_FIELDS if not getattr(self, f"{c}_enc", None)]
+        if not missing:
+            return
+        decision = getattr(self, "encryption_decision", None)
+        suite = decision.suite if decision is not None else None
+        for column in missing:
+            sealed = service.seal(
+                self.phi_patient_id(), self._meta.db_table, column, self.pk, "", suite=suite
+            )
+            setattr(self, f"{column}_enc", sealed)
+
     def reencrypt_attachments(self, target: Any, reason: str) -> tuple[int, int, int]:
         """Bring what this record keeps outside its columns (stored files) up to ``target``
         (a :class:`carevault.crypto.Suite`); (re-encrypted, conflicts, failures). Nothing by
@@ -61,7 +88,8 @@ class PhiModel(models.Model):
         """The plaintext of one PHI column; :class:`DecryptionError` if it was tampered with."""
         sealed = getattr(self, f"{column}_enc")
         if not sealed:
-            return ""
+            # Every column holds a ciphertext (see the module's docstring): empty is tampering.
+            raise DecryptionError()
         return service.open_text(
             self.phi_patient_id(), self._meta.db_table, column, self.pk, sealed
         )
