@@ -856,6 +856,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise CommandError(str(exc)) from None
         _emit(args, result, bench_models.render(result))
         return 0
+    if args.target == "killsafety":
+        from carevault.bench import killsafety
+
+        # Its own scratch data directory (forked jobs, SIGKILLed on purpose): never the user's.
+        result = killsafety.run(points=args.points, seed=args.seed)
+        _emit(args, result, killsafety.render(result))
+        return 0 if result["lost"] == result["tampered"] == result["resume_failures"] == 0 else 1
     raise CommandError(f"unknown benchmark {args.target!r}")
 
 
@@ -1109,7 +1116,13 @@ def build_parser() -> argparse.ArgumentParser:
     mpc.add_argument("--reveal", choices=["label", "score"], default="label")
 
     bench = add(sub, "bench", cmd_bench, "run a benchmark and print ratios against baselines")
-    bench.add_argument("target", choices=["crypto", "web", "security", "policy", "models"])
+    bench.add_argument(
+        "target", choices=["crypto", "web", "security", "policy", "models", "killsafety"]
+    )
+    bench.add_argument(
+        "--points", type=_positive, default=200, help="killsafety: kill points to try"
+    )
+    bench.add_argument("--seed", type=int, default=13, help="killsafety: random seed")
     bench.add_argument("--quick", action="store_true", help="small sizes (smoke test only)")
     bench.add_argument(
         "--part",
