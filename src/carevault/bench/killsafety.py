@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import tempfile
@@ -34,7 +35,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-PASSWORD = "Kill-Safety-Bench-Pass-7"
 TARGET = "HYBRID-X25519-AES-256-GCM"
 BATCH = "7"  # records per batch: small, so a run crosses many commits
 EXTRA_PATIENTS = 8
@@ -107,7 +107,8 @@ def _sha(data: bytes | str) -> str:
 
 
 def _prepare() -> dict[str, Any]:
-    if _quiet_main(["demo", "--seed-only", "--password", PASSWORD]) != 0:
+    password = "Kb-" + secrets.token_urlsafe(12)  # never used to sign in: the data is scratch
+    if _quiet_main(["demo", "--seed-only", "--password", password]) != 0:
         raise RuntimeError("could not seed the demo data")
     _populate()
     _downgrade()
@@ -332,7 +333,7 @@ def _count_points(job: str) -> int:
 def run(points: int = 200, seed: int = 13) -> dict[str, Any]:
     """Try ``points`` kill points (alternating jobs, at random units of work); the figures."""
     started = time.monotonic()
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 -- reproducible kill points, not a secret
     scratch = Path(tempfile.mkdtemp(prefix="carevault-killsafety-"))
     work_dir, baseline = scratch / "data", scratch / "baseline"
     for name in _ENV_CLEARED:
