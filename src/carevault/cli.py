@@ -860,7 +860,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from carevault.bench import killsafety
 
         # Its own scratch data directory (forked jobs, SIGKILLed on purpose): never the user's.
-        result = killsafety.run(points=args.points, seed=args.seed)
+        result = killsafety.run(points=args.points, seed=args.seed, quick=args.quick)
         _emit(args, result, killsafety.render(result))
         return 0 if result["lost"] == result["tampered"] == result["resume_failures"] == 0 else 1
     raise CommandError(f"unknown benchmark {args.target!r}")

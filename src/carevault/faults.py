@@ -23,6 +23,7 @@ ENV_COUNT_FILE = "CAREVAULT_FAULT_COUNT_FILE"
 
 _lock = threading.Lock()
 _reached = 0
+_labels: list[str] = []
 
 
 def point(label: str) -> None:
@@ -34,6 +35,7 @@ def point(label: str) -> None:
     with _lock:
         _reached += 1
         reached = _reached
+        _labels.append(label)
         if reached == 1 and os.environ.get(ENV_COUNT_FILE):
             atexit.register(_write_count)
     if reached >= int(wanted):
@@ -49,7 +51,8 @@ def _write_count() -> None:
         handle.write(str(_reached))
 
 
-def reached() -> int:
-    """How many points this process has passed (a harness runs a job once unkilled to learn
-    how many kill points there are)."""
-    return _reached
+def reached() -> list[str]:
+    """The points this process has passed, in order (a harness runs a job once unkilled to
+    learn which kill points there are)."""
+    with _lock:
+        return list(_labels)

@@ -100,7 +100,6 @@ def rotate(provider: FileMasterKeyProvider, stores: list[tuple[str, WrappedKeySt
         report.changed_meanwhile += part.changed_meanwhile
     if report.complete:
         note_path(provider).unlink(missing_ok=True)
-        faults.point("rotate.finished")
     return Rotation(master_version=master.keyring.primary.version, resumed=resumed, report=report)
 
 
