@@ -70,6 +70,7 @@ def test_keys_rotate_rewraps_every_data_key_and_keeps_them_usable(data_dir, caps
     report = json.loads(out)
     assert report == {
         "master_version": 2,
+        "resumed": False,
         "rewrapped": 1,
         "already_current": 0,
         "failed": [],

@@ -352,20 +352,19 @@ def escalate(target: Suite, reason: str) -> ReencryptionJob:
 
 def resume_if_abandoned() -> bool:
     """Called after requests (at most every LOOK_EVERY_SECONDS per process): an open job whose
-    worker died (lease expired) is taken up here. Never raises."""
+    worker died (lease expired, or its process is gone) is taken up here. Never raises."""
     global _last_look
     now = time.monotonic()
     if not settings.REENCRYPT_IN_BACKGROUND or now - _last_look < LOOK_EVERY_SECONDS:
         return False
     _last_look = now
     try:
-        job = (
-            ReencryptionJob.objects.filter(status__in=OPEN)
-            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now()))
-            .order_by("created_at")
-            .first()
-        )
-        return job is not None and start_in_background(job.pk)
+        at = timezone.now()
+        for job in ReencryptionJob.objects.filter(status__in=OPEN).order_by("created_at"):
+            # Expired, or held by a process of this machine that is gone (no need to wait).
+            if job.lease_until is None or job.lease_until < at or holder_is_gone(job.lease_owner):
+                return start_in_background(job.pk)
+        return False
     except Exception:
         logger.exception("could not look for abandoned re-encryption jobs")
         return False
