@@ -359,6 +359,7 @@ def run(points: int = 200, seed: int = 13, *, quick: bool = False) -> dict[str, 
     django.setup()
     try:
         _, snapshot = _in_child(lambda: _prepare(QUICK_PATIENTS if quick else EXTRA_PATIENTS))
+        prepared = time.monotonic()
         shutil.copytree(work_dir, baseline)
 
         def fresh() -> None:
@@ -383,6 +384,7 @@ def run(points: int = 200, seed: int = 13, *, quick: bool = False) -> dict[str, 
         lost: list[str] = []
         tampered: list[str] = []
         resume_failures = extra_versions = orphans = 0
+        points_started = time.monotonic()
         for job, at in schedule:
             fresh()
             note.unlink(missing_ok=True)
@@ -422,6 +424,8 @@ def run(points: int = 200, seed: int = 13, *, quick: bool = False) -> dict[str, 
             "extra_master_versions": extra_versions,
             "orphans_after_sweep": orphans,
             "seconds": round(time.monotonic() - started, 1),
+            "seconds_preparing": round(prepared - started, 1),
+            "seconds_per_point": round((time.monotonic() - points_started) / max(points, 1), 2),
         }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -441,7 +445,8 @@ def render(result: dict[str, Any]) -> str:
         f"lost: {result['lost']}, tampered: {result['tampered']}, resumed jobs that failed: "
         f"{result['resume_failures']}, extra master versions: {result['extra_master_versions']}, "
         f"orphan files after the sweep: {result['orphans_after_sweep']}",
-        f"time: {result['seconds']} s",
+        f"time: {result['seconds']} s ({result['seconds_preparing']} s preparing, "
+        f"{result['seconds_per_point']} s per kill point)",
     ]
     for example in result["lost_examples"] + result["tampered_examples"]:
         lines.append(f"  {example}")

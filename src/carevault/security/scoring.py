@@ -111,12 +111,16 @@ def model_store(data_dir: str | Path) -> ModelStore:
     """The sealed-model store of a data directory, keyed by the configured master key."""
     from carevault import config
     from carevault.crypto import FileMasterKeyProvider
+    from carevault.crypto.providers import CurrentMasterKey
 
     provider = config.master_key_provider()
     if isinstance(provider, FileMasterKeyProvider) and not provider.exists():
         # Dev/demo mode: the first command that needs the master key creates it (as the web
         # layer's key vault does); production mode never gets here without one.
         provider.create()
+    if isinstance(provider, FileMasterKeyProvider):
+        # Looked up again when the file changes: a server's store outlives `keys rotate`.
+        return ModelStore(Path(data_dir) / "models", CurrentMasterKey(provider))
     return ModelStore(Path(data_dir) / "models", provider.load())
 
 
