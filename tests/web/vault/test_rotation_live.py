@@ -101,6 +101,10 @@ def integrity_alerts(data_dir: Path) -> dict[str, int]:
     )
 
 
+@pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")),
+    reason="its processes run on a SQLite data directory of their own: the same under unit-pg",
+)
 def test_rotating_the_master_key_under_live_servers_raises_no_false_alarm(live) -> None:
     data_dir, ports = live
     patients = doctor_patients(data_dir)
