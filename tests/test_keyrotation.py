@@ -90,3 +90,22 @@ def test_outbox_messages_still_open_once_the_old_version_is_destroyed(setup):
     outbox = dict(stores)["outbox"]
     for name in outbox.names():
         assert provider.load().unwrap(outbox.get(name), message_context(name)) == b'{"body": "hi"}'
+
+
+def test_a_key_a_stale_server_wraps_under_the_old_version_meanwhile_is_caught(setup):
+    provider, stores = setup
+    old_master = provider.load()
+    keys = dict(stores)["directory"]
+    real_swap = keys.compare_and_swap
+
+    def swap_while_a_server_writes(name: str, expected: bytes, new: bytes) -> bool:
+        if "patient:late" not in keys:
+            # A server that loaded the master just before the rotation saved it wraps a key.
+            keys.put("patient:late", wrap_keyring(Keyring.generate("patient:late"), old_master))
+        return real_swap(name, expected, new)
+
+    keys.compare_and_swap = swap_while_a_server_writes  # type: ignore[method-assign]
+    done = keyrotation.rotate(provider, stores)
+    assert done.report.complete
+    assert "patient:late" in done.report.rewrapped
+    assert versions_in_use(stores) == {2}

@@ -27,6 +27,8 @@ from carevault.crypto import FileMasterKeyProvider, MasterKey, RewrapReport, rew
 from carevault.crypto._files import atomic_write_bytes
 from carevault.crypto.kek import WrappedKeyStore
 
+PASSES = 3
+
 
 def note_path(provider: FileMasterKeyProvider) -> Path:
     return provider.path.with_name(provider.path.name + ".rotation")
@@ -91,6 +93,21 @@ def rotate(provider: FileMasterKeyProvider, stores: list[tuple[str, WrappedKeySt
         # the file does not hold.
         provider.save(master)
         faults.point("rotate.master-saved")
+    report = last = _rewrap_pass(master, stores)
+    for _ in range(PASSES - 1):
+        if not last.rewrapped and not last.changed_meanwhile:
+            break
+        # A server that wrapped a key just before it saw the new master file (or changed one
+        # while we swapped it) left it under the old version: another pass catches it.
+        last = _rewrap_pass(master, stores)
+        report.rewrapped += last.rewrapped
+        report.failed, report.changed_meanwhile = last.failed, last.changed_meanwhile
+    if report.complete:
+        note_path(provider).unlink(missing_ok=True)
+    return Rotation(master_version=master.keyring.primary.version, resumed=resumed, report=report)
+
+
+def _rewrap_pass(master: MasterKey, stores: list[tuple[str, WrappedKeyStore]]) -> RewrapReport:
     report = RewrapReport()
     for label, store in stores:
         part = rewrap_all(_FaultingStore(store, label), master)
@@ -98,9 +115,7 @@ def rotate(provider: FileMasterKeyProvider, stores: list[tuple[str, WrappedKeySt
         report.already_current += part.already_current
         report.failed += part.failed
         report.changed_meanwhile += part.changed_meanwhile
-    if report.complete:
-        note_path(provider).unlink(missing_ok=True)
-    return Rotation(master_version=master.keyring.primary.version, resumed=resumed, report=report)
+    return report
 
 
 def _rotated_to(master: MasterKey, target: int) -> MasterKey:
