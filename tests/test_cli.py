@@ -48,6 +48,42 @@ def test_keys_init_creates_an_owner_only_master_key_in_the_data_directory(data_d
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+def test_an_interrupted_keys_rotate_is_shown_by_status_and_finished_at_the_same_version(
+    data_dir, capsys, monkeypatch
+):
+    from carevault import faults
+
+    run(capsys, "keys", "init")
+    store = DirectoryKeyStore(data_dir / "keys" / "wrapped")
+    for n in range(3):
+        store.put(
+            f"patient:{n}", wrap_keyring(Keyring.generate(f"patient:{n}"), cli._load_master())
+        )
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_the_first_swap(label: str) -> None:
+        if label.endswith("after-swap"):
+            raise Killed(label)
+
+    monkeypatch.setattr(faults, "point", killed_after_the_first_swap)
+    with pytest.raises(Killed):
+        cli.main(["keys", "rotate"])
+    monkeypatch.setattr(faults, "point", lambda label: None)
+    capsys.readouterr()
+    code, out, _ = run(capsys, "keys", "status", "--json")
+    status = json.loads(out)
+    assert (status["rotation_in_progress"], status["wrapped_under_old_versions"]) == (2, 2)
+    code, out, _ = run(capsys, "keys", "rotate", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert (report["master_version"], report["resumed"], report["rewrapped"]) == (2, True, 2)
+    status = json.loads(run(capsys, "keys", "status", "--json")[1])
+    assert status["rotation_in_progress"] is None
+    assert [v["version"] for v in status["master_versions"]] == [1, 2]
+
+
 def test_keys_init_refuses_to_replace_an_existing_master_key(data_dir, capsys):
     run(capsys, "keys", "init")
     before = (data_dir / "keys" / "master.json").read_bytes()
@@ -70,6 +106,7 @@ def test_keys_rotate_rewraps_every_data_key_and_keeps_them_usable(data_dir, caps
     report = json.loads(out)
     assert report == {
         "master_version": 2,
+        "resumed": False,
         "rewrapped": 1,
         "already_current": 0,
         "failed": [],

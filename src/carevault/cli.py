@@ -17,10 +17,8 @@ from carevault.crypto import (
     FileMasterKeyProvider,
     Keyring,
     MasterKey,
-    RewrapReport,
     SecretBytes,
     recover_secret,
-    rewrap_all,
     split_secret,
 )
 from carevault.crypto.envelope import key_id_of
@@ -75,11 +73,14 @@ def _key_stores() -> list[tuple[str, Any]]:
     import os
 
     from carevault.crypto.keystore import DirectoryKeyStore
+    from carevault.web.accounts.outbox_store import OutboxKeyStore
 
     stores: list[tuple[str, Any]] = [
         ("directory", config.key_store()),
         # The sealed models' keyrings and signing key (carevault.security.store).
         ("models", DirectoryKeyStore(config.data_dir() / "models" / "keys")),
+        # Messages of the encrypted outbox are sealed by the master key too (issue 13).
+        ("outbox", OutboxKeyStore(config.data_dir() / "outbox")),
     ]
     has_database = (
         bool(os.environ.get("DATABASE_URL", "").strip())
@@ -119,7 +120,15 @@ def cmd_keys_status(args: argparse.Namespace) -> int:
         for info in master.keyring.versions()
     ]
     stale = sum(n for v, n in wrapped_by.items() if v != master.keyring.primary.version)
+    from carevault import keyrotation
+
+    pending = (
+        keyrotation.pending_target(provider)
+        if isinstance(provider, FileMasterKeyProvider)
+        else None
+    )
     data = {
+        "rotation_in_progress": pending,
         "provider": provider.description,
         "master_versions": versions,
         "primary_version": master.keyring.primary.version,
@@ -134,25 +143,21 @@ def cmd_keys_status(args: argparse.Namespace) -> int:
             f"  wraps {v['wraps']} key(s)"
         )
     lines.append(f"wrapped keys: {len(names)} ({stale} still under an older master version)")
+    if pending is not None:
+        lines.append(
+            f"rotation to v{pending} was interrupted: run `carevault keys rotate` to finish it"
+        )
     _emit(args, data, "\n".join(lines))
     return 0
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from carevault import keyrotation
+
     provider = _file_provider()
-    master = provider.load()
-    new_version = master.rotate()
-    # Persist the new master *before* wrapping anything with it: a crash between the two steps
-    # leaves old blobs under a version that still exists, and a re-run finishes the rewrap.
-    provider.save(master)
-    report = RewrapReport()
     stores = _key_stores()
-    for _, store in stores:
-        part = rewrap_all(store, master)
-        report.rewrapped += part.rewrapped
-        report.already_current += part.already_current
-        report.failed += part.failed
-        report.changed_meanwhile += part.changed_meanwhile
+    done = keyrotation.rotate(provider, stores)
+    report, new_version = done.report, done.master_version
     if any(label == "database" for label, _ in stores):
         from carevault.web.audit.log import Outcome, record
 
@@ -161,28 +166,31 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
             outcome=Outcome.OK if report.complete else Outcome.FAILED,
             details={
                 "master_version": new_version,
+                "resumed": done.resumed,
                 "rewrapped": len(report.rewrapped),
                 "failed": len(report.failed) + len(report.changed_meanwhile),
             },
         )
     data = {
         "master_version": new_version,
+        "resumed": done.resumed,
         "rewrapped": len(report.rewrapped),
         "already_current": len(report.already_current),
         "failed": report.failed,
         "changed_meanwhile": report.changed_meanwhile,
         "complete": report.complete,
     }
+    verb = "finished the interrupted rotation to" if done.resumed else "master key rotated to"
     text = (
-        f"master key rotated to v{new_version}; rewrapped {len(report.rewrapped)} key(s), "
-        f"{len(report.already_current)} already current. Restart the app servers so they wrap "
-        "new keys under the new version. Shares made by `keys split` before this rotation "
+        f"{verb} v{new_version}; rewrapped {len(report.rewrapped)} key(s), "
+        f"{len(report.already_current)} already current. Running app servers pick up the new "
+        "version by themselves. Shares made by `keys split` before this rotation "
         "recover the old master only: split again and replace them"
     )
     if not report.complete:
         text += (
             f"; {len(report.failed)} failed, {len(report.changed_meanwhile)} changed meanwhile: "
-            "run `carevault keys rotate` again to finish"
+            f"run `carevault keys rotate` again to finish v{new_version}"
         )
     _emit(args, data, text)
     return 0 if report.complete else EXIT_FAILURE
@@ -294,7 +302,15 @@ def cmd_keys_reencrypt(args: argparse.Namespace) -> int:
         done = reencrypt.run(job.pk, batch=args.batch, on_batch=progress)
     except reencrypt.JobBusy as exc:
         raise CommandError(f"{exc}; try again once its lease runs out") from None
-    _emit(args, _job_facts(done), _job_line(done))
+    facts, line = _job_facts(done), _job_line(done)
+    if done.status == "done":
+        # What an interrupted run may have left (unreferenced files), past the grace period.
+        from carevault.web.vault import sweep
+
+        swept = sweep.sweep()
+        facts["swept"] = swept.removed
+        line += f"; swept {swept.removed} leftover file(s)" if swept.removed else ""
+    _emit(args, facts, line)
     return 0 if done.failures == 0 else EXIT_FAILURE
 
 
@@ -860,6 +876,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise CommandError(str(exc)) from None
         _emit(args, result, bench_models.render(result))
         return 0
+    if args.target == "killsafety":
+        from carevault.bench import killsafety
+
+        # Its own scratch data directory (forked jobs, SIGKILLed on purpose): never the user's.
+        result = killsafety.run(points=args.points, seed=args.seed, quick=args.quick)
+        _emit(args, result, killsafety.render(result))
+        return 0 if result["lost"] == result["tampered"] == result["resume_failures"] == 0 else 1
     raise CommandError(f"unknown benchmark {args.target!r}")
 
 
@@ -922,6 +945,9 @@ def build_parser() -> argparse.ArgumentParser:
     reenc.add_argument("--to", metavar="SUITE", help="raise everything to this suite instead")
     reenc.add_argument("--status", action="store_true", help="show the open job and exit")
     reenc.add_argument("--batch", type=_positive, default=100, help="records per batch")
+    from carevault import cli_keys
+
+    cli_keys.add_sweep(keys_sub, add)
 
     demo = add(sub, "demo", cmd_demo, "create the demo data and serve it (make run)")
     demo.add_argument("--seed-only", action="store_true", help="create the data, do not serve")
@@ -1115,7 +1141,13 @@ def build_parser() -> argparse.ArgumentParser:
     mpc.add_argument("--reveal", choices=["label", "score"], default="label")
 
     bench = add(sub, "bench", cmd_bench, "run a benchmark and print ratios against baselines")
-    bench.add_argument("target", choices=["crypto", "web", "security", "policy", "models"])
+    bench.add_argument(
+        "target", choices=["crypto", "web", "security", "policy", "models", "killsafety"]
+    )
+    bench.add_argument(
+        "--points", type=_positive, default=200, help="killsafety: kill points to try"
+    )
+    bench.add_argument("--seed", type=int, default=13, help="killsafety: random seed")
     bench.add_argument("--quick", action="store_true", help="small sizes (smoke test only)")
     bench.add_argument(
         "--part",

@@ -307,3 +307,21 @@ def test_the_kms_provider_hands_out_a_key_that_stays_in_the_kms() -> None:
     assert provider.description == "KMS key kms://clinic/master"
     ring = Keyring.generate("patient-1")
     assert unwrap_keyring(wrap_keyring(ring, kek), kek, "patient-1").to_json() == ring.to_json()
+
+
+def test_a_long_lived_holder_sees_a_rotation_of_the_master_key_file(tmp_path):
+    from carevault.crypto.providers import CurrentMasterKey
+
+    provider = FileMasterKeyProvider(tmp_path / "master.json")
+    provider.create()
+    held = CurrentMasterKey(provider)
+    old_blob = held.wrap(b"model key", {"purpose": "test"})
+    # Another process rotates the file and rewraps under the new version.
+    rotated = provider.load()
+    rotated.rotate()
+    provider.save(rotated)
+    new_blob = rotated.wrap(b"model key", {"purpose": "test"})
+    assert held.unwrap(new_blob, {"purpose": "test"}) == b"model key"
+    assert held.unwrap(old_blob, {"purpose": "test"}) == b"model key"
+    assert held.is_current(new_blob)
+    assert not held.is_current(old_blob)

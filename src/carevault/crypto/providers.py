@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 from ._files import atomic_write_bytes
-from .errors import ConfigurationError, KeyProviderError, WeakKeyError
+from .canonical import Context
+from .errors import ConfigurationError, DecryptionError, KeyProviderError, WeakKeyError
 from .kek import KeyEncryptionKey, KmsClient, KmsKey, MasterKey
 from .keyring import Keyring
 
@@ -162,3 +163,47 @@ class KmsMasterKeyProvider:
 
     def load(self) -> KmsKey:
         return self.key
+
+
+class CurrentMasterKey:
+    """The master key of a file, looked up again whenever the file changes (issue 13).
+
+    For holders of a KEK that live long (a server's sealed-model store): after
+    ``carevault keys rotate`` they unwrap what was rewrapped under the new version and wrap under
+    it, without a restart. A blob that does not unwrap is retried once after reading the file
+    again, so a stale copy of the key is never mistaken for tampering.
+    """
+
+    def __init__(self, provider: FileMasterKeyProvider) -> None:
+        self.provider = provider
+        self._stamp: tuple[int, int, int] | None = None
+        self._key: MasterKey | None = None
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            info = self.provider.path.stat()
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def current(self, *, reload: bool = False) -> MasterKey:
+        stamp = self._file_stamp()
+        if reload or self._key is None or stamp != self._stamp:
+            self._key, self._stamp = self.provider.load(), stamp
+        return self._key
+
+    @property
+    def description(self) -> str:
+        return self.current().description
+
+    def wrap(self, secret: bytes, context: Context) -> bytes:
+        return self.current().wrap(secret, context)
+
+    def unwrap(self, wrapped: bytes, context: Context) -> bytes:
+        try:
+            return self.current().unwrap(wrapped, context)
+        except DecryptionError:
+            return self.current(reload=True).unwrap(wrapped, context)
+
+    def is_current(self, wrapped: bytes) -> bool:
+        return self.current().is_current(wrapped)

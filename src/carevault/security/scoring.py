@@ -111,6 +111,8 @@ def model_store(data_dir: str | Path) -> ModelStore:
     """The sealed-model store of a data directory, keyed by the configured master key."""
     from carevault import config
     from carevault.crypto import FileMasterKeyProvider
+    from carevault.crypto.kek import KeyEncryptionKey
+    from carevault.crypto.providers import CurrentMasterKey
     from carevault.security.anchor import Anchor
 
     provider = config.master_key_provider()
@@ -118,7 +120,12 @@ def model_store(data_dir: str | Path) -> ModelStore:
         # Dev/demo mode: the first command that needs the master key creates it (as the web
         # layer's key vault does); production mode never gets here without one.
         provider.create()
-    kek = provider.load()
+    # Looked up again when the key file changes: a server's store outlives `keys rotate`.
+    kek: KeyEncryptionKey = (
+        CurrentMasterKey(provider)
+        if isinstance(provider, FileMasterKeyProvider)
+        else provider.load()
+    )
     # The high-water marks are anchored in the data directory's signed checkpoint file too.
     return ModelStore(Path(data_dir) / "models", kek, anchor=Anchor(data_dir, kek))
 

@@ -29,7 +29,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from carevault.crypto._files import atomic_write_bytes
 from carevault.web.vault import service
 
-SUFFIX = ".msg"
+from .outbox_store import SUFFIX, message_context
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def outbox_dir() -> Path:
 
 
 def _context(name: str) -> dict[str, str]:
-    return {"purpose": "outbox", "message": name}
+    return message_context(name)
 
 
 class EncryptedOutboxBackend(BaseEmailBackend):
@@ -84,7 +84,7 @@ def read_outbox(directory: Path | None = None) -> list[OutboxMessage]:
     messages = []
     for path in sorted(folder.glob(f"*{SUFFIX}")):
         data: dict[str, Any] = json.loads(
-            service.master().unwrap(path.read_bytes(), _context(path.name))
+            service.unwrap_current(path.read_bytes(), _context(path.name))
         )
         messages.append(
             OutboxMessage(

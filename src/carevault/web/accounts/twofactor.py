@@ -107,7 +107,7 @@ def _context(user: User) -> dict[str, str]:
 
 
 def _secret(user: User) -> SecretBytes:
-    return SecretBytes(service.master().unwrap(bytes(user.totp_wrapped), _context(user)))
+    return SecretBytes(service.unwrap_current(bytes(user.totp_wrapped), _context(user)))
 
 
 # -- enrolment -------------------------------------------------------------------------------------

@@ -91,9 +91,14 @@ class LabFile(PhiModel):
         return self.result.request.phi_data_class({})
 
     def reencrypt_attachments(self, target: Any, reason: str) -> tuple[int, int, int]:
-        """The stored file, when its key is sealed below ``target``: written anew, then the
-        record pointed at it only if it still names the old file (compare-and-set), then the
-        old file removed. A file that does not authenticate stays as it is (a failure)."""
+        """The stored file, when its key is sealed below ``target``: written anew under a new
+        name, then the record pointed at it only if it still names the old file
+        (compare-and-set), then the old file removed *once the caller's transaction commits*:
+        until then the committed record still names the old file, and a rollback (or a kill)
+        must find it there. A file that does not authenticate stays as it is (a failure)."""
+        from django.db import transaction
+
+        from carevault import faults
         from carevault.crypto import CryptoError
         from carevault.web.vault import adaptive
 
@@ -106,8 +111,9 @@ class LabFile(PhiModel):
             new = storage.reencrypt(self.patient_id, self.pk, old, target)
         except (CryptoError, OSError):
             return 0, 0, 1
+        faults.point("reencrypt.file-written")
         if LabFile.objects.filter(pk=self.pk, storage_name=old).update(storage_name=new):
-            storage.remove(old)
+            transaction.on_commit(lambda: storage.remove(old))
             self.storage_name = new
             adaptive.log_reencryption(
                 storage.CONTENT_TABLE, self.pk, self.patient_id, target, reason

@@ -39,7 +39,7 @@ def _keyring() -> Keyring:
             row, _ = ServiceSecret.objects.get_or_create(
                 name=KEYRING, defaults={"wrapped": service.master().wrap(fresh.to_json(), _CONTEXT)}
             )
-    ring = Keyring.from_json(service.master().unwrap(bytes(row.wrapped), _CONTEXT))
+    ring = Keyring.from_json(service.unwrap_current(bytes(row.wrapped), _CONTEXT))
     with _lock:
         _ring = ring
     return ring

@@ -11,7 +11,12 @@ under weaker suites are sealed again under the floor, in the background.
   write asks the policy, which applies the system floor).
 * **One worker at a time** holds a job's lease; a worker whose lease expired (killed, stuck) is
   replaced by the next one that looks (``carevault keys reencrypt``, or any app server after a
-  request).
+  request). The lease names its holder's host, boot and process: a worker on the same machine
+  whose holder's process is gone takes the job over at once instead of waiting out the lease.
+* **Nothing the committed state needs is removed before the commit** (issue 13): a stored file is
+  re-encrypted into a new file, the record is pointed at it in the batch's transaction, and the
+  old file is removed only once that transaction committed. A kill at any instant leaves at
+  worst an unreferenced file, which :mod:`carevault.web.vault.sweep` removes.
 * A value that does not authenticate is left exactly as it is and counted as a failure: the read
   path reports it as tampering; re-encrypting it would launder it.
 """
@@ -34,6 +39,7 @@ from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from carevault import faults
 from carevault.crypto import CryptoError, Suite, parse_header
 
 from . import adaptive, service
@@ -70,8 +76,42 @@ def phi_models() -> list[type[PhiModel]]:
     return sorted(found, key=lambda m: m._meta.db_table)
 
 
+def _boot_id() -> str:
+    """This machine's boot (Linux); a process id means nothing across reboots."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip().replace("-", "")[:8]
+    except OSError:
+        return "nobootid"
+
+
 def owner_name() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{threading.get_ident() % 100000}"
+    """``host:pid:thread@boot`` (at most 64 characters, the column's size)."""
+    host = socket.gethostname()[:30]
+    return f"{host}:{os.getpid()}:{threading.get_ident() % 100000}@{_boot_id()}"
+
+
+def holder_is_gone(owner: str) -> bool:
+    """True when ``owner`` names a process of this host and boot that no longer runs: its lease
+    protects nothing and may be taken over at once. Unknown owners (other hosts, other boots,
+    old-style names) are never judged gone: their lease runs out instead."""
+    host_pid, _, boot = owner.rpartition("@")
+    parts = host_pid.split(":")
+    if len(parts) != 3 or boot != _boot_id() or parts[0] != socket.gethostname()[:30]:
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False  # another thread of this process: alive by definition
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
 
 
 def open_job() -> ReencryptionJob | None:
@@ -105,6 +145,20 @@ def _claim(job_id: int, owner: str) -> bool:
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner))
         .update(lease_owner=owner, lease_until=now + LEASE, status=JobStatus.RUNNING)
     )
+    if not claimed:
+        holder = (
+            ReencryptionJob.objects.filter(pk=job_id, status__in=OPEN)
+            .values_list("lease_owner", flat=True)
+            .first()
+        )
+        if holder and holder_is_gone(holder):
+            # Compare-and-set on the dead holder's name: of two workers that both saw it dead,
+            # one takes the job.
+            claimed = ReencryptionJob.objects.filter(
+                pk=job_id, status__in=OPEN, lease_owner=holder
+            ).update(lease_owner=owner, lease_until=now + LEASE, status=JobStatus.RUNNING)
+            if claimed:
+                logger.info("re-encryption job %s taken over from dead %s", job_id, holder)
     if claimed:
         ReencryptionJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
     return bool(claimed)
@@ -136,6 +190,7 @@ def _reencrypt_row(model: type[PhiModel], row: PhiModel, target: Suite, reason: 
         changed = model._default_manager.filter(
             pk=row.pk, **{f"{c}_enc": old for c, (old, _) in updates.items()}
         ).update(**{f"{c}_enc": new for c, (_, new) in updates.items()})
+        faults.point("reencrypt.record")
         if changed:
             counts.reencrypted += len(updates)
             counts.failures += failed
@@ -189,6 +244,8 @@ def _batch(job: ReencryptionJob, target: Suite, batch: int) -> bool:
                 # this batch; whoever holds the job now does it.
                 transaction.set_rollback(True)
                 raise JobBusy(f"re-encryption job {job.pk} is no longer ours")
+            faults.point("reencrypt.before-commit")
+        faults.point("reencrypt.after-commit")
         job.progress = progress
         return True
     return False
@@ -295,20 +352,19 @@ def escalate(target: Suite, reason: str) -> ReencryptionJob:
 
 def resume_if_abandoned() -> bool:
     """Called after requests (at most every LOOK_EVERY_SECONDS per process): an open job whose
-    worker died (lease expired) is taken up here. Never raises."""
+    worker died (lease expired, or its process is gone) is taken up here. Never raises."""
     global _last_look
     now = time.monotonic()
     if not settings.REENCRYPT_IN_BACKGROUND or now - _last_look < LOOK_EVERY_SECONDS:
         return False
     _last_look = now
     try:
-        job = (
-            ReencryptionJob.objects.filter(status__in=OPEN)
-            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now()))
-            .order_by("created_at")
-            .first()
-        )
-        return job is not None and start_in_background(job.pk)
+        at = timezone.now()
+        for job in ReencryptionJob.objects.filter(status__in=OPEN).order_by("created_at"):
+            # Expired, or held by a process of this machine that is gone (no need to wait).
+            if job.lease_until is None or job.lease_until < at or holder_is_gone(job.lease_owner):
+                return start_in_background(job.pk)
+        return False
     except Exception:
         logger.exception("could not look for abandoned re-encryption jobs")
         return False

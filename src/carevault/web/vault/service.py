@@ -1,7 +1,8 @@
 """The bridge between the web application and the crypto core.
 
-* the master key-encryption key, loaded once per process from the configured provider (dev mode
-  creates it on first run in the data directory);
+* the master key-encryption key, loaded from the configured provider (dev mode creates it on
+  first run in the data directory) and looked up again when its file changes, so a
+  ``carevault keys rotate`` is seen by every running server without a restart (issue 13);
 * per-patient keyrings, unwrapped on demand and cached per process by the digest of their
   wrapped form (a rotation changes the blob, so a stale entry can never be used);
 * PHI sealing and opening bound to table / column / row / patient;
@@ -54,23 +55,75 @@ _login_key: LoginKey | None = None
 _KEYRING_CACHE = 512
 
 
+_master_stamp: tuple[int, int, int] | None = None
+
+
+def _file_stamp(provider: object) -> tuple[int, int, int] | None:
+    """What identifies the master key file's current content: (inode, size, mtime). A rotation
+    saves the file atomically (a new inode), so any change is seen at the next look."""
+    if not isinstance(provider, FileMasterKeyProvider):
+        return None  # an environment variable or a KMS does not change under a running process
+    try:
+        info = provider.path.stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 def master() -> KeyEncryptionKey:
-    """The process's key-encryption key (dev mode: created on first run)."""
-    global _master
+    """The key-encryption key (dev mode: created on first run), reloaded when its file changed.
+
+    One ``stat`` per call: cheap next to the unwrap that follows, and what lets a process started
+    before ``carevault keys rotate`` unwrap the keys rewrapped under the new version and wrap new
+    keys under it (instead of reporting them as tampered, or wrapping under a version an
+    operator is about to retire)."""
+    global _master, _master_stamp
+    provider = config.master_key_provider()
     with _lock:
-        if _master is None:
-            provider = config.master_key_provider()
+        stamp = _file_stamp(provider)
+        if _master is None or stamp != _master_stamp:
             if isinstance(provider, FileMasterKeyProvider) and not provider.exists():
                 provider.create()
+                stamp = _file_stamp(provider)
             _master = provider.load()
+            _master_stamp = stamp
         return _master
+
+
+def reload_master() -> bool:
+    """Look the master key up again (a blob did not unwrap: perhaps it was wrapped under a
+    version this process has not seen). True when what was loaded differs from before."""
+    global _master, _master_stamp
+    with _lock:
+        before = _master
+        _master, _master_stamp = None, None
+    after = master()
+    if before is None:
+        return True
+    describe = getattr(after, "keyring", None)
+    previous = getattr(before, "keyring", None)
+    if describe is None or previous is None:
+        return after is not before
+    return bool(describe.to_json() != previous.to_json())
+
+
+def unwrap_current(wrapped: bytes, context: Any) -> bytes:
+    """``master().unwrap``, retried once after looking the master key up again: a failure caused
+    by a stale key is never reported as tampering."""
+    try:
+        return master().unwrap(wrapped, context)
+    except CryptoError:
+        if not reload_master():
+            raise
+    return master().unwrap(wrapped, context)
 
 
 def reset_caches() -> None:
     """Forget every unwrapped key (tests; after a master rotation)."""
-    global _master, _login_key
+    global _master, _login_key, _master_stamp
     with _lock:
         _master = None
+        _master_stamp = None
         _login_key = None
         _keyrings.clear()
         _secrets.clear()
@@ -136,7 +189,14 @@ def _load_keyring(patient_id: uuid.UUID | str) -> Keyring:
         if ring is not None:
             _keyrings.move_to_end(cache_key)
             return ring
-    ring = unwrap_keyring(wrapped, master(), keyring_name(patient_id))
+    try:
+        ring = unwrap_keyring(wrapped, master(), keyring_name(patient_id))
+    except CryptoError:
+        # Stale master (rotated elsewhere)? Look it up again and read the row again once; only
+        # a blob that still fails is reported (by the caller) as tampering.
+        if not reload_master():
+            raise
+        return _load_keyring(patient_id)
     with _lock:
         _keyrings[cache_key] = ring
         while len(_keyrings) > _KEYRING_CACHE:
@@ -174,7 +234,12 @@ def _locked_private_keyring(patient_id: uuid.UUID | str) -> Keyring:
     """
     row = PatientKey.objects.select_for_update().filter(patient_id=patient_id)
     wrapped = bytes(row.values_list("wrapped", flat=True).get())
-    return unwrap_keyring(wrapped, master(), keyring_name(patient_id))
+    try:
+        return unwrap_keyring(wrapped, master(), keyring_name(patient_id))
+    except CryptoError:
+        if not reload_master():
+            raise
+        return unwrap_keyring(wrapped, master(), keyring_name(patient_id))
 
 
 def keyring_for(patient_id: uuid.UUID | str, suite: Suite) -> Keyring:
@@ -258,7 +323,7 @@ def service_secret(name: str) -> SecretBytes:
             row, _created = ServiceSecret.objects.get_or_create(
                 name=name, defaults={"wrapped": master().wrap(fresh.expose(), context)}
             )
-    secret = SecretBytes(master().unwrap(bytes(row.wrapped), context))
+    secret = SecretBytes(unwrap_current(bytes(row.wrapped), context))
     with _lock:
         _secrets[name] = secret
     return secret
@@ -288,7 +353,7 @@ def login_key(*, reload: bool = False) -> LoginKey:
             row, _created = ServiceSecret.objects.get_or_create(
                 name=LOGIN_KEY_NAME, defaults={"wrapped": master().wrap(fresh.expose(), context)}
             )
-    key = LoginKey.from_private_bytes(SecretBytes(master().unwrap(bytes(row.wrapped), context)))
+    key = LoginKey.from_private_bytes(SecretBytes(unwrap_current(bytes(row.wrapped), context)))
     with _lock:
         _login_key = key
     return key
@@ -320,9 +385,7 @@ def signing_key_for(user: Any) -> tuple[ClinicianKey, SigningKey]:
             ),
         )
         return record, key
-    private = master().unwrap(
-        bytes(record.wrapped_private), signing_context(user.pk, record.key_id)
-    )
+    private = unwrap_current(bytes(record.wrapped_private), signing_context(user.pk, record.key_id))
     return record, SigningKey.from_private_bytes(record.algorithm, SecretBytes(private))
 
 
@@ -353,7 +416,7 @@ def verify_key(record: ClinicianKey) -> VerifyKey:
     if cached is not None:
         return cached
     try:
-        private = master().unwrap(
+        private = unwrap_current(
             bytes(record.wrapped_private), signing_context(record.user_id, record.key_id)
         )
         public = SigningKey.from_private_bytes(record.algorithm, SecretBytes(private)).verify_key
