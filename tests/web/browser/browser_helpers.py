@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from playwright.sync_api import ConsoleMessage, Page
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+# Debian's Chromium and its flags: one definition, shared with the clinic-day recorder.
+from carevault.web.securitycore.clinic_day_recorder import CHROMIUM as CHROMIUM
+from carevault.web.securitycore.clinic_day_recorder import CHROMIUM_ARGS as CHROMIUM_ARGS
+
 DESKTOP = {"width": 1280, "height": 900}
 TIMEOUT_MS = 10_000
 
