@@ -371,6 +371,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise CommandError("the demo password is too weak: " + " ".join(exc.messages)) from None
     _migrate()
+    if args.seed_only and args.prepare:
+        raise CommandError("--seed-only and --prepare exclude each other")
     if not args.seed_only:
         # Before seeding, so the demo's records are already encrypted the way the policy picks.
         _ensure_policy()
@@ -392,6 +394,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     _ensure_diagnosis_models()
     _ensure_risk_model()
+    if args.prepare:
+        return 0
     return _serve(args.host, args.port, workers=1)
 
 
@@ -568,6 +572,25 @@ def cmd_security_incidents(args: argparse.Namespace) -> int:
     operator = _operator()
     listed = operator.incidents(limit=args.limit)
     _emit(args, {"incidents": listed}, operator.render_incidents(listed))
+    return 0
+
+
+def cmd_security_activity(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    try:
+        since = dt.datetime.fromisoformat(args.since)
+    except ValueError:
+        raise CommandError(f"--since: not an ISO 8601 time: {args.since!r}") from None
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    operator = _operator()
+    facts = operator.activity(since)
+    text = (
+        f"{len(facts['events'])} events and {len(facts['incidents'])} incidents since "
+        f"{facts['since']}"
+    )
+    _emit(args, facts, text)
     return 0
 
 
@@ -951,6 +974,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add(sub, "demo", cmd_demo, "create the demo data and serve it (make run)")
     demo.add_argument("--seed-only", action="store_true", help="create the data, do not serve")
+    demo.add_argument(
+        "--prepare",
+        action="store_true",
+        help="create the data and train the demo's models, do not serve (then: carevault serve)",
+    )
     demo.add_argument("--password", help="password of every demo user (default: generated)")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=_positive, default=8000)
@@ -971,6 +999,9 @@ def build_parser() -> argparse.ArgumentParser:
     from carevault import cli_backup
 
     cli_backup.add_parser(sub)
+    from carevault import cli_attack
+
+    cli_attack.add_parser(sub, _positive)
 
     manage = sub.add_parser("manage", help="Django management commands (migrate, shell, ...)")
     manage.add_argument("rest", nargs=argparse.REMAINDER)
@@ -1048,6 +1079,15 @@ def build_parser() -> argparse.ArgumentParser:
         "active incidents with the responses in force and who may lift them",
     )
     incidents.add_argument("--limit", type=_positive, default=20, help="at most (default 20)")
+    activity = add(
+        security_sub,
+        "activity",
+        cmd_security_activity,
+        "every scored event and every incident (any status) with its responses since a time",
+    )
+    activity.add_argument(
+        "--since", required=True, help="ISO 8601 time (UTC if no offset is given)"
+    )
     unblock = add(
         security_sub,
         "unblock",

@@ -28,7 +28,7 @@ from carevault.web.accounts.models import User
 from carevault.web.audit.log import record
 
 from . import state as security_state
-from .models import ACTIVE_STATUSES, Incident, ResponseRecord, ResponseStatus
+from .models import ACTIVE_STATUSES, Incident, ResponseRecord, ResponseStatus, SecurityEvent
 
 VIA = "command line"
 
@@ -122,6 +122,59 @@ def incidents(limit: int = 20) -> list[dict[str, Any]]:
             }
         )
     return listed
+
+
+def activity(since: dt.datetime, limit: int = 20_000) -> dict[str, Any]:
+    """What the security layer saw and did since a moment: every scored event (time, kind,
+    address, account, outcome, risk, level, incident) and every incident opened or updated
+    since, whatever its status, with all its responses (in force or not). The attack lab reads
+    it after each scenario to say whether, when and how hard the AI layer answered; the officer
+    reads it after a drill. Events still unscored are scored first, so nothing is missing."""
+    from . import engine
+
+    while engine.score_pending():
+        pass
+    events = [
+        {
+            "at": row.at.isoformat(),
+            "kind": row.kind,
+            "address": row.address,
+            "actor": row.actor,
+            "outcome": row.outcome,
+            "risk": round(float(row.risk), 4) if row.risk is not None else None,
+            "level": row.level,
+            "incident": row.incident_id,
+        }
+        for row in SecurityEvent.objects.filter(at__gte=since).order_by("at", "pk")[:limit]
+    ]
+    listed = []
+    for incident in Incident.objects.filter(updated_at__gte=since).order_by("opened_at"):
+        listed.append(
+            {
+                "id": incident.pk,
+                "title": incident.title,
+                "status": incident.status,
+                "opened": incident.opened_at.isoformat(),
+                "updated": incident.updated_at.isoformat(),
+                "level": Level(min(incident.level, Level.ROTATE)).label,
+                "level_value": int(incident.level),
+                "risk": round(incident.risk, 4),
+                "events": incident.event_count,
+                "rules": list(incident.rules),
+                "responses": [
+                    {
+                        "at": r.at.isoformat(),
+                        "action": r.action,
+                        "level": int(r.level),
+                        "target": r.target,
+                        "status": r.status,
+                        "until": _iso(r.until),
+                    }
+                    for r in incident.responses.order_by("at")
+                ],
+            }
+        )
+    return {"since": since.isoformat(), "events": events, "incidents": listed}
 
 
 def _mark_lifted(action: ActionKind, target: str | None, reason: str) -> list[int]:

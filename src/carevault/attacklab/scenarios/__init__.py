@@ -1,0 +1,1 @@
+"""The attack lab's scenarios, one module each (see carevault.attacklab.scenario)."""
