@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit unit-pg bench clean browser-deps
+.PHONY: run test lint typecheck unit unit-pg attack-lab bench clean browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/carevault selfcheck
 	$(BIN)/carevault demo
 
-test: $(STAMP) lint typecheck unit unit-pg
+test: $(STAMP) lint typecheck unit unit-pg attack-lab
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
@@ -46,6 +46,12 @@ unit-pg: $(STAMP)
 	  echo "unit-pg: cannot connect to PostgreSQL at $(PG_TEST_URL); start it (or set" \
 	  "PG_TEST_URL=postgres://USER[:PASSWORD]@HOST:PORT/NAME) and run again" >&2; exit 1; }
 	DATABASE_URL='$(PG_TEST_URL)' $(BIN)/pytest -q tests/web -p no:cacheprovider --create-db --durations=10
+
+# The attack lab, quick: a disposable server with demo data (two workers), every quick scenario
+# against it; fails if any defence fails. The full run (`carevault attack lab`) is in
+# docs/attack-lab.md. Reports land in var/ (ignored by git).
+attack-lab: $(STAMP)
+	$(BIN)/carevault attack lab --quick --json var/attack-lab.json --html var/attack-lab.html
 
 bench: $(STAMP)
 	$(BIN)/carevault bench crypto

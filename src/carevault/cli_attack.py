@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,19 @@ def _report(
     return runner.exit_status(results)
 
 
+def _timeline(files: Any, started: float) -> dict[str, Any]:
+    """The run's risk timeline, read from the server's record (nothing when it cannot be read)."""
+    from carevault.attacklab import observe
+
+    if files is None:
+        return {"timeline": {"events": []}}
+    try:
+        return {"timeline": observe.timeline(observe.Observer(files).activity(started))}
+    except Exception as exc:
+        print(f"could not read the risk timeline: {exc}", file=sys.stderr)
+        return {"timeline": {"events": []}}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from carevault.attacklab import runner, target
     from carevault.attacklab.lab import DEMO_USERS, Files, LabServer
@@ -118,6 +132,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         server.prepare()
         server.start()
         print(f"lab server at {server.url} (2 workers)", file=sys.stderr, flush=True)
+        started = time.time()
         results = runner.run_all(
             scenarios,
             base_url=server.url,
@@ -127,11 +142,12 @@ def cmd_lab(args: argparse.Namespace) -> int:
             files=server.files,
             server=server,
         )
+        extra = _timeline(server.files, started)
     except LabError as exc:
         raise ValueError(f"lab: {exc}") from None
     finally:
         server.close(keep=keep is not None)
-    return _report(args, results, target="lab", extra={})
+    return _report(args, results, target="lab", extra=extra)
 
 
 def add_parser(sub: Any, positive: Callable[[str], int]) -> None:

@@ -5,6 +5,7 @@ to kill."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import time
 from collections.abc import Mapping
@@ -14,6 +15,8 @@ from typing import Any
 from .lab import Files, LabServer
 from .scenario import BoundReached, Bounds, Skip
 from .target import AttackClient
+
+ADDRESSES_PER_SCENARIO = 2048
 
 
 @dataclass
@@ -69,15 +72,12 @@ class Context:
     # -- who attacks ------------------------------------------------------------------------------
 
     def address(self, n: int = 0) -> str:
-        """This scenario's ``n``-th attacker address (198.18.0.0/15, the benchmarking range)."""
-        if not 0 <= n < 65_536:
-            raise ValueError("address number out of range")
-        second = 18 + (self.index // 256) % 2
-        return (
-            f"198.{second}.{self.index % 256}.{n % 256}"
-            if n < 256
-            else (f"198.19.{n // 256}.{n % 256}")
-        )
+        """This scenario's ``n``-th attacker address: each scenario owns 2,048 addresses of
+        198.18.0.0/15 (the benchmarking range, never a real client), 64 scenarios before reuse."""
+        if not 0 <= n < ADDRESSES_PER_SCENARIO:
+            raise ValueError(f"address number out of range (0-{ADDRESSES_PER_SCENARIO - 1})")
+        offset = (self.index % 64) * ADDRESSES_PER_SCENARIO + n
+        return str(ipaddress.ip_address("198.18.0.0") + offset)
 
     def client(self, n: int = 0, *, address: str | None = None, **kwargs: Any) -> AttackClient:
         """An attacker's client, counted against the bounds."""

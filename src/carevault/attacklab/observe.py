@@ -45,6 +45,22 @@ class Observer:
         return done
 
 
+def timeline(activity: dict[str, Any] | None, limit: int = 5_000) -> dict[str, Any]:
+    """Every scored event of the run as ``[epoch seconds, risk]`` (evenly thinned to ``limit``
+    points: the chart shows the shape, the JSON keeps the incidents)."""
+    if activity is None:
+        return {"events": []}
+    points = [
+        [round(_epoch(e["at"]), 3), float(e["risk"])]
+        for e in activity.get("events", [])
+        if e.get("risk") is not None
+    ]
+    if len(points) > limit:
+        step = len(points) / limit
+        points = [points[int(i * step)] for i in range(limit)]
+    return {"events": points}
+
+
 @dataclass
 class Detection:
     observed: bool  # False: no way to read the server's record

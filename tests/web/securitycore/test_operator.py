@@ -130,3 +130,26 @@ def test_incidents_lists_the_responses_in_force_with_who_lifts_them(client_for, 
     assert "`carevault security lift-floor`" in floor["who_lifts"]
     assert "#" in operator.render_incidents([incident])
     assert operator.render_incidents([]) == "no active incidents"
+
+
+def test_activity_lists_scored_events_and_incidents_of_any_status_since_a_moment(
+    client_for, patients
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    before = timezone.now() - dt.timedelta(seconds=1)
+    tamper(patients["patient1"])
+    client_for("doctor1").get(reverse("clinic:patient_detail", args=[patients["patient1"].pk]))
+    seen = operator.activity(before)
+    assert seen["events"], "the read of the tampered record is an event"
+    assert all(e["risk"] is not None for e in seen["events"]), "unscored events are scored first"
+    [incident] = seen["incidents"]
+    assert incident["level"] == "rotate"
+    assert incident["opened"]
+    assert incident["responses"][0]["action"] == "raise_floor"
+    assert any(e["incident"] == incident["id"] for e in seen["events"])
+    later = operator.activity(timezone.now() + dt.timedelta(minutes=5))
+    assert later["events"] == []
+    assert later["incidents"] == []
