@@ -32,7 +32,7 @@ def run(ctx: Context) -> Outcome:
     ctx.accounts.add(VICTIM)
     checked = paused = limited = 0
     findings = []
-    for guess in DICTIONARY * 3:
+    for guess in (DICTIONARY * 3)[: 45 if ctx.quick else None]:
         if not ctx.within_bounds(reserve=4):
             break
         try:

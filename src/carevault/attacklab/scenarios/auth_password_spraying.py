@@ -27,22 +27,18 @@ SPRAYED = ("Winter2026!", "Welcome123!")
 def run(ctx: Context) -> Outcome:
     rng = ctx.rng
     addresses = 2 if ctx.quick else 3
-    guessed = kit.unknown_names(rng, 24 if ctx.quick else 60)
-    names = list(REAL) + guessed
-    rng.shuffle(names)
+    guessed = kit.unknown_names(rng, 26 if ctx.quick else 60)
     ctx.accounts.update(REAL)
     clients = [ctx.client(n) for n in range(addresses)]
+    plan = _plan(list(REAL), guessed, addresses, rng)
     per_address: list[dict[str, int]] = [{} for _ in clients]
     first_pause: list[int | None] = [None for _ in clients]
     accepted: list[str] = []
     tried = 0
-    stop = False
     for password in SPRAYED[: 1 if ctx.quick else 2]:
-        for i, name in enumerate(names):
+        for which, name in plan:
             if not ctx.within_bounds(reserve=3):
-                stop = True
                 break
-            which = i % len(clients)
             result = kit.attempt(clients[which], name, password)
             tried += 1
             counts = per_address[which]
@@ -51,8 +47,6 @@ def run(ctx: Context) -> Outcome:
                 accepted.append(name)
             if result.kind == kit.PAUSED and first_pause[which] is None:
                 first_pause[which] = sum(counts.values())
-        if stop:
-            break
     findings = [
         f"{tried} attempts ({len(REAL)} real names, {len(guessed)} guessed) from "
         f"{len(clients)} addresses"
@@ -82,6 +76,18 @@ def run(ctx: Context) -> Outcome:
             "limits": sorted(set(limits)),
         },
     )
+
+
+def _plan(real: list[str], guessed: list[str], addresses: int, rng: Any) -> list[tuple[int, str]]:
+    """Which address tries which name, in order: the first address takes most of the names (a
+    sprayer with one good box and a few spare ones), the others a share each."""
+    names = real + guessed
+    rng.shuffle(names)
+    plan = []
+    for i, name in enumerate(names):
+        spare = addresses > 1 and i % 5 == 4
+        plan.append((1 + (i // 5) % (addresses - 1) if spare else 0, name))
+    return plan
 
 
 def _limits_fired(ctx: Context, addresses: set[str]) -> list[str]:

@@ -167,7 +167,7 @@ def run(ctx: Context) -> Outcome:
             "wrong": (VICTIM, wrong),
             "unknown": (unknown, wrong),
         }
-        a = _measure(ctx, blocked, attempts, (CHALLENGES - 2) // 3)
+        a = _measure(ctx, blocked, attempts, 14 if ctx.quick else (CHALLENGES - 2) // 3)
         pairs = [
             ("right", "wrong", "right vs wrong password"),
             ("wrong", "unknown", "existing vs unknown name"),
@@ -197,7 +197,7 @@ def run(ctx: Context) -> Outcome:
                     ctx,
                     ctx.client(1),
                     {"right": (VICTIM, password), "wrong": (VICTIM, wrong)},
-                    (CHALLENGES - 2) // 2 if not ctx.quick else 20,
+                    14 if ctx.quick else (CHALLENGES - 2) // 2,
                 )
             finally:
                 _suspend(ctx, False)
