@@ -27,7 +27,7 @@ SPRAYED = ("Winter2026!", "Welcome123!")
 def run(ctx: Context) -> Outcome:
     rng = ctx.rng
     addresses = 2 if ctx.quick else 3
-    guessed = kit.unknown_names(rng, 26 if ctx.quick else 60)
+    guessed = kit.unknown_names(rng, 30 if ctx.quick else 60)
     ctx.accounts.update(REAL)
     clients = [ctx.client(n) for n in range(addresses)]
     plan = _plan(list(REAL), guessed, addresses, rng)
