@@ -290,3 +290,13 @@ def unknown_names(rng: Any, count: int) -> list[str]:
         if name not in names:
             names.append(name)
     return names
+
+
+def going(ctx: Any, reserve: int = 0, margin: float | None = None) -> bool:
+    """May an attack loop send more? Within the request bound with ``reserve`` requests to
+    spare, and with ``margin`` seconds left (default 15% of the time bound, at least 3 s) for
+    the checks that follow the loop: on a loaded machine a loop that ran to the very end of
+    the time bound would leave the verdict's own requests past it."""
+    if margin is None:
+        margin = max(3.0, 0.15 * float(ctx.bounds.seconds))
+    return bool(ctx.within_bounds(reserve=reserve)) and float(ctx.time_left()) > margin

@@ -18,6 +18,8 @@ from carevault.attacklab.context import Context
 from carevault.attacklab.scenario import Bounds, Outcome, Scenario
 from carevault.client import LoginFailed
 
+from . import _auth_kit as kit
+
 VICTIM = "doctor2"
 DICTIONARY = [
     "password", "123456", "letmein", "qwerty", "welcome1", "Password1", "hospital", "doctor",
@@ -33,7 +35,7 @@ def run(ctx: Context) -> Outcome:
     checked = paused = limited = 0
     findings = []
     for guess in (DICTIONARY * 3)[: 45 if ctx.quick else None]:
-        if not ctx.within_bounds(reserve=4):
+        if not kit.going(ctx, 4):
             break
         try:
             attacker.login(VICTIM, guess)

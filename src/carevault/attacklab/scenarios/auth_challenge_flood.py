@@ -99,7 +99,7 @@ def flood(ctx: Context, client: AttackClient, honest: Honest, sent: list[int], c
     found = Flood(client.address)
     after_refusal = 0
     for _ in range(cap):
-        if not ctx.within_bounds(reserve=2) or after_refusal >= 3:
+        if not kit.going(ctx, 2) or after_refusal >= 3:
             break
         response = client.get(CHALLENGE_PATH)
         sent[0] += 1
@@ -127,7 +127,7 @@ def run(ctx: Context) -> Outcome:
     sent = [0]
     floods = [flood(ctx, ctx.client(0), honest, sent, 2 * LIMIT + 5)]
     for n in range(1, 4 if ctx.quick else 9):
-        if not ctx.within_bounds(reserve=LIMIT + 5):
+        if not kit.going(ctx, LIMIT + 5):
             break
         floods.append(flood(ctx, ctx.client(n), honest, sent, 2 * LIMIT + 5))
     honest.sign_in()

@@ -245,7 +245,7 @@ def run_tamper(ctx: Context) -> Outcome:
     labels = [label for label, _ in kit.mutations(probe, probe["cid"])]
     tried = 0
     for index, label in enumerate(labels):
-        if not ctx.within_bounds(reserve=8):
+        if not kit.going(ctx, 8):
             break
         captured = owner.seal(VICTIM, password)  # a fresh capture with the right password
         attacker = rotation.next()
@@ -255,7 +255,7 @@ def run_tamper(ctx: Context) -> Outcome:
         tried += 1
     got = owner.challenge()
     for label, payload in _wrong_contents(got.challenge.nonce, password, int(got.server_now())):
-        if not ctx.within_bounds(reserve=6):
+        if not kit.going(ctx, 6):
             break
         attacker = rotation.next()
         refusals.judge(label, kit.send(attacker, _sealed(owner, payload)))

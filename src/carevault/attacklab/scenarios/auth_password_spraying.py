@@ -37,7 +37,7 @@ def run(ctx: Context) -> Outcome:
     tried = 0
     for password in SPRAYED[: 1 if ctx.quick else 2]:
         for which, name in plan:
-            if not ctx.within_bounds(reserve=3):
+            if not kit.going(ctx, 3):
                 break
             result = kit.attempt(clients[which], name, password)
             tried += 1
@@ -111,7 +111,7 @@ SCENARIO = Scenario(
     attacks="one or two common passwords against many real and guessed names from few addresses",
     held_means="no sprayed password is accepted (and the report names the limits that fired)",
     bounds=Bounds(requests=400, seconds=60),
-    quick_bounds=Bounds(requests=120, seconds=20),
+    quick_bounds=Bounds(requests=120, seconds=35),
     run=run,
     expect_detection=True,
 )
