@@ -9,6 +9,7 @@ import random
 import pytest
 
 from carevault.attacklab.scenarios import _auth_kit as kit
+from carevault.attacklab.scenarios.auth_packets import _wrong_contents
 from carevault.attacklab.scenarios.auth_password_spraying import _plan
 from carevault.attacklab.scenarios.auth_suspended_timing import Samples, normalised
 from carevault.client import Response
@@ -20,6 +21,7 @@ from carevault.crypto.packets import (
     make_challenge,
     open_login_packet,
     seal_login_packet,
+    seal_payload,
 )
 
 NOW = 1_000_000
@@ -208,3 +210,18 @@ def test_a_paused_answer_is_compared_without_its_countdown() -> None:
     other = kit.Attempt(kit.FAILED, 400, b'{"ok": false, "error": "Login failed."}', 0.1)
     samples.round({"right": attempt, "wrong": other})
     assert not samples.identical
+
+
+def test_the_server_refuses_every_well_sealed_packet_with_wrong_contents(
+    challenge_and_key: tuple[LoginKey, Challenge],
+) -> None:
+    key, challenge = challenge_and_key
+    contents = _wrong_contents(challenge.nonce, "correct horse battery", NOW)
+    assert len(contents) >= 5
+    for label, payload in contents:
+        packet = seal_payload(challenge, payload)
+        with pytest.raises((DecryptionError, RejectedPacketError)):
+            open_login_packet(
+                key, packet, challenge.nonce, challenge.cid, expires=challenge.expires, now=NOW
+            )
+        assert label

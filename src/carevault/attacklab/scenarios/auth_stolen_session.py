@@ -120,8 +120,8 @@ def run(ctx: Context) -> Outcome:
             + ("; the first device is signed out too" if first_after is None else "")
         )
     except LoginFailed as exc:
-        findings.append(f"the victim could not sign in ({exc}): nothing to steal")
-        return Outcome(held=False, findings=findings)
+        # No verdict possible (an error, not a failed defence): nothing to steal.
+        raise RuntimeError(f"the victim could not sign in ({exc}): nothing to steal") from exc
     held = after_logout is None and after_everywhere is None and before_logout is not None
     defences = ["session check"] if refused_other or held else []
     if before_logout is None:
