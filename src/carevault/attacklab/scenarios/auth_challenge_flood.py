@@ -161,7 +161,13 @@ def run(ctx: Context) -> Outcome:
             f"challenge store: {before.pending} -> {after.pending} live pending challenges "
             f"({after.bytes} bytes), the newest lives {after.longest_ttl:.0f} s more; bound: "
             f"{LIMIT} a minute x {LIFETIME // 60} minutes per address "
-            f"(~{LIMIT * LIFETIME // 60} per attacking address, linear in addresses)"
+            f"(~{LIMIT * LIFETIME // 60} per attacking address)"
+        )
+        per_row = after.bytes / after.pending if after.pending else 0
+        findings.append(
+            "no global cap: the store grows linearly with the attacker's addresses "
+            f"(~{LIMIT * LIFETIME // 60 * per_row / 1024:.0f} KB of values per address, "
+            "forgotten 3 minutes after the flood stops)"
         )
     else:
         findings.append("challenge store not observable here (no data directory)")

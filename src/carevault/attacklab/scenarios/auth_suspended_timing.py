@@ -287,7 +287,7 @@ SCENARIO = Scenario(
     "existing vs unknown name",
     held_means="the answers are identical in status and body and no timing difference is "
     "distinguishable by a conservative paired test",
-    bounds=Bounds(requests=600, seconds=90),
+    bounds=Bounds(requests=800, seconds=120),
     quick_bounds=Bounds(requests=300, seconds=45),
     run=run,
 )
