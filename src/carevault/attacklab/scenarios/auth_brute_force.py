@@ -1,9 +1,15 @@
 """Dictionary brute force against one account from one address.
 
 The attacker sends wrong passwords from a dictionary as fast as the server answers, then the
-right one (as if the dictionary had finally reached it). Held: the right password is refused
-too, because the account is paused (back-off) or suspended by then, and the server checked no
-more passwords than its suspension threshold.
+right one (as if the dictionary had finally reached it), from a second address whose challenges
+are not spent, so that only the account's own state can refuse it. Held: the right password is
+refused with the paused answer, because the account is paused (back-off) or suspended by then.
+The two look the same from outside by design, so the scenario names the "throttle" (and
+"rate limit" when the address ran out of challenges); a suspension it cannot see.
+
+In the lab the account's back-off is cleared at the end (``carevault security lift``, as the
+officer would): the runner lifts suspensions between scenarios, and a back-off left behind would
+pause the next scenario's logins of the same account.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 from carevault.attacklab.context import Context
 from carevault.attacklab.scenario import Bounds, Outcome, Scenario
 from carevault.client import LoginFailed
+
+from . import _auth_kit as kit
 
 VICTIM = "doctor2"
 DICTIONARY = [
@@ -26,8 +34,8 @@ def run(ctx: Context) -> Outcome:
     ctx.accounts.add(VICTIM)
     checked = paused = limited = 0
     findings = []
-    for guess in DICTIONARY * 3:
-        if not ctx.within_bounds(reserve=4):
+    for guess in (DICTIONARY * 3)[: 45 if ctx.quick else None]:
+        if not kit.going(ctx, 4):
             break
         try:
             attacker.login(VICTIM, guess)
@@ -41,11 +49,22 @@ def run(ctx: Context) -> Outcome:
         except RuntimeError:
             limited += 1  # no challenge: this address's challenges per minute are spent
     accepted = False
+    right_paused = False
     try:
-        attacker.login(VICTIM, ctx.password(VICTIM))
+        ctx.client(1).login(VICTIM, ctx.password(VICTIM))
         accepted = True
-    except (LoginFailed, RuntimeError) as exc:
-        findings.append(f"the right password was refused: {exc}")
+        findings.append("the right password was ACCEPTED after the dictionary")
+    except LoginFailed as exc:
+        right_paused = exc.retry_after > 0
+        findings.append(
+            "the right password, from a fresh address, was refused: "
+            + ("paused" if right_paused else "Login failed")
+        )
+    except RuntimeError as exc:
+        findings.append(f"the right password could not be tried: {exc}")
+    finally:
+        if ctx.files is not None:
+            ctx.files.cli("security", "lift", VICTIM, check=False)
     findings.insert(
         0,
         f"{checked} guesses answered 'Login failed', {paused} answered 'paused' (429), "
@@ -56,9 +75,13 @@ def run(ctx: Context) -> Outcome:
         defences.append("throttle")
     if limited:
         defences.append("rate limit")
-    if checked >= 1 and not accepted:
-        defences.append("suspension")
-    return Outcome(held=not accepted and paused > 0, defences=defences, findings=findings)
+    return Outcome(
+        held=not accepted and right_paused and paused > 0,
+        defences=defences,
+        leaked=int(accepted),
+        findings=findings,
+        metrics={"checked": checked, "paused": paused, "no_challenge": limited},
+    )
 
 
 SCENARIO = Scenario(
