@@ -161,18 +161,19 @@ def _session_ended(response: Response) -> bool:
 class Insider:
     """A signed-in attacker who signs in again when the server ends their session (the AI
     layer's "block session" answer), so each probe is judged by the access rules and not only by
-    the session block. At most ``relogins`` new sessions; then the block answers stand."""
+    the session block. At most ``relogins`` new sessions; then the block answers stand.
+    ``user=""`` is an anonymous visitor (never signs in)."""
 
     def __init__(self, ctx: Context, user: str, n: int, relogins: int = 3) -> None:
         self.ctx = ctx
         self.user = user
         self.n = n
-        self.relogins = relogins
+        self.relogins = relogins if user else 0
         self.sessions_ended = 0
-        self.client = login(ctx, user, n)
+        self.client = login(ctx, user, n) if user else ctx.client(n)
 
     def _again(self, response: Response) -> bool:
-        if not _session_ended(response):
+        if not self.user or not _session_ended(response):
             return False
         self.sessions_ended += 1
         if self.relogins <= 0 or not self.ctx.within_bounds(reserve=4):
