@@ -12,9 +12,10 @@ home page, which links their appointment). Then, each from an address of their o
 - doctor1, patient1 and labtech1 open the security officer's pages;
 - patient1 and doctor2 ask for random (guessed) record and file ids.
 
-Held: every one of these was refused (403/404/401, or a redirect to the login page), no body
-held any of the victim's values that the owner was shown, and nothing was written (the owner's
-read afterwards shows no attacker's note and the appointment still open).
+Held: every one of these was refused (403/404/401, or a redirect to the login page; a page that
+takes no id ignores one slipped into its query), no body held any of the victim's values that
+the owner was shown, and nothing was written (the owner's read afterwards shows no attacker's
+note and the appointment still open).
 """
 
 from __future__ import annotations
@@ -57,6 +58,22 @@ class Tally:
         else:
             self.answered.append(f"{label} -> HTTP {response.status}")
         seen = phi_in_body(response.body, victim_phi)
+        if seen:
+            self.leaked.setdefault(label, set()).update(seen)
+
+    def check_ignored(
+        self, label: str, own: Response, forged: Response, victim_phi: list[str]
+    ) -> None:
+        """A page that takes no id, asked with one: it must show the same rows as without."""
+        self.tried += 1
+        self.statuses[forged.status] = self.statuses.get(forged.status, 0) + 1
+        if is_refusal(forged) or (
+            forged.status == own.status and forged.body.count(b"<tr") == own.body.count(b"<tr")
+        ):
+            self.refused += 1
+        else:
+            self.answered.append(f"{label} -> HTTP {forged.status}, other rows than without it")
+        seen = phi_in_body(forged.body, victim_phi)
         if seen:
             self.leaked.setdefault(label, set()).update(seen)
 
@@ -112,11 +129,12 @@ def run(ctx: Context) -> Outcome:
                 victim.phi,
             )
     tally.check("patient1 lists patients", patient1.get("/api/v1/patients"), p2.phi + p3.phi)
-    tally.check(
-        "patient1 history with another's id",
-        patient1.get(f"/clinic/me/history/?patient={p2.patient_id}&patient_id={p2.patient_id}"),
-        p2.phi,
+    # The history page takes no id: one slipped into its query must be ignored (the same rows).
+    own = patient1.get("/clinic/me/history/?mine=1")
+    forged = patient1.get(
+        f"/clinic/me/history/?mine=1&patient={p2.patient_id}&patient_id={p2.patient_id}"
     )
+    tally.check_ignored("patient1 history with another's id", own, forged, p2.phi)
     for appointment in appointments2[:1]:
         tally.check(
             "patient1 cancels patient2's appointment",

@@ -24,6 +24,7 @@ import re
 
 from carevault.attacklab.context import Context
 from carevault.attacklab.scenario import Bounds, Outcome, Scenario, Skip
+from carevault.attacklab.target import AttackClient
 from carevault.client import LoginFailed
 from carevault.crypto.packets import seal_form_packet
 
@@ -52,8 +53,8 @@ def doctor_options(page: str) -> dict[str, str]:
     return {value: label for value, label in _DOCTOR_OPTION.findall(page)}
 
 
-def _role(client: object) -> str:
-    answer = client.get("/api/v1/me")  # type: ignore[attr-defined]
+def _role(client: AttackClient) -> str:
+    answer = client.get("/api/v1/me")
     if answer.status != 200:
         return f"HTTP {answer.status}"
     return str(answer.json().get("role"))
@@ -183,14 +184,16 @@ def run(ctx: Context) -> Outcome:
 
     # Where did they land? The owner's views of both records.
     record = doctor1.get(f"/api/v1/patients/{own.patient_id}").json()
-    page = doctor1.get(f"{base}/").body.decode("utf-8", "replace")
+    own_page = doctor1.get(f"{base}/").body.decode("utf-8", "replace")
     by_description = {d.get("description"): d for d in record.get("diagnoses", [])}
     by_drug = {p.get("drug"): p for p in record.get("prescriptions", [])}
     if diagnosis in by_description and by_description[diagnosis].get("doctor") != "doctor1":
         gained.append("a diagnosis was attributed to the forged doctor")
     if drug in by_drug and by_drug[drug].get("doctor") != "doctor1":
         gained.append("a prescription was attributed to the forged doctor")
-    kept = sum([diagnosis in by_description, drug in by_drug, note in page, api_note in page])
+    kept = sum(
+        [diagnosis in by_description, drug in by_drug, note in own_page, api_note in own_page]
+    )
     findings.append(
         f"{kept} of 4 tampered clinical writes kept, all under the doctor's own patient"
     )
