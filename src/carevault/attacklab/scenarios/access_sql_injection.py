@@ -2,12 +2,13 @@
 
 Classic payloads (quote breaks, ``OR 1=1``, ``UNION SELECT``, stacked ``; DROP TABLE``, comment
 tricks) and time-based ones (``SLEEP``, ``pg_sleep``, ``WAITFOR DELAY``, SQLite's
-``randomblob``) go into: the login page's ``next``, the paging parameters of the doctor's
-home, the API's patient list, the lab queue (``page``, ``done``) and the patient's access
-history (``page``, ``mine``), the MRN search form, the API's diagnosis fields, URL path
-segments where an id belongs, the officer's audit filters (``action``, ``actor``, ``outcome``),
-a clinical note's text (the full lab only: it writes), and the login packet's username. Each
-point is first timed with a harmless value (the baseline).
+``randomblob``) go into: the login page's ``next``, the booking form (doctor, time, reason),
+the paging parameters of the doctor's home, the API's patient list, the lab queue (``page``,
+``done``) and the patient's access history (``page``, ``mine``), the MRN search form, the API's
+diagnosis fields, URL path segments where an id belongs, the officer's audit filters
+(``action``, ``actor``, ``outcome``), user list (``role``, ``page``), encryption log filters
+and risk timeline (``minutes``), a clinical note's text (the full lab only: it writes), and the
+login packet's username. Each point is first timed with a harmless value (the baseline).
 
 Held: no answer is a 5xx, no body carries database error text, no search or filter returns
 more rows than its harmless baseline, no payload delays the answer by more than
@@ -121,6 +122,34 @@ def _points(p1: str) -> list[Point]:
             "zz-no-such",
             rows=b"<tr",
         ),
+        Point(
+            "officer user list ?role&page",
+            "admin",
+            _get("/security/users/?role={v}&page={v}"),
+            "zz-no-such",
+            rows=b"<tr",
+        ),
+        Point(
+            "officer encryption log filters",
+            "admin",
+            _get("/security/encryption/?table={v}&suite={v}&record={v}&page={v}"),
+            "zz-no-such",
+            rows=b"<tr",
+        ),
+        Point(
+            "officer risk timeline ?minutes",
+            "admin",
+            _get("/security/risk-timeline.json?minutes={v}"),
+            "60",
+        ),
+        Point(
+            "booking form fields",
+            "patient1",
+            lambda c, v: c.post_form(
+                "/clinic/me/appointments/", {"doctor": v, "starts_at": v, "reason": v}
+            ),
+            "zz-no-such",
+        ),
         Point("login ?next", "", _get("/accounts/login/?next={v}"), "/"),
         Point(
             "clinical note text",
@@ -227,7 +256,7 @@ SCENARIO = Scenario(
     "parameter, form field, API field, URL path segment and the login username",
     held_means="no 5xx, no database error text, no extra rows, no sleep-sized delay, no login",
     bounds=Bounds(requests=400, seconds=120),
-    quick_bounds=Bounds(requests=170, seconds=40),
+    quick_bounds=Bounds(requests=220, seconds=40),
     run=run,
     expect_detection=True,
 )
