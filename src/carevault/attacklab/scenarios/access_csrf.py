@@ -54,6 +54,10 @@ def forge(
     return client.request("POST", path, body=body, headers=headers)
 
 
+def _to_login(answer: Response) -> bool:
+    return answer.status == 401 or "/accounts/login/" in answer.headers.get("Location", "")
+
+
 @dataclass
 class Target:
     label: str
@@ -176,7 +180,7 @@ def run(ctx: Context) -> Outcome:
     open_before = doctor2.get(f"/api/v1/patients/{p1}").status == 200
     statuses: dict[int, int] = {}
     accepted: list[str] = []
-    forged = 0
+    forged = ended = 0
     for i, target in enumerate(targets):
         # The per-mode targets cycle through the modes; the rest get every mode.
         modes = [MODES[i // 7]] if i < 7 * len(MODES) else list(MODES)
@@ -188,11 +192,16 @@ def run(ctx: Context) -> Outcome:
             )
             forged += 1
             statuses[answer.status] = statuses.get(answer.status, 0) + 1
-            if answer.status != 403:
+            if answer.status in (401, 302) and _to_login(answer):
+                ended += 1  # the AI layer had ended the victim's session: refused all the same
+            elif answer.status != 403:
                 accepted.append(f"{target.label} ({mode}) -> HTTP {answer.status}")
 
-    # Was anything written, ended or decided? The owners read.
+    # Was anything written, cancelled or decided? The owners read, in sessions of their own.
     lost = 0
+    doctor1, patient1, doctor2 = (
+        login(ctx, user, 5 + i) for i, user in enumerate(("doctor1", "patient1", "doctor2"))
+    )
     reads = [
         doctor1.get(f"{base}/"),
         doctor1.get(f"/api/v1/patients/{p1}"),
@@ -203,8 +212,7 @@ def run(ctx: Context) -> Outcome:
         lost += len(found)
         findings.append(f"{len(found)} forged values were written")
     if any(r.status != 200 for r in reads):
-        findings.append("a forged logout ended a session (the owner's read was refused)")
-        lost += 1
+        findings.append("the owners' reads afterwards were refused; writes not verified")
     if appointments and appointments[0] not in ids_in(
         reads[2].body, "/clinic/me/appointments/", "/cancel/"
     ):
@@ -223,13 +231,16 @@ def run(ctx: Context) -> Outcome:
 
     findings.insert(
         0,
-        f"{forged - len(accepted)} of {forged} forged posts refused with 403 "
+        f"{forged - len(accepted) - ended} of {forged} forged posts refused with 403 "
         f"(statuses {dict(sorted(statuses.items()))})",
     )
+    if ended:
+        findings.append(f"{ended} forged posts met a session the server had already ended")
     findings += [f"not refused with 403: {a}" for a in accepted[:10]]
     return Outcome(
         held=not accepted and lost == 0,
-        defences=["CSRF check"] if forged > len(accepted) else [],
+        defences=(["CSRF check"] if forged > len(accepted) + ended else [])
+        + (["session check"] if ended else []),
         lost=lost,
         findings=findings,
         metrics={"forged": forged, "refused": forged - len(accepted), "statuses": statuses},

@@ -6,6 +6,7 @@
 - A doctor's note, diagnosis and prescription forms (and the JSON API's note) for their own
   patient, with another doctor's patient's id, another doctor's user id, an author, a date and a
   signature added.
+- The patient's account settings pages (there is no profile form) with the same fields.
 - A doctor posting the officer's user forms (new user with role admin, edit self to admin).
 
 The attacker learns the ids it forges from pages it may see (the booking form lists the doctors
@@ -28,7 +29,7 @@ from carevault.attacklab.target import AttackClient
 from carevault.client import LoginFailed
 from carevault.crypto.packets import seal_form_packet
 
-from ._access_common import is_refusal, login, marker, recon
+from ._access_common import Insider, is_refusal, login, marker, recon
 
 REGISTER = "/accounts/register/"
 PRIVILEGE_FIELDS = {
@@ -53,7 +54,7 @@ def doctor_options(page: str) -> dict[str, str]:
     return {value: label for value, label in _DOCTOR_OPTION.findall(page)}
 
 
-def _role(client: AttackClient) -> str:
+def _role(client: AttackClient | Insider) -> str:
     answer = client.get("/api/v1/me")
     if answer.status != 200:
         return f"HTTP {answer.status}"
@@ -111,20 +112,23 @@ def run(ctx: Context) -> Outcome:
 
     # -- what the insiders may see ---------------------------------------------------------------
     ctx.accounts.update({"doctor1", "patient1"})
-    doctor1 = login(ctx, "doctor1", 2)
+    doctor1 = Insider(ctx, "doctor1", 2)
     doctor2 = login(ctx, "doctor2", 3)
-    mine1, mine2 = recon(doctor1), recon(doctor2)
+    mine1, mine2 = recon(doctor1.client), recon(doctor2)
     if not mine1 or not mine2:
         raise Skip("the demo's care teams are not as expected")
     own, other = mine1[0], mine2[0]
-    patient1 = login(ctx, "patient1", 4)
+    patient1 = Insider(ctx, "patient1", 4)
     home = patient1.get("/clinic/me/").body.decode("utf-8", "replace")
     doctors = doctor_options(home)
     other_doctor = next((k for k, v in doctors.items() if "House" in v), next(iter(doctors), "3"))
 
     # -- booking with another patient's id -------------------------------------------------------
     reason = marker(ctx, "booking")
-    starts = f"2031-0{1 + ctx.rng.randrange(8)}-1{ctx.rng.randrange(10)}T10:00"
+    starts = (
+        f"{2031 + ctx.rng.randrange(5)}-{1 + ctx.rng.randrange(12):02d}-"
+        f"{1 + ctx.rng.randrange(28):02d}T{9 + ctx.rng.randrange(8):02d}:{ctx.rng.choice('03')}0"
+    )
     booking = {
         "doctor": other_doctor,
         "starts_at": starts,
@@ -142,6 +146,11 @@ def run(ctx: Context) -> Outcome:
         findings.append(f"tampered booking answered HTTP {booked.status}")
     else:
         findings.append(f"tampered booking refused (HTTP {booked.status})")
+
+    # -- the account pages (there is no profile form: the settings pages take no user fields)
+    for path in ("/accounts/security/", "/accounts/security/two-factor/"):
+        answer = patient1.post_form(path, {**PRIVILEGE_FIELDS, "username": "admin"})
+        findings.append(f"privilege fields posted to {path} answered HTTP {answer.status}")
 
     # -- clinical forms with another patient's and doctor's ids ----------------------------------
     forged = {
@@ -214,12 +223,9 @@ def run(ctx: Context) -> Outcome:
         else:
             gained.append(f"a doctor's post to {path} was not refused")
 
-    # -- roles afterwards ------------------------------------------------------------------------
-    for who, client, expected in (
-        ("doctor1", doctor1, "doctor"),
-        ("patient1", patient1, "patient"),
-    ):
-        role = _role(client)
+    # -- roles afterwards, in fresh sessions (the server may have ended the tampering ones) -------
+    for n, (who, expected) in enumerate((("doctor1", "doctor"), ("patient1", "patient"))):
+        role = _role(login(ctx, who, 5 + n))
         if role != expected:
             gained.append(f"{who}'s role is now {role!r}")
     findings.append(f"{refused} privileged requests refused; roles unchanged" if not gained else "")
