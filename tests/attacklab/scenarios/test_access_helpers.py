@@ -154,3 +154,26 @@ def test_forged_posts_carry_no_token_or_a_foreign_origin_as_each_mode_says() -> 
     assert h2["Origin"] == csrf.EVIL
     assert h3["X-CSRFToken"] == "tok"
     assert json.loads(api) == {"body": "v"}
+
+
+def test_the_idor_tally_counts_refusals_answers_and_the_victims_values() -> None:
+    from carevault.attacklab.scenarios import access_idor as idor
+
+    tally = idor.Tally()
+    tally.check("refused", _response(404, body=b'{"error": "not found"}'), ["Alice Example"])
+    tally.check("answered", _response(200, body=b"<p>Alice Example</p>"), ["Alice Example"])
+    tally.check("login", _response(302, "/accounts/login/?next=/x/"), ["Alice Example"])
+    assert (tally.tried, tally.refused) == (3, 2)
+    assert tally.answered == ["answered -> HTTP 200"]
+    assert tally.leaked == {"answered": {"Alice Example"}}
+
+
+def test_an_id_slipped_into_a_page_that_takes_none_must_change_nothing() -> None:
+    from carevault.attacklab.scenarios import access_idor as idor
+
+    own = _response(200, body=b"<tr><td>a</td></tr><tr><td>b</td></tr>")
+    tally = idor.Tally()
+    tally.check_ignored("same rows", own, _response(200, body=own.body), ["Bob Victim"])
+    assert (tally.refused, tally.answered) == (1, [])
+    tally.check_ignored("other rows", own, _response(200, body=b"<tr><td>c</td></tr>"), [])
+    assert tally.answered == ["other rows -> HTTP 200, other rows than without it"]
