@@ -52,6 +52,9 @@ class CheckReport:
     failed_signatures: int = 0
     files: int = 0
     by_model: dict[str, int] = field(default_factory=dict)
+    # Which records fail ("<model> <pk> <column>" or "<model> <pk> signature"), so the officer
+    # knows what to restore: the walk names them, the count alone does not.
+    failures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -78,6 +81,7 @@ def check_all() -> CheckReport:
                     row.unseal(column)
                 except CryptoError:
                     report.failed_values += 1
+                    report.failures.append(f"{model._meta.label_lower} {row.pk} {column}")
             count += 1
         report.by_model[model._meta.label_lower] = count
     for p in Prescription.objects.all():
@@ -85,10 +89,12 @@ def check_all() -> CheckReport:
         values = p.unseal_all()
         if prescription_status(p, values) != SignatureStatus.VALID:
             report.failed_signatures += 1
+            report.failures.append(f"{p._meta.label_lower} {p.pk} signature")
     for r in LabResult.objects.all():
         report.signed += 1
         if result_status(r, check_files=True)[1] != SignatureStatus.VALID:
             report.failed_signatures += 1
+            report.failures.append(f"{r._meta.label_lower} {r.pk} signature")
     report.files = LabFile.objects.count()
     return report
 
