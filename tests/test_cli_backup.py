@@ -258,7 +258,9 @@ def test_backup_check_names_each_record_that_fails(seeded, tmp_path):
     note_id, body = db.execute("select id, body_enc from clinic_clinicalnote limit 1").fetchone()
     flipped = bytearray(body)
     flipped[len(flipped) // 2] ^= 0x01
-    db.execute("update clinic_clinicalnote set body_enc = ? where id = ?", (bytes(flipped), note_id))
+    db.execute(
+        "update clinic_clinicalnote set body_enc = ? where id = ?", (bytes(flipped), note_id)
+    )
     rx_id, signature = db.execute("select id, signature from clinic_prescription").fetchone()
     forged = signature[:-3] + ("A" if signature[-3] != "A" else "B") + signature[-2:]
     db.execute("update clinic_prescription set signature = ? where id = ?", (forged, rx_id))
@@ -266,7 +268,8 @@ def test_backup_check_names_each_record_that_fails(seeded, tmp_path):
     db.close()
     done = run(target, "backup", "check", "--json")
     report = json.loads(done.stdout)
-    assert done.returncode != 0 and not report["ok"]
+    assert done.returncode != 0
+    assert not report["ok"]
     assert report["failures"] == [
         f"clinic.clinicalnote {uuid.UUID(note_id)} body",
         f"clinic.prescription {uuid.UUID(rx_id)} signature",

@@ -2,6 +2,8 @@
 what the database's schema says (read generically from ``sqlite_master``, never from the
 server's models) and the officer's integrity walk (``backup check`` and ``audit verify``)."""
 
+# ruff: noqa: S608 - table and column names come from the stolen copy's own schema
+
 from __future__ import annotations
 
 import json
@@ -101,3 +103,59 @@ def _json_or_text(out: str, err: str) -> Any:
 
 def fresh_copy(files: Files, root: Path, name: str) -> Files:
     return files.copy(root / name)
+
+
+class NoteWriter:
+    """An honest doctor writing notes in a loop on a thread of its own: what the server
+    acknowledged (201) is what must never be lost. Every note carries a unique marker."""
+
+    def __init__(self, client: AttackClient, patient: str, tag: str, pause: float = 0.02) -> None:
+        import threading
+
+        self.client = client
+        self.patient = patient
+        self.tag = tag
+        self.pause = pause
+        self.acknowledged: list[str] = []
+        self.refused = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="honest-notes", daemon=True)
+        self._n = 0
+
+    def write_one(self) -> bool:
+        self._n += 1
+        marker = f"{self.tag}-{self._n:05d}"
+        try:
+            answer = self.client.post_json(
+                f"/api/v1/patients/{self.patient}/notes", {"body": f"Ward round {marker}: stable."}
+            )
+        except Exception:  # the server died under the request: not acknowledged
+            self.errors += 1
+            return False
+        if answer.status == 201:
+            self.acknowledged.append(marker)
+            return True
+        self.refused += 1
+        return False
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.write_one()
+            self._stop.wait(self.pause)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+def missing_notes(client: AttackClient, patient: str, markers: list[str]) -> list[str]:
+    """The markers whose notes the doctor's page of the patient does not show decrypted."""
+    page = client.get(f"/clinic/patients/{patient}/")
+    if page.status != 200:
+        raise RuntimeError(f"the patient's page answered HTTP {page.status}")
+    text = page.body.decode("utf-8", "replace")
+    return [m for m in markers if m not in text]

@@ -11,6 +11,8 @@ database read through SQLite (values split across overflow pages). Held: no hit 
 leaked counts the hits (file, value, encoding).
 """
 
+# ruff: noqa: S608 - table and column names come from the stolen copy's own schema
+
 from __future__ import annotations
 
 import base64
@@ -78,7 +80,6 @@ def needles(value: str) -> list[tuple[str, bytes]]:
 
 def _decompressors(blob: bytes) -> Iterator[tuple[str, bytes]]:
     """(what, decompressed) for every compressed stream that starts anywhere in ``blob``."""
-    tried = 0
     candidates: list[tuple[int, str]] = []
     for magic, kind in (
         (b"\x1f\x8b\x08", "gzip"),
@@ -94,9 +95,8 @@ def _decompressors(blob: bytes) -> Iterator[tuple[str, bytes]]:
         while at != -1 and len(candidates) < MAX_STREAMS:
             candidates.append((at, kind))
             at = blob.find(magic, at + 1)
-    for at, kind in sorted(candidates):
-        tried += 1
-        if tried > MAX_STREAMS:
+    for tried, (at, kind) in enumerate(sorted(candidates)):
+        if tried >= MAX_STREAMS:
             return
         out = _decompress(blob, at, kind)
         if out:
@@ -135,9 +135,7 @@ def _zip_member(data: bytes) -> bytes:
     return b""
 
 
-def scan_bytes(
-    blob: bytes, values: dict[str, str], where: str, *, depth: int = 2
-) -> list[Hit]:
+def scan_bytes(blob: bytes, values: dict[str, str], where: str, *, depth: int = 2) -> list[Hit]:
     """Every form of every value (``label -> value``) in ``blob`` and, ``depth`` levels down,
     in the compressed streams inside it."""
     hits: list[Hit] = []

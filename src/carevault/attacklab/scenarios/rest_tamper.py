@@ -14,6 +14,8 @@ quick lab applies the tampers to disjoint records of one copy (the walk names ea
 lab gives each tamper a fresh copy.
 """
 
+# ruff: noqa: S608 - table and column names come from the stolen copy's own schema
+
 from __future__ import annotations
 
 import random
@@ -23,12 +25,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from carevault.attacklab.context import Context
 from carevault.attacklab.lab import Files
 from carevault.attacklab.scenario import Bounds, Outcome, Scenario
 
 from ._rest import SealedColumn, database, integrity_walk, sealed_columns, signature_columns
+
+Row = tuple[Any, Any, Any]  # (id, patient id, value)
+T = TypeVar("T")
 
 STRONGER = "HYBRID-X25519-AES-256-GCM"
 
@@ -55,7 +61,7 @@ def _has(connection: sqlite3.Connection, table: str, column: str) -> bool:
     return any(r[1] == column for r in connection.execute(f'pragma table_info("{table}")'))
 
 
-def _rows(connection: sqlite3.Connection, col: SealedColumn, used: set[str]) -> list[tuple]:
+def _rows(connection: sqlite3.Connection, col: SealedColumn, used: set[str]) -> list[Row]:
     patient = "patient_id" if _has(connection, col.table, "patient_id") else "id"
     rows = connection.execute(
         f'select id, {patient}, "{col.column}" from "{col.table}" '
@@ -64,7 +70,9 @@ def _rows(connection: sqlite3.Connection, col: SealedColumn, used: set[str]) -> 
     return [r for r in rows if f"{col.table}:{r[0]}" not in used]
 
 
-def _set(connection: sqlite3.Connection, table: str, column: str, row_id: str, value: object) -> None:
+def _set(
+    connection: sqlite3.Connection, table: str, column: str, row_id: str, value: object
+) -> None:
     connection.execute(f'update "{table}" set "{column}" = ? where id = ?', (value, row_id))
 
 
@@ -74,7 +82,7 @@ Planner = Callable[[sqlite3.Connection, random.Random, set[str]], Tamper | None]
 def swap_rows(connection: sqlite3.Connection, rng: random.Random, used: set[str]) -> Tamper | None:
     """Two rows of one patient exchange a field's ciphertext."""
     for col in _shuffled(sealed_columns(connection), rng):
-        by_patient: dict[str, list[tuple]] = {}
+        by_patient: dict[str, list[Row]] = {}
         for row in _rows(connection, col, used):
             by_patient.setdefault(str(row[1]), []).append(row)
         for rows in by_patient.values():
@@ -96,7 +104,9 @@ def swap_patients(
     return None
 
 
-def swap_fields(connection: sqlite3.Connection, rng: random.Random, used: set[str]) -> Tamper | None:
+def swap_fields(
+    connection: sqlite3.Connection, rng: random.Random, used: set[str]
+) -> Tamper | None:
     """Two fields of one row exchange their ciphertexts."""
     columns = sealed_columns(connection)
     tables = sorted({c.table for c in columns})
@@ -118,8 +128,8 @@ def _swap(
     connection: sqlite3.Connection,
     col_a: SealedColumn,
     col_b: SealedColumn,
-    a: tuple,
-    b: tuple,
+    a: Row,
+    b: Row,
     used: set[str],
     how: str,
 ) -> Tamper:
@@ -128,7 +138,10 @@ def _swap(
     used.update({f"{col_a.table}:{a[0]}", f"{col_b.table}:{b[0]}"})
     return Tamper(
         f"swap {how}",
-        [record_name(col_a.table, a[0], col_a.column), record_name(col_b.table, b[0], col_b.column)],
+        [
+            record_name(col_a.table, a[0], col_a.column),
+            record_name(col_b.table, b[0], col_b.column),
+        ],
         f"{col_a.table}.{col_a.column} / {col_b.column}",
     )
 
@@ -163,15 +176,21 @@ def flip_signature(
             head, _, tail = str(signature).rpartition(".")
             at = rng.randrange(len(tail) // 4, len(tail) - 2)
             swapped = "B" if tail[at] == "A" else "A"
-            _set(connection, col.table, col.column, row_id, f"{head}.{tail[:at]}{swapped}{tail[at + 1 :]}")
-            used.add(f"{col.table}:{row_id}")
-            return Tamper(
-                "bit flip in a signature", [record_name(col.table, row_id, "signature")]
+            _set(
+                connection,
+                col.table,
+                col.column,
+                row_id,
+                f"{head}.{tail[:at]}{swapped}{tail[at + 1 :]}",
             )
+            used.add(f"{col.table}:{row_id}")
+            return Tamper("bit flip in a signature", [record_name(col.table, row_id, "signature")])
     return None
 
 
-def blank_value(connection: sqlite3.Connection, rng: random.Random, used: set[str]) -> Tamper | None:
+def blank_value(
+    connection: sqlite3.Connection, rng: random.Random, used: set[str]
+) -> Tamper | None:
     for col in _shuffled(sealed_columns(connection), rng):
         rows = _rows(connection, col, used)
         if rows:
@@ -192,7 +211,7 @@ PLANNERS: list[Planner] = [
 ]
 
 
-def _shuffled(items: list, rng: random.Random) -> list:
+def _shuffled(items: list[T], rng: random.Random) -> list[T]:
     items = list(items)
     rng.shuffle(items)
     return items
@@ -205,7 +224,7 @@ def judge(tampers: list[Tamper], failures: list[str]) -> tuple[list[str], list[s
     return [n for n in expected if n in named], [n for n in expected if n not in named]
 
 
-def _walk(files: Files) -> tuple[list[str], dict]:
+def _walk(files: Files) -> tuple[list[str], dict[str, Any]]:
     walk = integrity_walk(files)
     check = walk["check"] if isinstance(walk["check"], dict) else {}
     return list(check.get("failures", [])), walk
@@ -273,7 +292,9 @@ def run(ctx: Context) -> Outcome:
                 audit_ok = audit_ok and walk["audit_ok"]
         rollback_seen = rollback_open = 0
         if not ctx.quick:
-            rollback_seen, rollback_open = _rollback(files.copy(root / "rollback"), ctx.rng, findings)
+            rollback_seen, rollback_open = _rollback(
+                files.copy(root / "rollback"), ctx.rng, findings
+            )
     summary = []
     for tamper in tampers:
         caught = sum(1 for n in tamper.expected if n in detected)
@@ -287,8 +308,11 @@ def run(ctx: Context) -> Outcome:
         findings.append("rollback after re-encryption: in the full lab (it re-encrypts the copy)")
     findings.append(
         "audit verify on the tampered copy: "
-        + ("intact (value tampering leaves the chain alone; the walk's alerts were appended)"
-           if audit_ok else "reported problems")
+        + (
+            "intact (value tampering leaves the chain alone; the walk's alerts were appended)"
+            if audit_ok
+            else "reported problems"
+        )
     )
     held = bool(tampers) and not missed and len(tampers) == len(PLANNERS)
     if len(tampers) < len(PLANNERS):
