@@ -274,3 +274,22 @@ def test_backup_check_names_each_record_that_fails(seeded, tmp_path):
         f"clinic.clinicalnote {uuid.UUID(note_id)} body",
         f"clinic.prescription {uuid.UUID(rx_id)} signature",
     ]
+
+
+def test_backup_check_names_a_clinician_key_whose_wrapped_half_was_swapped(seeded, tmp_path):
+    import sqlite3
+
+    target = tmp_path / "keys-swapped"
+    shutil.copytree(seeded, target)
+    db = sqlite3.connect(target / "carevault.sqlite3")
+    (a, wa), (b, wb) = db.execute(
+        "select id, wrapped_private from vault_cliniciankey order by id limit 2"
+    ).fetchall()
+    db.execute("update vault_cliniciankey set wrapped_private = ? where id = ?", (wb, a))
+    db.execute("update vault_cliniciankey set wrapped_private = ? where id = ?", (wa, b))
+    db.commit()
+    db.close()
+    report = json.loads(run(target, "backup", "check", "--json").stdout)
+    assert report["failed_signing_keys"] == 2
+    assert f"vault.cliniciankey {uuid.UUID(a)} wrapped_private" in report["failures"]
+    assert f"vault.cliniciankey {uuid.UUID(b)} wrapped_private" in report["failures"]

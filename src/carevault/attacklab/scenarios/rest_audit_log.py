@@ -205,7 +205,16 @@ def run(ctx: Context) -> Outcome:
     )
 
 
+INSIDER = "doctor2"
+
+
 def run_tail_cut(ctx: Context) -> Outcome:
+    # The insider's own reads are the entries to hide: sign in, list the patients, sign out.
+    insider = ctx.client()
+    ctx.accounts.add(INSIDER)
+    insider.login(INSIDER, ctx.password(INSIDER))
+    insider.get("/api/v1/patients")
+    insider.logout()
     results, anchor, length = _attack(ctx, [tail_cut])
     what, failed, first = results[0]
     cut = length - anchor
@@ -239,10 +248,10 @@ SCENARIOS = [
     Scenario(
         name="rest.audit-tail-cut",
         category="data at rest",
-        attacks="the audit entries written after the newest signed checkpoint cut from a stolen "
-        "copy, the head rewound to match",
+        attacks="an insider's own audit entries (sign-in, a PHI listing), written after the "
+        "newest signed checkpoint, cut from a stolen copy with the head rewound to match",
         held_means="carevault audit verify fails (or nothing was left unanchored to cut)",
-        bounds=Bounds(requests=0, seconds=60),
+        bounds=Bounds(requests=10, seconds=60),
         run=run_tail_cut,
         needs_files=True,
         in_quick=False,

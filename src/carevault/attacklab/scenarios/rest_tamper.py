@@ -57,6 +57,38 @@ def record_name(table: str, row_id: str, column: str) -> str:
     return f"{label} {key} {column.removesuffix('_enc')}"
 
 
+def _columns(connection: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in connection.execute(f'pragma table_info("{table}")')}
+
+
+def phi_columns(connection: sqlite3.Connection) -> list[SealedColumn]:
+    """Sealed columns of a patient's records: tables with a ``patient_id``, and the table those
+    point to (the patients themselves)."""
+    sealed = sealed_columns(connection)
+    patients = {
+        str(fk[2])
+        for table in {c.table for c in sealed}
+        for fk in connection.execute(f'pragma foreign_key_list("{table}")')
+        if fk[3] == "patient_id"
+    }
+    return [
+        c
+        for c in sealed
+        if "id" in _columns(connection, c.table)
+        and ("patient_id" in _columns(connection, c.table) or c.table in patients)
+    ]
+
+
+def key_columns(connection: sqlite3.Connection) -> list[SealedColumn]:
+    """Sealed columns of per-user key records (a clinician's wrapped signing key)."""
+    return [
+        c
+        for c in sealed_columns(connection)
+        if {"id", "user_id"} <= _columns(connection, c.table)
+        and "patient_id" not in _columns(connection, c.table)
+    ]
+
+
 def _has(connection: sqlite3.Connection, table: str, column: str) -> bool:
     return any(r[1] == column for r in connection.execute(f'pragma table_info("{table}")'))
 
@@ -81,7 +113,7 @@ Planner = Callable[[sqlite3.Connection, random.Random, set[str]], Tamper | None]
 
 def swap_rows(connection: sqlite3.Connection, rng: random.Random, used: set[str]) -> Tamper | None:
     """Two rows of one patient exchange a field's ciphertext."""
-    for col in _shuffled(sealed_columns(connection), rng):
+    for col in _shuffled(phi_columns(connection), rng):
         by_patient: dict[str, list[Row]] = {}
         for row in _rows(connection, col, used):
             by_patient.setdefault(str(row[1]), []).append(row)
@@ -95,7 +127,7 @@ def swap_patients(
     connection: sqlite3.Connection, rng: random.Random, used: set[str]
 ) -> Tamper | None:
     """Rows of two patients exchange a field's ciphertext."""
-    for col in _shuffled(sealed_columns(connection), rng):
+    for col in _shuffled(phi_columns(connection), rng):
         rows = _rows(connection, col, used)
         for a in rows:
             for b in rows:
@@ -108,7 +140,7 @@ def swap_fields(
     connection: sqlite3.Connection, rng: random.Random, used: set[str]
 ) -> Tamper | None:
     """Two fields of one row exchange their ciphertexts."""
-    columns = sealed_columns(connection)
+    columns = phi_columns(connection)
     tables = sorted({c.table for c in columns})
     for table in _shuffled(tables, rng):
         mine = [c for c in columns if c.table == table]
@@ -146,10 +178,26 @@ def _swap(
     )
 
 
+def swap_signing_keys(
+    connection: sqlite3.Connection, rng: random.Random, used: set[str]
+) -> Tamper | None:
+    """Two clinicians' wrapped private signing keys exchanged (to sign under another's name)."""
+    for col in _shuffled(key_columns(connection), rng):
+        rows = connection.execute(
+            f'select id, user_id, "{col.column}" from "{col.table}" order by id'
+        ).fetchall()
+        rows = [r for r in rows if f"{col.table}:{r[0]}" not in used]
+        for a in rows:
+            for b in rows:
+                if a[1] != b[1]:
+                    return _swap(connection, col, col, a, b, used, "of signing keys")
+    return None
+
+
 def flip_ciphertext(
     connection: sqlite3.Connection, rng: random.Random, used: set[str]
 ) -> Tamper | None:
-    for col in _shuffled(sealed_columns(connection), rng):
+    for col in _shuffled(phi_columns(connection), rng):
         rows = _rows(connection, col, used)
         if rows:
             row_id, _, blob = rows[rng.randrange(len(rows))]
@@ -191,7 +239,7 @@ def flip_signature(
 def blank_value(
     connection: sqlite3.Connection, rng: random.Random, used: set[str]
 ) -> Tamper | None:
-    for col in _shuffled(sealed_columns(connection), rng):
+    for col in _shuffled(phi_columns(connection), rng):
         rows = _rows(connection, col, used)
         if rows:
             row_id = rows[rng.randrange(len(rows))][0]
@@ -208,6 +256,7 @@ PLANNERS: list[Planner] = [
     flip_ciphertext,
     flip_signature,
     blank_value,
+    swap_signing_keys,
 ]
 
 
@@ -235,7 +284,7 @@ def _rollback(files: Files, rng: random.Random, findings: list[str]) -> tuple[in
     previous ciphertext back. (detected, undetected) — the records are write-once, so the
     older ciphertext holds the same value: no value changes, only the suite goes back."""
     with database(files) as connection:
-        col = next(c for c in sealed_columns(connection) if c.table == "clinic_clinicalnote")
+        col = next(c for c in phi_columns(connection) if c.table == "clinic_clinicalnote")
         row_id, _, old = _rows(connection, col, set())[0]
     files.cli("keys", "reencrypt", "--to", STRONGER, timeout=300)
     with database(files) as connection:
