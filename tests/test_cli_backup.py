@@ -247,3 +247,49 @@ def test_a_postgresql_backup_restores_into_an_empty_database(postgres_databases,
     again = run(source, *argv[:-1], str(tmp_path / "t2"), "--database-url", target_url)
     assert "not empty" in refused(again)
     assert not (tmp_path / "t2").exists()
+
+
+def test_backup_check_names_each_record_that_fails(seeded, tmp_path):
+    import sqlite3
+
+    target = tmp_path / "tampered"
+    shutil.copytree(seeded, target)
+    db = sqlite3.connect(target / "carevault.sqlite3")
+    note_id, body = db.execute("select id, body_enc from clinic_clinicalnote limit 1").fetchone()
+    flipped = bytearray(body)
+    flipped[len(flipped) // 2] ^= 0x01
+    db.execute(
+        "update clinic_clinicalnote set body_enc = ? where id = ?", (bytes(flipped), note_id)
+    )
+    rx_id, signature = db.execute("select id, signature from clinic_prescription").fetchone()
+    forged = signature[:-3] + ("A" if signature[-3] != "A" else "B") + signature[-2:]
+    db.execute("update clinic_prescription set signature = ? where id = ?", (forged, rx_id))
+    db.commit()
+    db.close()
+    done = run(target, "backup", "check", "--json")
+    report = json.loads(done.stdout)
+    assert done.returncode != 0
+    assert not report["ok"]
+    assert report["failures"] == [
+        f"clinic.clinicalnote {uuid.UUID(note_id)} body",
+        f"clinic.prescription {uuid.UUID(rx_id)} signature",
+    ]
+
+
+def test_backup_check_names_a_clinician_key_whose_wrapped_half_was_swapped(seeded, tmp_path):
+    import sqlite3
+
+    target = tmp_path / "keys-swapped"
+    shutil.copytree(seeded, target)
+    db = sqlite3.connect(target / "carevault.sqlite3")
+    (a, wa), (b, wb) = db.execute(
+        "select id, wrapped_private from vault_cliniciankey order by id limit 2"
+    ).fetchall()
+    db.execute("update vault_cliniciankey set wrapped_private = ? where id = ?", (wb, a))
+    db.execute("update vault_cliniciankey set wrapped_private = ? where id = ?", (wa, b))
+    db.commit()
+    db.close()
+    report = json.loads(run(target, "backup", "check", "--json").stdout)
+    assert report["failed_signing_keys"] == 2
+    assert f"vault.cliniciankey {uuid.UUID(a)} wrapped_private" in report["failures"]
+    assert f"vault.cliniciankey {uuid.UUID(b)} wrapped_private" in report["failures"]

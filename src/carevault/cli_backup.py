@@ -129,6 +129,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{'every record checks out' if report.ok else 'RECORDS FAIL'}: "
         f"{report.values - report.failed_values}/{report.values} sealed values decrypt, "
         f"{report.signed - report.failed_signatures}/{report.signed} signed records verify, "
+        f"{report.signing_keys - report.failed_signing_keys}/{report.signing_keys} signing keys "
+        "hold, "
         f"{report.files} lab files"
     )
     _emit(args, report.as_dict(), text)

@@ -50,12 +50,19 @@ class CheckReport:
     failed_values: int = 0
     signed: int = 0
     failed_signatures: int = 0
+    signing_keys: int = 0
+    failed_signing_keys: int = 0
     files: int = 0
     by_model: dict[str, int] = field(default_factory=dict)
+    # Which records fail ("<model> <pk> <column>" or "<model> <pk> signature"), so the officer
+    # knows what to restore: the walk names them, the count alone does not.
+    failures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed_values and not self.failed_signatures
+        return (
+            not self.failed_values and not self.failed_signatures and not self.failed_signing_keys
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "ok": self.ok}
@@ -67,6 +74,8 @@ def check_all() -> CheckReport:
     from carevault.web.clinic.models import Prescription
     from carevault.web.labs.actions import result_status
     from carevault.web.labs.models import LabFile, LabResult
+    from carevault.web.vault import service
+    from carevault.web.vault.models import ClinicianKey
 
     report = CheckReport()
     for model in phi_models():
@@ -78,6 +87,7 @@ def check_all() -> CheckReport:
                     row.unseal(column)
                 except CryptoError:
                     report.failed_values += 1
+                    report.failures.append(f"{model._meta.label_lower} {row.pk} {column}")
             count += 1
         report.by_model[model._meta.label_lower] = count
     for p in Prescription.objects.all():
@@ -85,10 +95,21 @@ def check_all() -> CheckReport:
         values = p.unseal_all()
         if prescription_status(p, values) != SignatureStatus.VALID:
             report.failed_signatures += 1
+            report.failures.append(f"{p._meta.label_lower} {p.pk} signature")
     for r in LabResult.objects.all():
         report.signed += 1
         if result_status(r, check_files=True)[1] != SignatureStatus.VALID:
             report.failed_signatures += 1
+            report.failures.append(f"{r._meta.label_lower} {r.pk} signature")
+    for key in ClinicianKey.objects.all():
+        # Every clinician key, also one that has signed nothing yet: its private half must
+        # unwrap, bound to its user and key id, and match its public half.
+        report.signing_keys += 1
+        try:
+            service.verify_key(key)
+        except CryptoError:
+            report.failed_signing_keys += 1
+            report.failures.append(f"{key._meta.label_lower} {key.pk} wrapped_private")
     report.files = LabFile.objects.count()
     return report
 
