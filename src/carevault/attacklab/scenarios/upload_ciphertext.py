@@ -14,7 +14,8 @@ payloads: the homomorphic scoring API and the login packet.
 
 Held: every malformed payload answered with a 4xx (400 "Login failed." for packets, or 429 once
 the address's forged-packet limit is reached), none with a 5xx or a success, and the server
-still healthy.
+still healthy. Whether the AI layer raised an incident is reported (it has rules for broken
+ciphertext headers and foreign key lengths), not required.
 """
 
 from __future__ import annotations
@@ -265,5 +266,7 @@ SCENARIO = Scenario(
     bounds=Bounds(requests=80, seconds=120),
     quick_bounds=Bounds(requests=60, seconds=60),
     run=run,
-    expect_detection=False,
+    # The AI layer has rules for broken ciphertext headers and foreign key lengths in submitted
+    # data (security/rules.py); whether refused payloads reach it is what this reports.
+    expect_detection=True,
 )
