@@ -9,7 +9,8 @@ morning (an honest doctor on a ward computer orders them first). Two scenarios:
     * files the server may store (their content *is* a PDF or PNG) but that are also something
       else: a PDF that is a web page with a script, a PNG carrying a script, a PDF whose stream
       inflates to 64 MB; sent under traversal names (``../../x.html``, ``/etc/x.png``,
-      ``..\\..\\x.pdf``), a right-to-left-override name and a NUL byte in the name;
+      ``..\\..\\x.pdf``, fullwidth dots and slash), a right-to-left-override name and a NUL byte
+      in the name; and traversal in the download address;
     * files it must refuse: a web page, a program, an empty file, a PNG claiming to be a PDF, a
       web page named ``.pdf``, and a PDF just over the size limit the form states.
 
@@ -55,6 +56,11 @@ TECH = "labtech1"
 DOCTOR = "doctor1"
 DEFAULT_LIMIT = 10 * 1024 * 1024  # settings.LAB_UPLOAD_MAX_BYTES, if the form does not say
 SAFE_TYPES = ("application/pdf", "image/png", "image/jpeg")
+TRAVERSAL_PATHS = (
+    "/labs/files/..%2f..%2f..%2fetc%2fpasswd/",
+    "/labs/files/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    "/labs/files/....//....//etc/passwd/",
+)
 
 
 class _Lab:
@@ -130,6 +136,8 @@ def run_lab_files(ctx: Context) -> Outcome:
         Part("files", f"/etc/{marker}-b.png", "image/png", png_with_script()),
         Part("files", f"..\\..\\{marker}-c.pdf", "application/pdf", pdf_flate_bomb()),
         Part("files", f"{marker}-d\u202efdp.exe", "application/pdf", minimal_pdf()),
+        # Fullwidth dots and solidus: "../" once a server normalises the name with NFKC.
+        Part("files", f"\uff0e\uff0e\uff0f{marker}-f.pdf", "application/pdf", minimal_pdf()),
     ]
     first = lab.post(requests[0], stored_batch)
     verdicts["polyglots with traversal names"] = first.verdict
@@ -163,10 +171,22 @@ def run_lab_files(ctx: Context) -> Outcome:
 
     # 3. What was stored: served back safely? written only under the server's own names?
     checked = unsafe = 0
+    if lab.cut:
+        lab.login()  # a fresh session to read back what was stored
     for request_id, answer in ((requests[0], first), (requests[1], second)):
         if answer.verdict == "accepted":
             c, u = _stored_files_check(lab, request_id, findings)
             checked, unsafe = checked + c, unsafe + u
+    stored = len(stored_batch) * (first.verdict == "accepted") + (second.verdict == "accepted")
+    if checked < stored:
+        findings.append(f"only {checked} of {stored} stored files could be read back")
+    # Traversal in the download address itself: never a file of the machine.
+    for path in TRAVERSAL_PATHS:
+        probe = lab.client.get(path)
+        verdicts[f"GET {path}"] = f"HTTP {probe.status}"
+        if probe.status < 400 and b"root:" in probe.body:
+            unsafe += 1
+            findings.append(f"GET {path} served a file of the machine")
     outside: list[str] = []
     if ctx.files is not None:
         outside = names_outside(ctx.files.data_dir, marker)
