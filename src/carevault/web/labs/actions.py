@@ -109,12 +109,15 @@ def _check_upload(upload: Upload) -> str:
         raise rejected(f"{name} is larger than {limit}", "too_large")
     if upload.size == 0:
         raise rejected(f"{name} is empty", "empty")
-    head = upload.data.read(16)
+    head = upload.data.read(storage.HEAD_BYTES)
     upload.data.seek(0)
     content_type = storage.sniff(head)
     if content_type is None:
+        # The audit (and the threat detection reading it) learns what the content is instead.
         raise rejected(
-            f"{name} is not a PDF, PNG or JPEG file (checked by its content)", "unrecognised"
+            f"{name} is not a PDF, PNG or JPEG file (checked by its content)",
+            "unrecognised",
+            storage.describe(head),
         )
     if declared and declared != content_type:
         raise rejected(

@@ -32,6 +32,39 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+# What a refused file's content is, for the audit log and the threat detection only (never to
+# accept a file): the kinds no clinical upload has (programs, scripts, web pages: the AI layer's
+# "dangerous upload content" rule, security/rules.py) and archives. Without it every refused file
+# reached the detectors as "not recognised", and that rule could not fire on a real upload.
+_DESCRIBED: tuple[tuple[bytes, str], ...] = (
+    (b"MZ", "application/x-dosexec"),
+    (b"\x7fELF", "application/x-executable"),
+    (b"\xcf\xfa\xed\xfe", "application/x-mach-binary"),
+    (b"\xce\xfa\xed\xfe", "application/x-mach-binary"),
+    (b"#!", "text/x-shellscript"),
+    (b"PK\x03\x04", "application/zip"),
+    (b"\x1f\x8b", "application/gzip"),
+)
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<iframe")
+
+
+def describe(head: bytes) -> str:
+    """What these first bytes are, as far as the audit needs to say: an allowed type, a program,
+    a script, a web page or an archive; "" for anything else."""
+    allowed = sniff(head)
+    if allowed is not None:
+        return allowed
+    for magic, content_type in _DESCRIBED:
+        if head.startswith(magic):
+            return content_type
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return "text/html" if text.startswith(_HTML_STARTS) else ""
+
+
+# How much of a file is read to recognise it.
+HEAD_BYTES = 512
+
+
 # The decision log names a file's content by this pseudo-table (its record's own fields, the
 # file name and digest, are logged under the record's table).
 CONTENT_TABLE = "labs_labfile:content"
