@@ -76,6 +76,22 @@ def label_agreement(know: Knowledge, xs: list[NDArray[np.float64]], y: list[int]
     return surrogate_agreement(cases, labels, _Referee(know), know.X_eval)  # type: ignore[arg-type]
 
 
+def draw_spread(know: Knowledge, n: int, draws: int = 20) -> tuple[float, float, float]:
+    """Lowest, mean and highest agreement of ``n`` random pool cases labelled by the served
+    model (the recipe's labels), over ``draws`` draws: how much of a curve is luck of the draw."""
+    if n == 0:
+        return (baseline(know),) * 3
+    rng = np.random.default_rng(0)
+    labels = know.recipe.predict(know.pool)
+    values = []
+    for _ in range(draws):
+        chosen = rng.choice(len(know.pool), size=min(n, len(know.pool)), replace=False)
+        values.append(
+            label_agreement(know, list(know.pool[chosen]), [int(v) for v in labels[chosen]])
+        )
+    return min(values), float(np.mean(values)), max(values)
+
+
 def baseline(know: Knowledge) -> float:
     return label_agreement(know, [], [])
 

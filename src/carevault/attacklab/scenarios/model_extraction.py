@@ -27,6 +27,7 @@ the same doctor) is reported too and counts: the issue asks for budgets shared a
 from __future__ import annotations
 
 import contextlib
+import random
 from typing import Any
 
 import numpy as np
@@ -180,10 +181,11 @@ def _homomorphic(ctx: Context, who: Attacker, queries: list[NDArray[np.float64]]
 
     channel = Channel("homomorphic")
     he = HomomorphicClient(queries[0].shape[0])
-    for start in range(0, len(queries), HE_BATCH):
+    start, size = 0, HE_BATCH
+    while start < len(queries):
         if not ctx.within_bounds(reserve=2):
             break
-        batch = np.asarray(queries[start : start + HE_BATCH])
+        batch = np.asarray(queries[start : start + size])
         request = he.encrypt_rows(batch)
         answer = _he_post(who.client, request)
         if _session_ended(answer.status, answer.headers):
@@ -191,6 +193,10 @@ def _homomorphic(ctx: Context, who: Attacker, queries: list[NDArray[np.float64]]
                 channel.refused(answer.status, "session ended, sign-in refused")
                 break
             answer = _he_post(who.client, request)
+        if answer.status == 429 and size > 1:
+            size = max(1, size // 4)  # a smaller batch may still fit what is left
+            channel.refusals[429] = channel.refusals.get(429, 0) + 1
+            continue
         if answer.status != 200:
             channel.refused(answer.status, "budget" if answer.status == 429 else "")
             break
@@ -198,6 +204,7 @@ def _homomorphic(ctx: Context, who: Attacker, queries: list[NDArray[np.float64]]
         channel.X.extend(batch)
         channel.labels.extend(int(v >= 0) for v in logits)
         channel.scores.extend(float(v) for v in logits)
+        start += len(batch)
     return channel
 
 
@@ -226,19 +233,22 @@ def run(ctx: Context, only: str | None = None) -> Outcome:
     ctx.accounts.add(ATTACKER)
     who = Attacker(ctx)
     pid = _patient(who.client)
-    order = [know.pool[int(i)] for i in ctx.rng.sample(range(len(know.pool)), len(know.pool))]
-    cap_api, cap_page = (30, 50) if ctx.quick else (60, 80)
-    cap_he = 600
-    # Each channel gets its own slice of the real cases: what an attacker who pools them gets
-    # is as many distinct labelled cases as answers.
+    # The same real cases in the same order whichever channel asks (seeded by the run, not by
+    # the scenario's place), so the channels' curves differ by what each channel answers only.
+    draw = random.Random(f"{ctx.seed}:model-extraction")  # noqa: S311 - attack choices
+    order = [know.pool[int(i)] for i in draw.sample(range(len(know.pool)), len(know.pool))]
+    cap = 60 if ctx.quick else 120
+    if only is None:  # all channels in one run: each its own slice, as a pooling attacker would
+        slices = [order[:cap], order[cap : 2 * cap], order[2 * cap :]]
+    else:
+        slices = [order[:cap], order[:cap], order]
     channels = []
     if only in (None, "api"):
-        channels.append(_api(ctx, who, pid, order[:cap_api]))
+        channels.append(_api(ctx, who, pid, slices[0]))
     if only in (None, "page"):
-        channels.append(_page(ctx, who, pid, order[cap_api : cap_api + cap_page]))
+        channels.append(_page(ctx, who, pid, slices[1]))
     if only in (None, "homomorphic"):
-        stolen = order[cap_api + cap_page : cap_api + cap_page + cap_he]
-        channels.append(_homomorphic(ctx, who, stolen))
+        channels.append(_homomorphic(ctx, who, slices[2]))
     pooled = Channel("pooled, every channel")
     for c in channels:
         pooled.X += c.X
@@ -249,6 +259,7 @@ def run(ctx: Context, only: str | None = None) -> Outcome:
     curves: dict[str, list[list[float]]] = {}
     findings: list[str] = [f"free baseline (20 public cases, no query): {base:.1%}"]
     worst = -100.0
+    metrics_spread: dict[str, list[float]] = {}
     answered_labels = 0
     disagreements = 0
     for c in every:
@@ -257,7 +268,15 @@ def run(ctx: Context, only: str | None = None) -> Outcome:
             disagreements += int(np.sum(recipe != np.asarray(c.labels)))
             answered_labels += len(c.X)
         if not c.X:
-            findings.append(f"{c.name}: no query answered ({c.stopped})")
+            findings.append(
+                f"{c.name}: no query answered ({c.stopped})"
+                + (
+                    ": the doctor's budget was already spent, on this or another channel "
+                    "(budgets are shared across processes; homomorphic and API share one)"
+                    if 429 in c.refusals
+                    else ""
+                )
+            )
             continue
         these = _curves(know, c)
         curves.update(these)
@@ -270,6 +289,13 @@ def run(ctx: Context, only: str | None = None) -> Outcome:
                 f"{name}: {len(c.X)} answered until {c.stopped}; stolen model agrees {final:.1%} "
                 f"({gain:+.1f} points over the baseline; best along the way {peak:.1%})"
             )
+        low, mean, high = tools.draw_spread(know, len(c.X))
+        findings.append(
+            f"{c.name}: for scale, {len(c.X)} real cases drawn at random and labelled by the "
+            f"served model give {low:.1%} to {high:.1%} (mean {mean:.1%}, 20 draws; one "
+            f"evaluation case is {100 / len(know.X_eval):.1f} points)"
+        )
+        metrics_spread[c.name] = [round(low, 4), round(mean, 4), round(high, 4)]
     findings.append(
         f"referee check: {disagreements} of {answered_labels} answered labels differ from the "
         "training recipe's model the agreement is measured against"
@@ -309,6 +335,7 @@ def run(ctx: Context, only: str | None = None) -> Outcome:
     metrics: dict[str, Any] = {
         "extraction": {"baseline": round(base, 4), "channels": curves},
         "worst_gain_points": worst,
+        "random_draw_spread": metrics_spread,
     }
     leaked = sum(len(c.X) for c in channels) if worst > GOAL_POINTS else 0
     return Outcome(held, defences, leaked=leaked, findings=findings, metrics=metrics)
