@@ -139,3 +139,12 @@ def newest_run(page: str) -> tuple[int, float | None] | None:
 
 def gain_points(agreement: float, base: float) -> float:
     return round((agreement - base) * 100, 2)
+
+
+def patient_of(client: Any) -> str:
+    """The first patient on a signed-in doctor's list (the API)."""
+    answer = client.get_json(API_PATIENTS)
+    results = answer.get("results") or []
+    if not results:
+        raise RuntimeError("the doctor has no patient to run diagnoses for")
+    return str(results[0]["id"])
