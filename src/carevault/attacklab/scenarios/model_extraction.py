@@ -60,8 +60,9 @@ class Attacker:
 
     MAX_LOGINS = 6
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, username: str = ATTACKER) -> None:
         self.ctx = ctx
+        self.username = username
         self.logins = 0
         self.sessions_ended = 0
         self.refused_login = ""
@@ -70,7 +71,7 @@ class Attacker:
     def _login(self) -> AttackClient:
         self.logins += 1
         client = self.ctx.client(self.logins)
-        client.login(ATTACKER, self.ctx.password(ATTACKER))
+        client.login(self.username, self.ctx.password(self.username))
         return client
 
     def relogin(self) -> bool:
@@ -96,6 +97,7 @@ class Channel:
         self.X: list[NDArray[np.float64]] = []
         self.labels: list[int] = []
         self.scores: list[float] = []
+        self.confidences: list[float | None] = []
         self.stopped = NOT_CUT
         self.refusals: dict[int, int] = {}
 
@@ -155,6 +157,7 @@ def _page(ctx: Context, who: Attacker, pid: str, queries: list[NDArray[np.float6
             break
         channel.X.append(x)
         channel.labels.append(run[0])
+        channel.confidences.append(run[1])
         if run[1] is not None:
             channel.scores.append(tools.logit(run[1]))
     return channel
