@@ -73,7 +73,7 @@ def label_agreement(know: Knowledge, xs: list[NDArray[np.float64]], y: list[int]
     their diagnoses plus the answered queries with the served labels."""
     cases = [*list(know.public), *xs]
     labels = [*know.public_labels, *y]
-    return surrogate_agreement(cases, labels, _Referee(know), know.X_eval)  # type: ignore[arg-type]
+    return surrogate_agreement(cases, labels, _Referee(know), know.X_eval)
 
 
 def draw_spread(know: Knowledge, n: int, draws: int = 20) -> tuple[float, float, float]:

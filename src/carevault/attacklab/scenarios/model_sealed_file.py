@@ -91,7 +91,7 @@ def run(ctx: Context) -> Outcome:
         shutil.rmtree(saved, ignore_errors=True)
         return Outcome(held=False, findings=[f"the untouched model does not answer ({status})"])
     serving = int(version)
-    attacks: list[tuple[str, Callable[[], None]]] = [
+    attacks: list[tuple[str, Callable[[], object]]] = [
         ("flipped bit in the encrypted model", lambda: _flip(root / "v1" / "model.skops.enc", 99)),
         ("edited signed manifest", lambda: _edit_manifest(root / "v1" / "manifest.json")),
         (
