@@ -68,9 +68,17 @@ def run(ctx: Context) -> Outcome:
     xs_out = np.asarray([x for x, _, m in answered if not m])
     y_out = np.asarray([y for _, y, m in answered if not m])
     metrics: dict[str, object] = {"answered": len(answered)}
+    defences = ["output obfuscation"]
+    if 429 in channel.refusals:
+        defences.append("budget")
+    if who.sessions_ended:
+        defences.append("session check")
     if min(len(loss_in), len(loss_out)) < 4:
-        findings.append("too few answers to measure an advantage (fewer than 4 of each)")
-        return Outcome(held=True, defences=["budget"], findings=findings, metrics=metrics)
+        findings.append(
+            "too few answers to measure an advantage (fewer than 4 of each): the server stopped "
+            "answering first"
+        )
+        return Outcome(held=True, defences=defences, findings=findings, metrics=metrics)
     served = attack_advantage(np.asarray(loss_in), np.asarray(loss_out))
     same_cases = attack_advantage(
         per_record_loss(control, xs_in, y_in), per_record_loss(control, xs_out, y_out)
@@ -96,11 +104,6 @@ def run(ctx: Context) -> Outcome:
     if not works:
         findings.append("the control does not show the attack working: no verdict possible")
     held = works and served <= SERVED_MAX
-    defences = ["output obfuscation"]
-    if 429 in channel.refusals:
-        defences.append("budget")
-    if who.sessions_ended:
-        defences.append("session check")
     return Outcome(held=held, defences=defences, findings=findings, metrics=metrics)
 
 

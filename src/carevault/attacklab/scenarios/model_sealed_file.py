@@ -68,9 +68,11 @@ def run(ctx: Context) -> Outcome:
     shutil.copytree(root, saved / NAME, symlinks=True)
 
     def ask() -> tuple[int, int | None]:
-        answer = probe.post_json(
-            f"{tools.API_PATIENTS}/{pid}/diagnoses", {"features": case, "model": "logistic"}
-        )
+        path = f"{tools.API_PATIENTS}/{pid}/diagnoses"
+        answer = probe.post_json(path, {"features": case, "model": "logistic"})
+        if answer.status == 401:  # the session ended (an earlier scenario's response): again
+            probe.login(PROBE, ctx.password(PROBE))
+            answer = probe.post_json(path, {"features": case, "model": "logistic"})
         version = answer.json().get("version") if answer.status == 201 else None
         return answer.status, version
 
@@ -158,7 +160,10 @@ def run(ctx: Context) -> Outcome:
     ok, said = verify()
     if status != 201 or ok:
         held = False
-        findings.append(f"after restoring, the model does not serve or verify cleanly: {said}")
+        findings.append(
+            f"after restoring, the model does not serve (HTTP {status}) or verify cleanly "
+            f"(verify {'failed' if ok else 'ok'}: {said})"
+        )
     else:
         findings.append(f"restored: the model verifies and serves v{version} again")
     return Outcome(
