@@ -2,7 +2,7 @@
 
 Question: from the model's answers, can an attacker tell whether a given patient's record was in
 its training set? The attack is the project's loss-threshold attack (Yeom et al. 2018;
-modelguard/membership.py: two-fold held-out threshold, advantage = TPR - FPR). A doctor (doctor2)
+modelguard/membership.py: two-fold held-out threshold, advantage = TPR - FPR). A doctor (doctor1)
 asks the diagnosis page, the channel that says most (a confidence rounded to one decimal), about
 training cases (members: the public data set's training split) and held-out cases (non-members),
 alternately, until the page stops answering (budget, session ended) or the bounds end; the loss
@@ -25,7 +25,7 @@ from carevault.modelguard.membership import attack_advantage, overfit_control, p
 from . import _modeltools as tools
 from .model_extraction import Attacker, _page
 
-ATTACKER = "doctor2"
+ATTACKER = "doctor1"
 CONTROL_MIN = 0.3
 SERVED_MAX = 0.15
 
