@@ -63,12 +63,15 @@ def run(ctx: Context) -> Outcome:
     probe = ctx.honest_client(1)
     probe.login(PROBE, ctx.password(PROBE))
     pid = tools.patient_of(probe)
-    case = [float(v) for v in tools.knowledge().X_eval[0]]
+    # A different real case each time: the same case asked again and again is what the
+    # extraction monitor rightly cuts off as a probe walking around one point.
+    cases = iter([[float(v) for v in x] for x in tools.knowledge().X_eval[:20]])
     saved = Path(tempfile.mkdtemp(prefix="cv-model-"))
     shutil.copytree(root, saved / NAME, symlinks=True)
 
     def ask() -> tuple[int, int | None]:
         path = f"{tools.API_PATIENTS}/{pid}/diagnoses"
+        case = next(cases)
         answer = probe.post_json(path, {"features": case, "model": "logistic"})
         if answer.status == 401:  # the session ended (an earlier scenario's response): again
             probe.login(PROBE, ctx.password(PROBE))
