@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from carevault.modelguard.budgets import BudgetLimits
+from carevault.modelguard.budgets import BudgetExceeded, BudgetLimits
 from carevault.modelguard.dataset import load_split
-from carevault.modelguard.extraction import ExtractionMonitor
+from carevault.modelguard.extraction import ClientState, ExtractionMonitor
 from carevault.modelguard.guard import (
     DEFAULT_CONFIG,
     ClientKind,
@@ -140,3 +140,16 @@ def test_concurrent_queries_never_exceed_the_budget(guard: QueryGuard) -> None:
             assert sum(allowed) == limit
     finally:
         sys.setswitchinterval(interval)
+
+
+def test_blind_queries_share_the_clients_budget_and_a_cut_off_client_gets_none(
+    guard: QueryGuard,
+) -> None:
+    limit = guard.config[ClientKind.API].limits.per_hour
+    guard.charge_blind("api:7", limit - 1, T0)  # encrypted patients the monitor cannot see
+    assert guard.check("api:7", SPLIT.X_test[0], T0, ClientKind.API).allowed  # the last one
+    with pytest.raises(BudgetExceeded):
+        guard.charge_blind("api:7", 1, T0)
+    guard.monitor.store.update("api:8", lambda _: (ClientState(alert_reason="cut off"), None))
+    with pytest.raises(BudgetExceeded):
+        guard.charge_blind("api:8", 1, T0)

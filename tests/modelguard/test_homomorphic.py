@@ -59,7 +59,9 @@ def test_every_test_set_label_agrees_with_the_plaintext_model_one_patient_at_a_t
     X = served.split.X_test
     logits = np.array(
         [
-            client.decrypt_logits(he.score_request(client.encrypt_rows(x), served.model), 1)[0]
+            client.decrypt_logits(
+                he.score_request(client.encrypt_rows(x), served.model, noise=False), 1
+            )[0]
             for x in X
         ]
     )
@@ -71,7 +73,7 @@ def test_a_batch_in_columns_agrees_on_the_whole_test_set_and_matches_the_probabi
     served: Served, client: HomomorphicClient
 ) -> None:
     X = served.split.X_test
-    reply = he.score_request(client.encrypt_columns(X), served.model)
+    reply = he.score_request(client.encrypt_columns(X), served.model, noise=False)
     proba = client.decrypt_proba(reply, len(X))
     assert np.array_equal((proba >= 0.5).astype(int), served.pipeline.predict(X))
     assert np.abs(proba - served.pipeline.predict_proba(X)[:, 1]).max() < 1e-4
@@ -85,7 +87,9 @@ def test_a_batch_in_rows_agrees_on_the_whole_test_set(
     assert per_request == 128
     logits = np.concatenate(
         [
-            client.decrypt_logits(he.score_request(client.encrypt_rows(chunk), served.model))
+            client.decrypt_logits(
+                he.score_request(client.encrypt_rows(chunk), served.model, noise=False)
+            )
             for chunk in (X[:per_request], X[per_request:])
         ]
     )
@@ -97,13 +101,67 @@ def test_the_rows_reply_hides_the_per_feature_products_behind_masks(
     served: Served, client: HomomorphicClient
 ) -> None:
     x = served.split.X_test[0]
-    reply = he.score_request(client.encrypt_rows(x), served.model, rng=np.random.default_rng(5))
+    reply = he.score_request(
+        client.encrypt_rows(x), served.model, rng=np.random.default_rng(5), noise=False
+    )
     start = he.HEADER.size + he.LENGTH_FIELD.size
     slots = np.array(ts.ckks_vector_from(client._context, reply[start:]).decrypt())[:30]
     products = served.model.weights * x
     # Without masks each slot would be w_j x_j, handing the client every weight in one query.
     assert np.abs(slots - products).min() > 1.0
     assert abs(slots.sum() - served.model.decision(x[None])[0]) < LOGIT_TOLERANCE
+
+
+def _solve(X: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    A = np.hstack([X, np.ones((len(X), 1))])
+    col = np.abs(A).max(axis=0)
+    solution, *_ = np.linalg.lstsq(A / col, scores, rcond=None)
+    return np.asarray(solution / col)
+
+
+def test_two_identical_queries_decrypt_to_different_scores(
+    served: Served, client: HomomorphicClient
+) -> None:
+    x = served.split.X_test[0]
+    request = client.encrypt_rows(x)
+    first = client.decrypt_logits(he.score_request(request, served.model), 1)[0]
+    second = client.decrypt_logits(he.score_request(request, served.model), 1)[0]
+    exact = served.model.decision(x[None])[0]
+    assert abs(first - second) > 1e-2
+    assert abs(first - exact) > LOGIT_TOLERANCE or abs(second - exact) > LOGIT_TOLERANCE
+    columns = client.encrypt_columns(served.split.X_test[:8])
+    a = client.decrypt_logits(he.score_request(columns, served.model))
+    b = client.decrypt_logits(he.score_request(columns, served.model))
+    assert np.abs(a - b).min() > 1e-3
+
+
+def test_the_noise_keeps_every_label_and_the_score_within_a_factor_of_two(
+    served: Served, client: HomomorphicClient
+) -> None:
+    X = served.split.X_test
+    noisy = client.decrypt_logits(he.score_request(client.encrypt_columns(X), served.model))
+    exact = served.model.decision(X)
+    # Every label, clear or borderline: the blinding factor is positive.
+    assert np.array_equal((noisy > 0).astype(int), served.pipeline.predict(X))
+    ratio = noisy / exact
+    assert ratio.min() > 1 / he.NOISE_FACTOR - 1e-3
+    assert ratio.max() < he.NOISE_FACTOR + 1e-3
+    assert ratio.std() > 0.2  # really blinded, not a constant rescaling
+    rows = client.decrypt_logits(he.score_request(client.encrypt_rows(X[:128]), served.model))
+    assert np.array_equal((rows > 0).astype(int), served.pipeline.predict(X[:128]))
+
+
+def test_equation_solving_on_noisy_scores_no_longer_recovers_the_weights(
+    served: Served, client: HomomorphicClient
+) -> None:
+    X = served.split.X_train[:60]
+    request = client.encrypt_columns(X)
+    exact = client.decrypt_logits(he.score_request(request, served.model, noise=False))
+    noisy = client.decrypt_logits(he.score_request(request, served.model))
+    truth = np.append(served.model.weights, served.model.bias)
+    error = lambda w: np.linalg.norm(w - truth) / np.linalg.norm(truth)  # noqa: E731
+    assert error(_solve(X, exact)) < 1e-3  # without noise: the model, exactly
+    assert error(_solve(X, noisy)) > 0.1
 
 
 def test_the_request_carries_a_context_that_cannot_decrypt(

@@ -96,13 +96,21 @@ def _batch(
 
 
 def _accuracy(client: HomomorphicClient, pipeline: Any, model: Any, cases: Any) -> dict[str, Any]:
-    """Both layouts on the whole test split: label agreement and the worst logit error."""
+    """Both layouts on the whole test split: label agreement and the worst logit error of the
+    arithmetic (without the server's blinding noise), then label agreement with the noise the
+    server always adds (homomorphic.py, "Noise")."""
     exact = model.decision(cases)
     labels = pipeline.predict(cases)
-    columns = client.decrypt_logits(he.score_request(client.encrypt_columns(cases), model))
-    rows = np.array(
-        [client.decrypt_logits(he.score_request(client.encrypt_rows(x), model))[0] for x in cases]
+    columns = client.decrypt_logits(
+        he.score_request(client.encrypt_columns(cases), model, noise=False)
     )
+    rows = np.array(
+        [
+            client.decrypt_logits(he.score_request(client.encrypt_rows(x), model, noise=False))[0]
+            for x in cases
+        ]
+    )
+    noisy = client.decrypt_logits(he.score_request(client.encrypt_columns(cases), model))
     return {
         "test_cases": len(cases),
         "agreement_single": float(np.mean((rows > 0).astype(int) == labels)),
@@ -110,6 +118,9 @@ def _accuracy(client: HomomorphicClient, pipeline: Any, model: Any, cases: Any) 
         "max_logit_error_single": float(np.abs(rows - exact).max()),
         "max_logit_error_batch": float(np.abs(columns - exact).max()),
         "min_abs_plaintext_logit": float(np.abs(exact).min()),
+        "agreement_batch_with_noise": float(np.mean((noisy > 0).astype(int) == labels)),
+        "noise_factor_range": [1 / he.NOISE_FACTOR, he.NOISE_FACTOR],
+        "max_noise_ratio": float(np.max(np.maximum(noisy / exact, exact / noisy))),
     }
 
 

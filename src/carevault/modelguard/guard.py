@@ -127,6 +127,20 @@ class QueryGuard:
                 return GuardVerdict(False, verdict.reason, True, True, None)
             return GuardVerdict(True, "", False, False, None)
 
+    def charge_blind(
+        self, client_id: str, count: int, now: datetime, client_kind: ClientKind = ClientKind.API
+    ) -> None:
+        """Count ``count`` queries the service cannot see (encrypted patients: homomorphic
+        scoring) against the same budget as ``client_kind``'s clear queries, all or nothing;
+        raises :class:`BudgetExceeded`. A client the monitor has cut off is refused too (as a
+        full budget, with a day to wait): it may not switch to a channel the monitor is blind
+        to. The monitor itself has nothing to look at."""
+        if not isinstance(client_kind, ClientKind):
+            raise TypeError(f"client kind must be a ClientKind, got {type(client_kind).__name__}")
+        if self.monitor.is_cut_off(client_id):
+            raise BudgetExceeded(client_id, "cut-off", 0, timedelta(days=1))
+        self._budgets[client_kind].charge(client_id, now, count=count)
+
     def release(self, proba: float, label: int, client_kind: ClientKind) -> ObfuscatedOutput:
         """What the client sees of the model's P(malignant) ``proba`` and its ``label``."""
         if not isinstance(client_kind, ClientKind):

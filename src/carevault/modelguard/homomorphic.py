@@ -28,6 +28,25 @@ Two wire layouts (``LAYOUT_ROWS``, ``LAYOUT_COLUMNS``):
   i is exactly patient i's logit (no mask needed). The bulk layout: per-patient cost is the
   30 products divided by up to 4096 patients.
 
+Noise (issue 14: never exact logits). Exact logits hand an equation solver the model: 31
+linearly independent queries give all 30 weights and the bias. So the server blinds every
+patient's score with a fresh secret factor before returning it: patient i's score comes back as
+``r_i * (w · x_i + b)`` with ``r_i`` log-uniform in [1/2, 2] (``NOISE_FACTOR``), drawn per patient
+and per request. The factor is folded into the plaintext weights and bias, so it costs no extra
+multiplication and no level of the modulus chain. Why a positive factor rather than an additive
+Gaussian: it never moves a score across zero, so the label (score >= 0, P >= 0.5) is exactly the
+model's for every case, clear or borderline, while the magnitude (what an equation solver needs)
+is off by up to a factor of two, independently each time, so two identical queries decrypt to
+different scores. Scale choice: a factor range of 4 (±0.69 in log) makes one answer's error as
+large as the spread of the logits between a typical benign and a typical malignant case (log
+|logit| spans about 1.5 on the test set between its 10% and 50% quantiles), so the solved
+weights are no better than a label-only fit for the attacker's query budget, while the doctor's
+decrypted P(malignant) keeps its side of 0.5 and its order of magnitude (a logit of 7 comes back
+between 3.5 and 14: "clearly malignant" either way). What it does not do: a client with many
+queries still averages the factor out (its mean is a constant, and a scaled weight vector is the
+same classifier), so the query budget, not the noise, is what bounds an extraction; the attack
+lab measures both (scenario ``model.extraction-homomorphic``).
+
 Wire format (big-endian): ``b"CVHE" | version u8 | layout u8 | patients u32 | context (u32 length
 + TenSEAL context bytes) | ciphertexts u32 | each (u32 length + TenSEAL CKKS vector bytes)``. The
 reply: ``b"CVHR" | version | layout | patients u32 | one ciphertext (u32 length + bytes)``.
@@ -63,6 +82,10 @@ MAX_MODULUS_BITS_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32
 # Mask magnitude for the rows layout: large against the per-feature products (|w_j x_j| is tens
 # at most on real cases), small enough to stay 3 bits under the 2^19 ceiling of the last level.
 MASK_BOUND = float(2**16)
+
+# Per-patient blinding factor of the returned score: log-uniform in [1/NOISE_FACTOR,
+# NOISE_FACTOR] (see "Noise" above). Positive, so the sign (the label) is never changed.
+NOISE_FACTOR = 2.0
 
 # Size limits checked before anything is parsed. A fresh ciphertext at these parameters is about
 # 235 kB (SEAL's zstd compression; 262 kB raw); a key-less public context is about 100 bytes. A
@@ -269,41 +292,72 @@ def parse_request(request: bytes, n_features: int) -> ParsedRequest:
     return ParsedRequest(layout, patients, context, vectors)
 
 
-def _masks(n_features: int, patients: int, bias: float, rng: np.random.Generator) -> np.ndarray:
-    """Per patient: ``n_features`` uniform values re-centred to sum to ``bias`` (pads get 0)."""
+def _masks(
+    n_features: int, patients: int, bias: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Per patient: ``n_features`` uniform values re-centred to sum to that patient's ``bias``
+    (pads get 0)."""
     u = rng.uniform(-MASK_BOUND, MASK_BOUND, size=(patients, n_features))
-    u += bias / n_features - u.mean(axis=1, keepdims=True)
+    u += np.asarray(bias, dtype=np.float64).reshape(-1, 1) / n_features - u.mean(
+        axis=1, keepdims=True
+    )
     blocks = np.zeros((patients, block_size(n_features)))
     blocks[:, :n_features] = u
     return blocks.ravel()
 
 
+def blinding_factors(patients: int, rng: np.random.Generator) -> np.ndarray:
+    """One secret positive factor per patient, log-uniform in [1/NOISE_FACTOR, NOISE_FACTOR]."""
+    spread = math.log(NOISE_FACTOR)
+    return np.exp(rng.uniform(-spread, spread, size=patients))
+
+
 def evaluate(
-    parsed: ParsedRequest, model: LinearForm, rng: np.random.Generator | None = None
+    parsed: ParsedRequest,
+    model: LinearForm,
+    rng: np.random.Generator | None = None,
+    *,
+    noise: bool = True,
 ) -> ts.CKKSVector:
+    """The encrypted scores; with ``noise`` (the default, and what the server always uses),
+    each patient's score multiplied by a fresh secret positive factor (see "Noise" above).
+    ``noise=False`` gives the exact logits: for tests and benchmarks of the arithmetic only."""
+    rng = rng or np.random.default_rng()
     weights = np.asarray(model.weights, dtype=np.float64)
     d = len(weights)
+    factors = blinding_factors(parsed.patients, rng) if noise else np.ones(parsed.patients)
     if parsed.layout == LAYOUT_ROWS:
         tiled = np.zeros((parsed.patients, block_size(d)))
-        tiled[:, :d] = weights
-        masks = _masks(d, parsed.patients, float(model.bias), rng or np.random.default_rng())
+        tiled[:, :d] = weights[None, :] * factors[:, None]
+        masks = _masks(d, parsed.patients, float(model.bias) * factors, rng)
         (vector,) = parsed.vectors
         return vector.mul(tiled.ravel().tolist()).add(masks.tolist())
-    total = parsed.vectors[0].mul(float(weights[0]))
+    if not noise:
+        total = parsed.vectors[0].mul(float(weights[0]))
+        for j in range(1, d):
+            total.add_(parsed.vectors[j].mul(float(weights[j])))
+        return total.add([float(model.bias)] * parsed.patients)
+    # Per-patient factors: plaintext vectors instead of scalars (the same one level).
+    total = parsed.vectors[0].mul((weights[0] * factors).tolist())
     for j in range(1, d):
-        total.add_(parsed.vectors[j].mul(float(weights[j])))
-    return total.add([float(model.bias)] * parsed.patients)
+        total.add_(parsed.vectors[j].mul((weights[j] * factors).tolist()))
+    return total.add((float(model.bias) * factors).tolist())
 
 
 def score_request(
-    request: bytes, model: LinearForm, *, rng: np.random.Generator | None = None
+    request: bytes,
+    model: LinearForm,
+    *,
+    rng: np.random.Generator | None = None,
+    noise: bool = True,
 ) -> bytes:
     """The server's whole job: validate ``request``, evaluate the encrypted logit, reply.
 
     Transport-agnostic; the caller authenticates the client and meters its queries (the server
     cannot see the features, so the extraction monitor's geometry does not apply; the query
-    budget does). ``rng`` only seeds the rows layout's masks (tests); by default fresh entropy.
+    budget does). ``rng`` seeds the rows layout's masks and the blinding factors (tests); by
+    default fresh entropy. ``noise=False`` returns exact logits (tests of the arithmetic only).
     """
     parsed = parse_request(request, len(model.weights))
-    result = evaluate(parsed, model, rng)
+    result = evaluate(parsed, model, rng, noise=noise)
     return encode_reply(parsed.layout, parsed.patients, result.serialize())

@@ -147,3 +147,25 @@ def test_the_homomorphic_budget_counts_every_patient_in_a_batch(client_for, serv
         he_url(), client.encrypt_columns(SPLIT.X_test[:6]), content_type="application/octet-stream"
     )
     assert response.status_code == 429
+
+
+def test_encrypted_patients_count_against_the_same_budget_as_the_label_only_api(
+    client_for, patients, served
+):
+    # The API budget is 20 an hour (guard.DEFAULT_CONFIG): 15 encrypted patients, then the
+    # label-only API answers 5 more and refuses the sixth, and a batch that no longer fits is
+    # refused whole.
+    doctor = client_for("doctor1")
+    client = HomomorphicClient(len(NAMES))
+    first = doctor.post(
+        he_url(), client.encrypt_rows(SPLIT.X_test[:15]), content_type="application/octet-stream"
+    )
+    assert first.status_code == 200
+    answered = [
+        post(doctor, patients["patient1"], {"features": case(i)}).status_code for i in range(6)
+    ]
+    assert answered == [201] * 5 + [429]
+    again = doctor.post(
+        he_url(), client.encrypt_rows(SPLIT.X_test[:1]), content_type="application/octet-stream"
+    )
+    assert again.status_code == 429

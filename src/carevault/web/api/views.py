@@ -237,7 +237,7 @@ def diagnosis_homomorphic(request: ApiRequest) -> HttpResponse:
         return error("validation_failed", str(exc), 400)
     try:
         diagnosis_serving.charge_homomorphic(
-            f"he:{request.user.pk}", parsed.patients, timezone.now()
+            f"he:{request.user.pk}", parsed.patients, timezone.now(), user_pk=request.user.pk
         )
     except BudgetExceeded as exc:
         record(

@@ -20,7 +20,7 @@ from carevault.modelguard import dataset
 from carevault.modelguard.budgets import BudgetLimits, QueryBudget
 from carevault.modelguard.diagnosis import DiagnosisService
 from carevault.modelguard.extraction import ExtractionMonitor
-from carevault.modelguard.guard import QueryGuard
+from carevault.modelguard.guard import ClientKind, QueryGuard
 from carevault.modelguard.models import LOGISTIC, LinearForm, linear_form
 
 from .shared_stores import SharedBudgetStore, SharedMonitorStore
@@ -81,15 +81,22 @@ def guard() -> QueryGuard:
 
 
 # Homomorphic scoring: the server never sees the features, so the extraction monitor has nothing
-# to look at; the budget counts every patient scored (a batch of 4,096 is 4,096 queries).
+# to look at; every patient scored counts against the doctor's API query budget, the same budget
+# as its label-only API queries (issue 14: a channel with a budget of its own was a second,
+# 25 times larger, budget for the same model), and against the homomorphic cap below.
 _he_budget: QueryBudget | None = None
 _he_model: tuple[int, LinearForm] | None = None
 
 
-def charge_homomorphic(client_id: str, patients: int, now: dt.datetime) -> None:
+def charge_homomorphic(
+    client_id: str, patients: int, now: dt.datetime, *, user_pk: object = None
+) -> None:
     """Count ``patients`` encrypted scores for ``client_id``, or BudgetExceeded (nothing
-    charged when the whole batch does not fit the day's budget)."""
+    charged when the whole batch does not fit). With ``user_pk``, the batch is first charged to
+    that user's API query budget (shared with the label-only API), then to the homomorphic cap."""
     global _he_budget
+    if user_pk is not None:
+        guard().charge_blind(f"{ClientKind.API.value}:{user_pk}", patients, now, ClientKind.API)
     with _lock:
         if _he_budget is None:
             _he_budget = QueryBudget(
