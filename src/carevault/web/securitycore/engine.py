@@ -38,6 +38,7 @@ with its explanation (which event, which detectors, which features).
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -52,6 +53,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from carevault.security import rules as hard_rules
 from carevault.security.assessment import Assessment
 from carevault.security.baseline import (
     BaselineLimits,
@@ -125,6 +127,7 @@ _PAYLOAD_FIELDS = (
     "cpu",
     "net_mbps",
     "latency_ms",
+    "refused",
 )
 PENDING_BATCH = 200
 
@@ -324,6 +327,7 @@ def process(observed: Observed) -> SecurityEvent:
         rt.record_error(exc)
         rt.deferred += 1
         return _store(observed, None, 0.0, rt)
+    assessment = with_shared_rules(observed, assessment)
     row = _store(observed, assessment, ms, rt)
     _after_scoring(row, observed, assessment)
     return row
@@ -406,7 +410,11 @@ def score_pending(limit: int = PENDING_BATCH) -> int:
         for row in rows:
             with transaction.atomic():
                 event = event_of(row)
+                user = User.objects.filter(username=event.actor).first() if event.actor else None
                 assessment, ms = _assess(rt, event)
+                assessment = with_shared_rules(
+                    Observed(event, row.audit_seq or 0, user, None, False), assessment
+                )
                 row.risk = assessment.risk
                 row.level = int(policy().level(assessment.risk))
                 row.detectors = dict(assessment.detectors)
@@ -416,7 +424,6 @@ def score_pending(limit: int = PENDING_BATCH) -> int:
                 row.save(
                     update_fields=["risk", "level", "detectors", "features", "rules", "score_ms"]
                 )
-                user = User.objects.filter(username=event.actor).first() if event.actor else None
                 _after_scoring(
                     row, Observed(event, row.audit_seq or 0, user, None, False), assessment
                 )
@@ -427,6 +434,90 @@ def score_pending(limit: int = PENDING_BATCH) -> int:
     finally:
         _busy.reset(token)
     return done
+
+
+# -- rules over the counts every worker shares ----------------------------------------------------
+
+# Kinds that gate an attacker and that SHARED_RULES read counts for.
+SHARED_KINDS = frozenset(
+    {EventKind.LOGIN_FAILURE, EventKind.PACKET_REJECTED, EventKind.ACCESS_DENIED}
+)
+_LOGIN_KINDS = (EventKind.LOGIN_FAILURE.value, EventKind.LOGIN_SUCCESS.value)
+# The most distinct names read for one address (the rule's limit is far below).
+_DISTINCT_CAP = 100
+
+
+def shared_counts(observed: Observed) -> dict[str, float]:
+    """The counts :data:`~carevault.security.rules.SHARED_RULES` read, over the stored events
+    (which every worker writes) and the login throttle (the shared store), this event
+    included. One indexed query each, only for the kinds that need them."""
+    event, history = observed.event, DbHistory()
+    counts: dict[str, float] = {}
+    at = event.at
+    if event.kind is EventKind.ACCESS_DENIED:
+        if event.actor:
+            denied = history.count({EventKind.ACCESS_DENIED}, at - 600, actor=event.actor)
+            counts["denied_actor_10m"] = denied + 1
+        return counts
+    if event.kind is EventKind.LOGIN_FAILURE:
+        failure = {EventKind.LOGIN_FAILURE}
+        if event.address:
+            counts["fail_address_1h"] = history.count(failure, at - 3600, address=event.address) + 1
+            names = set(
+                SecurityEvent.objects.filter(
+                    kind__in=_LOGIN_KINDS,
+                    address=event.address,
+                    at__gte=dt.datetime.fromtimestamp(at - 600, tz=dt.UTC),
+                )
+                .exclude(actor="")
+                .values_list("actor", flat=True)
+                .distinct()[:_DISTINCT_CAP]
+            )
+            if event.actor:
+                names.add(event.actor)
+            counts["accounts_address_10m"] = len(names)
+    if event.kind is EventKind.PACKET_REJECTED and event.address:
+        rejected = history.count({EventKind.PACKET_REJECTED}, at - 600, address=event.address)
+        counts["rejects_address_10m"] = rejected + 1
+    if throttle_limit_reached(observed):
+        counts["throttle_limit"] = 1
+    return counts
+
+
+def throttle_limit_reached(observed: Observed) -> bool:
+    """Whether the login throttle's evidence of an attack is in force for the event: its
+    address at one of the address limits, or the account at its suspension limit (counting
+    this failure, which is audited before the throttle counts it)."""
+    event, user = observed.event, observed.user
+    if event.address and throttle.address_evidence(event.address):
+        return True
+    if event.kind is EventKind.LOGIN_FAILURE and user is not None:
+        stored = User.objects.filter(pk=user.pk).values_list("consecutive_failures", flat=True)
+        return int(stored.first() or 0) + 1 >= int(settings.LOGIN_SUSPEND_AFTER)
+    return False
+
+
+def with_shared_rules(observed: Observed, assessment: Assessment) -> Assessment:
+    """The assessment, with :data:`~carevault.security.rules.SHARED_RULES` checked on counts
+    every worker shares (whatever scorer is loaded): a rule that fires sets a floor under the
+    risk and is named with the others; the counts it read join the reported features."""
+    event = observed.event
+    if event.kind not in SHARED_KINDS:
+        return assessment
+    counts = shared_counts(observed)
+    fired = hard_rules.check(event, hard_rules.SHARED_RULES, hard_rules.Counts(counts))
+    if not fired.fired:
+        return assessment
+    features = dict(assessment.features)
+    for name, value in counts.items():
+        if value and value > features.get(name, 0.0):
+            features[name] = float(value)
+    return dataclasses.replace(
+        assessment,
+        risk=max(float(assessment.risk), fired.floor),
+        features=features,
+        rules=tuple(dict.fromkeys((*assessment.rules, *fired.fired))),
+    )
 
 
 # -- incidents -------------------------------------------------------------------------------------
