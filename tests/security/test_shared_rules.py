@@ -3,8 +3,11 @@ read named counts, not a process's feature vector, and stay below any blocking l
 
 from __future__ import annotations
 
-from carevault.security import rules
+from collections import defaultdict, deque
+
+from carevault.security import clinic_day, rules
 from carevault.security.events import Event, EventKind
+from carevault.security.features import FeatureExtractor
 from carevault.security.response import Thresholds
 
 
@@ -61,3 +64,21 @@ def test_counts_read_zero_for_anything_they_do_not_name() -> None:
     assert counts["fail_account_1h"] == 3.0
     assert counts["session_client_changed"] == 0.0
     assert list(counts) == ["fail_account_1h"]
+
+
+def test_the_recorded_clinic_day_fires_no_shared_rule() -> None:
+    # One stream, as the stored events every worker writes are: the extractor's counts are the
+    # shared counts; packet rejections per address are counted here.
+    extractor = FeatureExtractor()
+    index = rules.feature_index()
+    rejected: dict[str, deque[float]] = defaultdict(deque)
+    for event in sorted(clinic_day.shipped(), key=lambda e: e.at):
+        row = extractor.transform_one(event)
+        counts = {name: row[index[name]] for name in rules.SHARED_COUNTS if name in index}
+        if event.kind is EventKind.PACKET_REJECTED:
+            window = rejected[event.address]
+            window.append(event.at)
+            while window[0] <= event.at - 600:
+                window.popleft()
+            counts["rejects_address_10m"] = len(window)
+        assert rules.check(event, rules.SHARED_RULES, rules.Counts(counts)).fired == ()
