@@ -5,6 +5,7 @@ and the login throttle, and the responses stay capped by the evidence (issue 12)
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from security_helpers import (
     ATTACKER,
@@ -19,6 +20,7 @@ from carevault.security import rules
 from carevault.web.accounts import login_flow, throttle
 from carevault.web.accounts.login_flow import LoginOutcome
 from carevault.web.accounts.models import User
+from carevault.web.audit.models import AuditEntry
 from carevault.web.securitycore.models import Incident, ResponseRecord, SecurityEvent
 
 pytestmark = pytest.mark.django_db
@@ -146,3 +148,29 @@ def test_a_ward_computers_typos_and_a_retry_while_paused_open_nothing(
             assert guess("doctor1", cast_password, address=ward) is LoginOutcome.PAUSED
     assert not Incident.objects.exists()
     assert not throttle.is_blocked(ward)
+
+
+def test_a_signed_in_users_forged_forms_are_denials_and_a_run_of_them_opens_an_incident(
+    client_for, patients
+):
+    forger = client_for("doctor1")
+    forger.handler.enforce_csrf_checks = True  # as a browser's request from another site
+    form = reverse("clinic:add_note", args=[patients["patient1"].pk])
+    with scoring_with(BLIND):
+        answers = [
+            forger.post(form, {"text": "x"}, HTTP_ORIGIN="https://evil.example").status_code
+            for _ in range(rules.DENIALS_PER_10_MINUTES)
+        ]
+    # Refused each time; the run's last one also ends the session (probing permits it).
+    assert answers == [403] * (rules.DENIALS_PER_10_MINUTES - 1) + [302]
+    denials = AuditEntry.objects.filter(action="access.denied", details__reason="csrf")
+    assert denials.count() == rules.DENIALS_PER_10_MINUTES
+    incident = Incident.objects.get(subjects__key="account:doctor1")
+    assert "denial_run" in incident.rules
+
+
+def test_an_anonymous_forged_form_is_refused_without_an_audit_row(db):
+    before = AuditEntry.objects.count()
+    answer = Client(enforce_csrf_checks=True).post(reverse("accounts:logout"), {})
+    assert answer.status_code == 403
+    assert AuditEntry.objects.count() == before
