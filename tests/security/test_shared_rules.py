@@ -82,3 +82,12 @@ def test_the_recorded_clinic_day_fires_no_shared_rule() -> None:
                 window.popleft()
             counts["rejects_address_10m"] = len(window)
         assert rules.check(event, rules.SHARED_RULES, rules.Counts(counts)).fired == ()
+
+
+def test_refused_uploads_fire_at_their_run_and_accepted_ones_never() -> None:
+    limit = rules.REJECTED_UPLOADS_PER_10_MINUTES
+    refused = Event(at=0.0, kind=EventKind.UPLOAD, actor="labtech1", outcome="failed")
+    accepted = Event(at=0.0, kind=EventKind.UPLOAD, actor="labtech1")
+    assert fired(refused, rejected_uploads_actor_10m=limit) == ("upload_run",)
+    assert fired(refused, rejected_uploads_actor_10m=limit - 1) == ()
+    assert fired(accepted, rejected_uploads_actor_10m=limit) == ()

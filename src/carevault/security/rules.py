@@ -22,8 +22,8 @@ process; a server runs several workers (and restarts), so an attack spread over 
 only a share of its requests. The web layer checks :data:`SHARED_RULES` on every event that
 gates an attacker, whatever scorer is loaded, with counts read from what every worker shares
 (the stored events, the login throttle): a run of denials, a spray from one address, a run of
-refused login packets, a run of sign-in attempts refused while paused (``Event.refused``: one
-summary event per run, not one per attempt), and an account at the throttle's suspension limit
+refused login packets, a run of refused uploads, a run of sign-in attempts refused while
+paused (``Event.refused``: one summary event per run, not one per attempt), and an account at the throttle's suspension limit
 or an address at one of its limits (``throttle_limit``). Guesses at one account are the
 throttle's business until then: a person's forgotten password must not open an incident.
 These rules open an incident; what it may do stays capped by the evidence (response.py):
@@ -99,6 +99,9 @@ REFUSED_PER_WINDOW = 20
 # Login packets refused (malformed, tampered, replayed, foreign, expired) from one address in
 # ten minutes. An honest browser sends one now and then (an old tab's expired challenge).
 REJECTED_PACKETS_PER_10_MINUTES = 10
+# Uploads refused (wrong type, too large, a ciphertext that does not parse) for one account in
+# ten minutes. A lab technician who picked the wrong file tries again with the right one.
+REJECTED_UPLOADS_PER_10_MINUTES = 10
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,14 @@ def _packet_run(event: Event, f: Features) -> bool:
     )
 
 
+def _upload_run(event: Event, f: Features) -> bool:
+    return (
+        event.kind is EventKind.UPLOAD
+        and event.outcome != "ok"
+        and f["rejected_uploads_actor_10m"] >= REJECTED_UPLOADS_PER_10_MINUTES
+    )
+
+
 def _throttle_limit(event: Event, f: Features) -> bool:
     # The web layer's count: 1 when the throttle's evidence of an attack is in force for the
     # event's address or account (an address limit reached, the account's suspension limit).
@@ -348,6 +359,13 @@ PACKET_RUN = Rule(
     "forged, tampered or replayed packets",
     _packet_run,
 )
+UPLOAD_RUN = Rule(
+    "upload_run",
+    0.6,
+    f"{REJECTED_UPLOADS_PER_10_MINUTES}+ uploads refused for one account in ten minutes: "
+    "the upload checks being probed",
+    _upload_run,
+)
 THROTTLE_LIMIT = Rule(
     "throttle_limit",
     0.6,
@@ -362,6 +380,7 @@ SHARED_RULES: tuple[Rule, ...] = (
     _BY_NAME["address_spray"],
     REFUSED_RUN,
     PACKET_RUN,
+    UPLOAD_RUN,
     THROTTLE_LIMIT,
 )
 # The counts SHARED_RULES read (the rest of a feature vector reads 0 to them).
@@ -371,6 +390,7 @@ SHARED_COUNTS = frozenset(
         "fail_address_1h",
         "accounts_address_10m",
         "rejects_address_10m",
+        "rejected_uploads_actor_10m",
         "throttle_limit",
     }
 )

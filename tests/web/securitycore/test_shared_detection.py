@@ -4,6 +4,8 @@ and the login throttle, and the responses stay capped by the evidence (issue 12)
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -17,10 +19,12 @@ from security_helpers import (
 )
 
 from carevault.security import rules
+from carevault.security.events import Event, EventKind
 from carevault.web.accounts import login_flow, throttle
 from carevault.web.accounts.login_flow import LoginOutcome
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import Incident, ResponseRecord, SecurityEvent
 
 pytestmark = pytest.mark.django_db
@@ -174,3 +178,26 @@ def test_an_anonymous_forged_form_is_refused_without_an_audit_row(db):
     answer = Client(enforce_csrf_checks=True).post(reverse("accounts:logout"), {})
     assert answer.status_code == 403
     assert AuditEntry.objects.count() == before
+
+
+def test_a_run_of_refused_uploads_by_one_account_opens_an_incident_at_its_tenth(users):
+    def refused_upload() -> Event:
+        return Event(
+            at=time.time(),
+            kind=EventKind.UPLOAD,
+            actor="labtech1",
+            role="labtech",
+            address="10.77.0.9",
+            outcome="failed",
+            upload_bytes=2048,
+            declared_type="application/pdf",
+            sniffed_type="image/png",
+        )
+
+    with scoring_with(BLIND):
+        for _ in range(rules.REJECTED_UPLOADS_PER_10_MINUTES - 1):
+            engine.observe_event(refused_upload())
+        assert not Incident.objects.exists()
+        engine.observe_event(refused_upload())
+    incident = Incident.objects.get(subjects__key="account:labtech1")
+    assert "upload_run" in incident.rules

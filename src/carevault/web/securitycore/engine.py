@@ -440,7 +440,12 @@ def score_pending(limit: int = PENDING_BATCH) -> int:
 
 # Kinds that gate an attacker and that SHARED_RULES read counts for.
 SHARED_KINDS = frozenset(
-    {EventKind.LOGIN_FAILURE, EventKind.PACKET_REJECTED, EventKind.ACCESS_DENIED}
+    {
+        EventKind.LOGIN_FAILURE,
+        EventKind.PACKET_REJECTED,
+        EventKind.ACCESS_DENIED,
+        EventKind.UPLOAD,
+    }
 )
 _LOGIN_KINDS = (EventKind.LOGIN_FAILURE.value, EventKind.LOGIN_SUCCESS.value)
 # The most distinct names read for one address (the rule's limit is far below).
@@ -454,6 +459,13 @@ def shared_counts(observed: Observed) -> dict[str, float]:
     event, history = observed.event, DbHistory()
     counts: dict[str, float] = {}
     at = event.at
+    if event.kind is EventKind.UPLOAD:
+        if event.actor and event.outcome != "ok":
+            refused = history.count(
+                {EventKind.UPLOAD}, at - 600, actor=event.actor, outcome=event.outcome
+            )
+            counts["rejected_uploads_actor_10m"] = refused + 1
+        return counts
     if event.kind is EventKind.ACCESS_DENIED:
         if event.actor:
             denied = history.count({EventKind.ACCESS_DENIED}, at - 600, actor=event.actor)
