@@ -23,8 +23,8 @@ only a share of its requests. The web layer checks :data:`SHARED_RULES` on every
 gates an attacker, whatever scorer is loaded, with counts read from what every worker shares
 (the stored events, the login throttle): a run of denials, a spray from one address, a run of
 refused login packets, a run of refused uploads, a run of sign-in attempts refused while
-paused (``Event.refused``: one summary event per run, not one per attempt), and an account at the throttle's suspension limit
-or an address at one of its limits (``throttle_limit``). Guesses at one account are the
+paused (``Event.refused``: one summary event per run, not one per attempt), and an account
+at the throttle's suspension limit or an address at one of its limits (``throttle_limit``). Guesses at one account are the
 throttle's business until then: a person's forgotten password must not open an incident.
 These rules open an incident; what it may do stays capped by the evidence (response.py):
 refused attempts and failed sign-ins alone permit no response, so such an incident is watched
