@@ -24,8 +24,9 @@ gates an attacker, whatever scorer is loaded, with counts read from what every w
 (the stored events, the login throttle): a run of denials, a spray from one address, a run of
 refused login packets, a run of refused uploads, a run of sign-in attempts refused while
 paused (``Event.refused``: one summary event per run, not one per attempt), and an account
-at the throttle's suspension limit or an address at one of its limits (``throttle_limit``). Guesses at one account are the
-throttle's business until then: a person's forgotten password must not open an incident.
+at the throttle's suspension limit or an address at one of its limits (``throttle_limit``).
+Guesses at one account are the throttle's business until then: a person's forgotten password
+must not open an incident.
 These rules open an incident; what it may do stays capped by the evidence (response.py):
 refused attempts and failed sign-ins alone permit no response, so such an incident is watched
 ("observe" or "step-up" with no session to step up) and blocks nobody.
