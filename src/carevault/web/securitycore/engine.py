@@ -18,6 +18,13 @@ it on every poll). Kinds that gate an attacker (logins, rejected packets, denial
 integrity failures) are always scored on the request, because their answer (a step-up, an
 address block) must come before the next attempt.
 
+**Rules over shared counts.** The scorer's feature windows live in one process; the server
+runs several workers. Events of the kinds that gate an attacker are also checked against
+``rules.SHARED_RULES`` with counts every worker shares (:func:`with_shared_rules`: the stored
+events and the login throttle), whatever scorer is loaded: a run of denials, an address spray,
+runs of refused packets, uploads or paused sign-ins (the throttle's one summary event per run),
+the throttle's limits. A rule that fires sets a floor under the risk.
+
 **Incidents.** An event whose risk reaches the incident threshold (the step-up threshold unless
 configured) joins the active incident that shares one of its subjects (its address, its account,
 the patient whose stored data failed, the host), or opens one. An incident stays active until an
