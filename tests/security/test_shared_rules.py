@@ -91,3 +91,10 @@ def test_refused_uploads_fire_at_their_run_and_accepted_ones_never() -> None:
     assert fired(refused, rejected_uploads_actor_10m=limit) == ("upload_run",)
     assert fired(refused, rejected_uploads_actor_10m=limit - 1) == ()
     assert fired(accepted, rejected_uploads_actor_10m=limit) == ()
+
+
+def test_a_burst_of_break_the_glass_grants_fires_and_an_emergency_or_two_does_not() -> None:
+    grant = Event(at=0.0, kind=EventKind.PHI_WRITE, actor="doctor2", role="doctor")
+    limit = rules.BREAKGLASS_PER_HOUR
+    assert fired(grant, breakglass_actor_1h=limit) == ("breakglass_burst",)
+    assert fired(grant, breakglass_actor_1h=2) == ()

@@ -22,9 +22,10 @@ process; a server runs several workers (and restarts), so an attack spread over 
 only a share of its requests. The web layer checks :data:`SHARED_RULES` on every event that
 gates an attacker, whatever scorer is loaded, with counts read from what every worker shares
 (the stored events, the login throttle): a run of denials, a spray from one address, a run of
-refused login packets, a run of refused uploads, a run of sign-in attempts refused while
-paused (``Event.refused``: one summary event per run, not one per attempt), and an account
-at the throttle's suspension limit or an address at one of its limits (``throttle_limit``).
+refused login packets, a run of refused uploads, a burst of break-the-glass grants, a run of
+sign-in attempts refused while paused (``Event.refused``: one summary event per run, not one
+per attempt), and an account at the throttle's suspension limit or an address at one of its
+limits (``throttle_limit``).
 Guesses at one account are the throttle's business until then: a person's forgotten password
 must not open an incident.
 These rules open an incident; what it may do stays capped by the evidence (response.py):
@@ -103,6 +104,9 @@ REJECTED_PACKETS_PER_10_MINUTES = 10
 # Uploads refused (wrong type, too large, a ciphertext that does not parse) for one account in
 # ten minutes. A lab technician who picked the wrong file tries again with the right one.
 REJECTED_UPLOADS_PER_10_MINUTES = 10
+# Break-the-glass grants opened by one doctor in an hour. An emergency shift opens one now and
+# then; a burst reads records the doctor has no care relationship with, one grant at a time.
+BREAKGLASS_PER_HOUR = 5
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,10 @@ def _upload_run(event: Event, f: Features) -> bool:
     )
 
 
+def _breakglass_burst(event: Event, f: Features) -> bool:
+    return event.kind is EventKind.PHI_WRITE and f["breakglass_actor_1h"] >= BREAKGLASS_PER_HOUR
+
+
 def _throttle_limit(event: Event, f: Features) -> bool:
     # The web layer's count: 1 when the throttle's evidence of an attack is in force for the
     # event's address or account (an address limit reached, the account's suspension limit).
@@ -367,6 +375,12 @@ UPLOAD_RUN = Rule(
     "the upload checks being probed",
     _upload_run,
 )
+BREAKGLASS_BURST = Rule(
+    "breakglass_burst",
+    0.6,
+    f"{BREAKGLASS_PER_HOUR}+ break-the-glass grants opened by one account in an hour",
+    _breakglass_burst,
+)
 THROTTLE_LIMIT = Rule(
     "throttle_limit",
     0.6,
@@ -382,6 +396,7 @@ SHARED_RULES: tuple[Rule, ...] = (
     REFUSED_RUN,
     PACKET_RUN,
     UPLOAD_RUN,
+    BREAKGLASS_BURST,
     THROTTLE_LIMIT,
 )
 # The counts SHARED_RULES read (the rest of a feature vector reads 0 to them).
@@ -392,6 +407,7 @@ SHARED_COUNTS = frozenset(
         "accounts_address_10m",
         "rejects_address_10m",
         "rejected_uploads_actor_10m",
+        "breakglass_actor_1h",
         "throttle_limit",
     }
 )

@@ -23,6 +23,7 @@ from carevault.security.events import Event, EventKind
 from carevault.web.accounts import login_flow, throttle
 from carevault.web.accounts.login_flow import LoginOutcome
 from carevault.web.accounts.models import User
+from carevault.web.audit.log import Outcome, record
 from carevault.web.audit.models import AuditEntry
 from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import Incident, ResponseRecord, SecurityEvent
@@ -201,3 +202,17 @@ def test_a_run_of_refused_uploads_by_one_account_opens_an_incident_at_its_tenth(
         engine.observe_event(refused_upload())
     incident = Incident.objects.get(subjects__key="account:labtech1")
     assert "upload_run" in incident.rules
+
+
+def test_a_burst_of_break_the_glass_grants_by_one_doctor_opens_an_incident(users, patients):
+    doctor = users["doctor2"]
+    patient = patients["patient1"]
+    with scoring_with(BLIND):
+        for _ in range(rules.BREAKGLASS_PER_HOUR - 1):
+            record("breakglass.open", actor=doctor, outcome=Outcome.ALERT, patient_id=patient.pk)
+        assert not Incident.objects.exists()
+        record("breakglass.open", actor=doctor, outcome=Outcome.ALERT, patient_id=patient.pk)
+    incident = Incident.objects.get(subjects__key="account:doctor2")
+    assert "breakglass_burst" in incident.rules
+    # No live session to step up here: watched, nobody locked out.
+    assert not User.objects.get(username="doctor2").is_suspended

@@ -419,9 +419,12 @@ def score_pending(limit: int = PENDING_BATCH) -> int:
                 event = event_of(row)
                 user = User.objects.filter(username=event.actor).first() if event.actor else None
                 assessment, ms = _assess(rt, event)
-                assessment = with_shared_rules(
-                    Observed(event, row.audit_seq or 0, user, None, False), assessment
-                )
+                action = ""
+                if row.audit_seq and event.kind in SHARED_KINDS:
+                    found = AuditEntry.objects.filter(seq=row.audit_seq)
+                    action = str(found.values_list("action", flat=True).first() or "")
+                observed = Observed(event, row.audit_seq or 0, user, None, False, action)
+                assessment = with_shared_rules(observed, assessment)
                 row.risk = assessment.risk
                 row.level = int(policy().level(assessment.risk))
                 row.detectors = dict(assessment.detectors)
@@ -431,9 +434,7 @@ def score_pending(limit: int = PENDING_BATCH) -> int:
                 row.save(
                     update_fields=["risk", "level", "detectors", "features", "rules", "score_ms"]
                 )
-                _after_scoring(
-                    row, Observed(event, row.audit_seq or 0, user, None, False), assessment
-                )
+                _after_scoring(row, observed, assessment)
             done += 1
     except Exception as exc:
         logger.exception("batch scoring stopped")
@@ -452,6 +453,7 @@ SHARED_KINDS = frozenset(
         EventKind.PACKET_REJECTED,
         EventKind.ACCESS_DENIED,
         EventKind.UPLOAD,
+        EventKind.PHI_WRITE,  # break-the-glass grants only (shared_counts)
     }
 )
 _LOGIN_KINDS = (EventKind.LOGIN_FAILURE.value, EventKind.LOGIN_SUCCESS.value)
@@ -466,6 +468,15 @@ def shared_counts(observed: Observed) -> dict[str, float]:
     event, history = observed.event, DbHistory()
     counts: dict[str, float] = {}
     at = event.at
+    if event.kind is EventKind.PHI_WRITE:
+        if observed.action == "breakglass.open" and event.actor:
+            # Audited before it is observed: the count includes this grant.
+            counts["breakglass_actor_1h"] = AuditEntry.objects.filter(
+                action="breakglass.open",
+                actor=event.actor,
+                at__gte=dt.datetime.fromtimestamp(at - 3600, tz=dt.UTC),
+            ).count()
+        return counts
     if event.kind is EventKind.UPLOAD:
         if event.actor and event.outcome != "ok":
             refused = history.count(

@@ -87,6 +87,7 @@ class Observed:
     user: User | None  # the account the event names, if it exists
     request: HttpRequest | None  # the request being served, when it is this event's
     live: bool  # the request's logged-in session is the event's and can be acted on now
+    action: str = ""  # the audit action the event stands for ("" when it is no audit entry)
 
 
 def kind_of(entry: AuditEntry) -> EventKind | None:
@@ -171,7 +172,7 @@ def observe_entry(
         and user.pk == account.pk
         and not stored
     )
-    return Observed(event, entry.seq, account, request if live else None, live)
+    return Observed(event, entry.seq, account, request if live else None, live, entry.action)
 
 
 def _upload_facts(details: dict[str, Any]) -> dict[str, Any]:
