@@ -69,5 +69,8 @@ class Event:
     cpu: float = 0.0  # host CPU use, 0..1 (host samples)
     net_mbps: float = 0.0  # host network throughput (host samples)
     latency_ms: float = 0.0  # request latency (host samples: p95 over the sample)
+    # Sign-in attempts refused from the address in the throttle's window, for an event that
+    # summarizes a run of refusals (one event, not one per refused request); else 0.
+    refused: int = 0
     label: AttackClass = AttackClass.BENIGN  # ground truth; always BENIGN for real traffic
     patients: tuple[str, ...] = field(default_factory=tuple)  # patient ids touched (responses)

@@ -16,6 +16,21 @@ several staff and their typos, a doctor working through forty patients, a lab ba
 behind one carrier address) ever reach, and they stay below the suspension level: they step up,
 block the session or contain the address, never rotate keys on their own.
 Without features (``check(event)``) pattern rules never fire.
+
+**Shared-count rules** (:data:`SHARED_RULES`). The feature extractor's windows live in one
+process; a server runs several workers (and restarts), so an attack spread over them shows each
+only a share of its requests. The web layer checks :data:`SHARED_RULES` on every event that
+gates an attacker, whatever scorer is loaded, with counts read from what every worker shares
+(the stored events, the login throttle): a run of denials, a spray from one address, a run of
+refused login packets, a run of refused uploads, a burst of break-the-glass grants, a run of
+sign-in attempts refused while paused (``Event.refused``: one summary event per run, not one
+per attempt), and an account at the throttle's suspension limit or an address at one of its
+limits (``throttle_limit``).
+Guesses at one account are the throttle's business until then: a person's forgotten password
+must not open an incident.
+These rules open an incident; what it may do stays capped by the evidence (response.py):
+refused attempts and failed sign-ins alone permit no response, so such an incident is watched
+("observe" or "step-up" with no session to step up) and blocks nobody.
 """
 
 from __future__ import annotations
@@ -79,6 +94,19 @@ HOST_LATENCY_DEVIATION = 1.0  # the latency feature's deviation from the host's 
 ACCOUNT_FAILURES_PER_HOUR = 10
 ADDRESS_FAILURES_PER_HOUR = 15
 ADDRESS_ACCOUNTS_PER_10_MINUTES = 5
+# Sign-in attempts refused (paused) from one address in the throttle's window. A person told
+# "paused, try again in a minute" tries again once or twice; the throttle's summary of a run
+# this long comes from a program that ignores the answer.
+REFUSED_PER_WINDOW = 20
+# Login packets refused (malformed, tampered, replayed, foreign, expired) from one address in
+# ten minutes. An honest browser sends one now and then (an old tab's expired challenge).
+REJECTED_PACKETS_PER_10_MINUTES = 10
+# Uploads refused (wrong type, too large, a ciphertext that does not parse) for one account in
+# ten minutes. A lab technician who picked the wrong file tries again with the right one.
+REJECTED_UPLOADS_PER_10_MINUTES = 10
+# Break-the-glass grants opened by one doctor in an hour. An emergency shift opens one now and
+# then; a burst reads records the doctor has no care relationship with, one grant at a time.
+BREAKGLASS_PER_HOUR = 5
 
 
 @dataclass(frozen=True)
@@ -197,6 +225,38 @@ def _address_spray(event: Event, f: Features) -> bool:
     )
 
 
+def _refused_run(event: Event, f: Features) -> bool:
+    return event.kind is EventKind.LOGIN_FAILURE and event.refused >= REFUSED_PER_WINDOW
+
+
+def _packet_run(event: Event, f: Features) -> bool:
+    return (
+        event.kind is EventKind.PACKET_REJECTED
+        and f["rejects_address_10m"] >= REJECTED_PACKETS_PER_10_MINUTES
+    )
+
+
+def _upload_run(event: Event, f: Features) -> bool:
+    return (
+        event.kind is EventKind.UPLOAD
+        and event.outcome != "ok"
+        and f["rejected_uploads_actor_10m"] >= REJECTED_UPLOADS_PER_10_MINUTES
+    )
+
+
+def _breakglass_burst(event: Event, f: Features) -> bool:
+    return event.kind is EventKind.PHI_WRITE and f["breakglass_actor_1h"] >= BREAKGLASS_PER_HOUR
+
+
+def _throttle_limit(event: Event, f: Features) -> bool:
+    # The web layer's count: 1 when the throttle's evidence of an attack is in force for the
+    # event's address or account (an address limit reached, the account's suspension limit).
+    return (
+        event.kind in (EventKind.LOGIN_FAILURE, EventKind.PACKET_REJECTED)
+        and f["throttle_limit"] >= 1
+    )
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "aead_failure_at_rest",
@@ -292,6 +352,83 @@ RULES: tuple[Rule, ...] = (
         _address_spray,
     ),
 )
+
+
+REFUSED_RUN = Rule(
+    "refused_run",
+    0.6,
+    f"{REFUSED_PER_WINDOW}+ sign-in attempts from one address refused while paused: a program "
+    "that ignores the pause (brute force, spraying, junk packets)",
+    _refused_run,
+)
+PACKET_RUN = Rule(
+    "packet_run",
+    0.6,
+    f"{REJECTED_PACKETS_PER_10_MINUTES}+ login packets refused from one address in ten minutes: "
+    "forged, tampered or replayed packets",
+    _packet_run,
+)
+UPLOAD_RUN = Rule(
+    "upload_run",
+    0.6,
+    f"{REJECTED_UPLOADS_PER_10_MINUTES}+ uploads refused for one account in ten minutes: "
+    "the upload checks being probed",
+    _upload_run,
+)
+BREAKGLASS_BURST = Rule(
+    "breakglass_burst",
+    0.6,
+    f"{BREAKGLASS_PER_HOUR}+ break-the-glass grants opened by one account in an hour",
+    _breakglass_burst,
+)
+THROTTLE_LIMIT = Rule(
+    "throttle_limit",
+    0.6,
+    "the login throttle's evidence of an attack: an address at one of its limits (many names, "
+    "unknown names at a machine's rate, forged packets) or an account at its suspension limit",
+    _throttle_limit,
+)
+_BY_NAME = {rule.name: rule for rule in RULES}
+# Checked by the web layer with counts every worker shares (see the module docstring).
+SHARED_RULES: tuple[Rule, ...] = (
+    _BY_NAME["denial_run"],
+    _BY_NAME["address_spray"],
+    REFUSED_RUN,
+    PACKET_RUN,
+    UPLOAD_RUN,
+    BREAKGLASS_BURST,
+    THROTTLE_LIMIT,
+)
+# The counts SHARED_RULES read (the rest of a feature vector reads 0 to them).
+SHARED_COUNTS = frozenset(
+    {
+        "denied_actor_10m",
+        "fail_address_1h",
+        "accounts_address_10m",
+        "rejects_address_10m",
+        "rejected_uploads_actor_10m",
+        "breakglass_actor_1h",
+        "throttle_limit",
+    }
+)
+
+
+class Counts(Mapping[str, float]):
+    """Named counts read as features; any other feature reads 0."""
+
+    __slots__ = ("_counts",)
+
+    def __init__(self, counts: Mapping[str, float]) -> None:
+        self._counts = dict(counts)
+
+    def __getitem__(self, key: str) -> float:
+        return float(self._counts.get(key, 0.0))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
 
 
 @dataclass(frozen=True)

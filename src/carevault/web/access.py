@@ -44,6 +44,25 @@ def deny(
     raise Http404("not found")
 
 
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Django's CSRF failure view (settings.CSRF_FAILURE_VIEW): a signed-in user's form without
+    a valid token or from a foreign origin is audited as a denial, so a run of them is probing
+    to the security layer (rules.denial_run); an anonymous one is not audited (a flood must not
+    turn into audit-chain writes), as the API's own check does. Answered as Django does."""
+    from django.views.csrf import csrf_failure as answer
+
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        record(
+            "access.denied",
+            actor=user,
+            outcome=Outcome.DENIED,
+            request=request,
+            details={"reason": "csrf", "path": request.path[:200], "method": request.method},
+        )
+    return answer(request, reason=reason)
+
+
 def role_required(*roles: str) -> Callable[[F], F]:
     """Only these roles may call the view; anyone else gets 403 and an audit entry."""
 

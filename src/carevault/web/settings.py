@@ -168,6 +168,8 @@ CACHES = {
 }
 
 AUTH_USER_MODEL = "accounts.User"
+# A signed-in user's forged form is audited as a denial (web/access.py).
+CSRF_FAILURE_VIEW = "carevault.web.access.csrf_failure"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"

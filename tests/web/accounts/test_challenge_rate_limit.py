@@ -54,3 +54,18 @@ def test_the_counter_keeps_no_address_in_clear(settings, at) -> None:
 
     Client(REMOTE_ADDR="192.0.2.77").get(CHALLENGE)
     assert not SharedStateEntry.objects.filter(key__contains="192.0.2.77").exists()
+
+
+def test_refused_challenges_are_counted_with_the_addresss_refused_sign_ins(settings, at) -> None:
+    from carevault.web.accounts import throttle
+    from carevault.web.audit.models import AuditEntry
+
+    settings.LOGIN_CHALLENGES_PER_MINUTE = 2
+    flood = Client(REMOTE_ADDR="192.0.2.12")
+    for _ in range(2 + throttle.REFUSED_RUN):
+        flood.get(CHALLENGE)
+    assert throttle.refused_count("192.0.2.12") == throttle.REFUSED_RUN
+    # One summary row for the window, one for the run: never a row per refused request.
+    refusals = AuditEntry.objects.filter(action__startswith="auth.refused").order_by("seq")
+    actions = list(refusals.values_list("action", flat=True))
+    assert actions == ["auth.refused_counted", "auth.refused_run"]

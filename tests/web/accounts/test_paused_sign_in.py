@@ -176,8 +176,11 @@ def test_junk_sent_at_a_blocked_address_is_counted_not_audited_row_by_row(settin
         assert answer.status_code == 429
     assert throttle.refused_count(ATTACKER) == 300
     new = AuditEntry.objects.order_by("seq")[audit_before:]
-    assert [e.action for e in new] == ["auth.refused_counted"]
-    assert SecurityEvent.objects.count() == events_before
+    # The window's first refusal, and one summary of the run when it got as long as no person
+    # makes it: two rows for 300 requests, and one security event (the run).
+    assert [e.action for e in new] == ["auth.refused_counted", "auth.refused_run"]
+    assert new[1].details["refused"] == throttle.REFUSED_RUN
+    assert SecurityEvent.objects.count() == events_before + 1
     body = answer.json()
     assert body["retry_after"] == int(answer["Retry-After"]) > 0
     assert body["error"].startswith("Sign-in is paused for this account name or this computer")

@@ -166,7 +166,7 @@ def test_junk_form_packets_from_a_blocked_address_are_counted_not_audited_one_ro
     for _ in range(30):
         client.post(REGISTER, {**WITHOUT_PASSWORD, "sealed_packet": "junk"})
     new = list(AuditEntry.objects.order_by("seq")[before:])
-    assert [e.action for e in new] == ["auth.refused_counted"]
+    assert [e.action for e in new] == ["auth.refused_counted", "auth.refused_run"]
     assert throttle.refused_count("127.0.0.1") == 30
 
 

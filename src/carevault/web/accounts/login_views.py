@@ -21,6 +21,7 @@ exists nor whether the password was right (login_flow).
 A refused packet is audited with its reason (``auth.packet_rejected``) and counted towards the
 address's forged-packet limit; from a blocked address it is only counted (one summary row per
 window, throttle.count_refused), so junk sent at a blocked address cannot fill the audit log.
+A challenge refused by the per-address rate is counted the same way.
 """
 
 from __future__ import annotations
@@ -66,9 +67,13 @@ def login_page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def login_challenge(request: HttpRequest) -> HttpResponse:
+    address = client_address(request)
     try:
-        challenges.check_rate(client_address(request))
+        challenges.check_rate(address)
     except challenges.TooManyChallenges as exc:
+        # Counted with the address's other refused sign-ins (one counter; a summary row per
+        # window, and one for a run no person makes: the security layer's event).
+        throttle.count_refused(address, "challenge rate", request=request)
         # A rate, not a block: it ends with the minute, and says so (a whole clinic behind one
         # NAT address may meet it at a shift change; the next minute is a new window).
         seconds = max(1, int(exc.retry_after))

@@ -25,7 +25,8 @@ Three defences, each against a different attack:
 
 While sign-in is paused (back-off, suspension, address block) attempts are refused before any
 decision depends on the password; they are counted (:func:`count_refused`: one counter and one
-summary audit row per address and window), not audited one row each.
+summary audit row per address and window, plus one row for a run no person makes, which the
+security layer scores), not audited one row each.
 
 Counters live in the shared security store (the Django cache: Redis when ``REDIS_URL`` is set,
 else a table in the database; sharedstate/), which every worker and app server sees, and change
@@ -52,6 +53,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from carevault.security.rules import REFUSED_PER_WINDOW
 from carevault.web.audit.log import Outcome, record
 
 from . import handled
@@ -78,6 +80,9 @@ NOT_FORGED = frozenset({"expired"})
 # How long a name that reached the suspension limit stays paused when no account has it (an
 # existing account's suspension is in the database and lasts until lifted).
 NAME_SUSPENSION_SECONDS = 30 * 86400
+# The refusal that summarizes a run (count_refused): the security layer's threshold for a run of
+# attempts that ignore the pause.
+REFUSED_RUN = REFUSED_PER_WINDOW
 
 
 @dataclass(frozen=True)
@@ -218,8 +223,10 @@ def record_forged_packet(address: str, reason: str, *, request: HttpRequest | No
 def count_refused(address: str, reason: str, *, request: HttpRequest | None = None) -> int:
     """Count one attempt refused while sign-in is paused (or a packet refused from a blocked
     address): one counter per address and window, and one summary audit row when the window's
-    first refusal arrives, instead of a row (and a security event) per attempt. Returns the
-    window's count so far. The same work whatever the password was (login_flow)."""
+    first refusal arrives, instead of a row (and a security event) per attempt; one more row,
+    ``auth.refused_run`` (a security event), when the run reaches ``REFUSED_RUN``. Constant
+    work per attempt, at most two rows per address and window. Returns the window's count so
+    far. The same work whatever the password was (login_flow)."""
     now = clock()
     key = f"{_address_key(address)}:{_bucket(now)}:refused"
     count = _increment(key, _bucket_ttl())
@@ -232,6 +239,20 @@ def count_refused(address: str, reason: str, *, request: HttpRequest | None = No
                 "reason": reason,
                 "window_seconds": _window(),
                 "note": "further refusals from this address in this window are counted only",
+            },
+        )
+    elif count == REFUSED_RUN:
+        # Once more, when the run is as long as no person makes it: this row is the security
+        # layer's event (securitycore: the "refused_run" rule), still one per address and window.
+        record(
+            "auth.refused_run",
+            outcome=Outcome.DENIED,
+            request=request,
+            details={
+                "reason": reason,
+                "refused": count,
+                "window_seconds": _window(),
+                "note": "attempts refused while sign-in was paused, from this address",
             },
         )
     return count

@@ -39,6 +39,9 @@ ACTION_KINDS: dict[str, EventKind] = {
     "auth.throttled": EventKind.LOGIN_FAILURE,
     "auth.login_refused": EventKind.LOGIN_FAILURE,
     "auth.packet_rejected": EventKind.PACKET_REJECTED,
+    # The throttle's summary of a run of attempts refused while paused (one per address and
+    # window, at the run's length; throttle.count_refused): the run is the evidence.
+    "auth.refused_run": EventKind.LOGIN_FAILURE,
     "access.denied": EventKind.ACCESS_DENIED,
     "session.refused": EventKind.ACCESS_DENIED,
     "phi.read": EventKind.PHI_READ,
@@ -84,6 +87,7 @@ class Observed:
     user: User | None  # the account the event names, if it exists
     request: HttpRequest | None  # the request being served, when it is this event's
     live: bool  # the request's logged-in session is the event's and can be acted on now
+    action: str = ""  # the audit action the event stands for ("" when it is no audit entry)
 
 
 def kind_of(entry: AuditEntry) -> EventKind | None:
@@ -157,6 +161,7 @@ def observe_entry(
         stored_data=stored,
         latency_ms=_elapsed_ms(request),
         patients=patients,
+        refused=_refused(entry, details),
         **(_upload_facts(details) if kind is EventKind.UPLOAD else {}),
     )
     live = bool(
@@ -167,7 +172,7 @@ def observe_entry(
         and user.pk == account.pk
         and not stored
     )
-    return Observed(event, entry.seq, account, request if live else None, live)
+    return Observed(event, entry.seq, account, request if live else None, live, entry.action)
 
 
 def _upload_facts(details: dict[str, Any]) -> dict[str, Any]:
@@ -185,6 +190,15 @@ def _upload_facts(details: dict[str, Any]) -> dict[str, Any]:
         declared = str(details.get("declared_type") or "")
         sniffed = str(details.get("sniffed_type") or "")
     return {"upload_bytes": size, "declared_type": declared[:100], "sniffed_type": sniffed[:100]}
+
+
+def _refused(entry: AuditEntry, details: dict[str, Any]) -> int:
+    if entry.action != "auth.refused_run":
+        return 0
+    try:
+        return max(0, int(details.get("refused") or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _details(entry: AuditEntry) -> dict[str, Any]:
