@@ -5,7 +5,6 @@ errors with a non-zero exit (no traceback)."""
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 

@@ -366,6 +366,8 @@ def _scenario(channel: str) -> Scenario:
         bounds=Bounds(requests=300, seconds=180),
         quick_bounds=Bounds(requests=160, seconds=60),
         run=run_channel,
+        # Full lab only: spends doctor1's shared budgets for an hour (see model_membership).
+        in_quick=False,
         expect_detection=channel != "homomorphic",
     )
 

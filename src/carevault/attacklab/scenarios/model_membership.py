@@ -117,5 +117,8 @@ SCENARIO = Scenario(
     bounds=Bounds(requests=200, seconds=120),
     quick_bounds=Bounds(requests=120, seconds=45),
     run=run,
+    # Full lab only: it spends doctor1's shared diagnosis budget for an hour and the AI
+    # layer ends doctor1's sessions, which later scenarios' honest doctor relies on.
+    in_quick=False,
     expect_detection=True,
 )
