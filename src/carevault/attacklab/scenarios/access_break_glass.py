@@ -136,6 +136,8 @@ def run(ctx: Context) -> Outcome:
         where = answer.headers.get("Location", "")
         if answer.status in (302, 303) and LOGIN_PATH in where:
             stopped += 1  # the session was ended (the AI layer's answer)
+        elif answer.status in (302, 303) and f"/clinic/patients/{target}" not in where:
+            stopped += 1  # sent elsewhere (a step-up to the second factor): not a grant
         elif answer.status in (302, 303):
             granted += 1
             doctor.get(f"/api/v1/patients/{target}")  # the emergency read itself
@@ -143,7 +145,7 @@ def run(ctx: Context) -> Outcome:
             refused += 1
     findings.append(
         f"{granted} of {uses} reasoned break-glass requests granted, {refused} refused, "
-        f"{stopped} answered by an ended session"
+        f"{stopped} answered by an ended session or a step-up"
     )
     if doctor.sessions_ended:
         findings.append(f"the server ended the doctor's session {doctor.sessions_ended} times")
