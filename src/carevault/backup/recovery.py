@@ -2,8 +2,10 @@
 incident's actor changed (Django; imported by the command line once Django is set up).
 
 Recovery after an incident: the incident's subjects name its actor (``account:<name>``,
-``address:<ip>``). Every audit entry of that actor *since the backup was taken* that targets a
-record holding PHI names a touched record. Each touched record that differs from its copy in
+``address:<ip>``). Every audit entry of that actor *after the backup's last audit entry* that
+targets a record holding PHI names a touched record. The backup's own audit log draws the line,
+not its timestamp: the manifest's time is to the second, and what was written in that second
+before the snapshot is in the backup. Each touched record that differs from its copy in
 the backup gets the backup's values back (all its columns, sealed values included: they are
 bound to the same row and patient, so they still open), checked to decrypt before the
 transaction commits, and audited as ``backup.record_restored``. Nothing else is rolled back.
@@ -190,14 +192,18 @@ def actor_filter(incident: Any) -> models.Q:
     return models.Q(actor__in=accounts) | models.Q(address__in=addresses)
 
 
-def touched_records(incident: Any, since: dt.datetime) -> list[Touched]:
-    """The PHI records the incident's actor touched since ``since`` (from the audit log)."""
+def touched_records(
+    incident: Any, since: dt.datetime, *, after_seq: int | None = None
+) -> list[Touched]:
+    """The PHI records the incident's actor touched after audit entry ``after_seq`` (from the
+    audit log), or since ``since`` when the backup holds no audit entry to draw the line."""
     from carevault.web.audit.models import AuditEntry
 
     labels = {m._meta.label_lower for m in phi_models()}
     found: dict[tuple[str, str], Touched] = {}
+    after = models.Q(seq__gt=after_seq) if after_seq is not None else models.Q(at__gte=since)
     entries = (
-        AuditEntry.objects.filter(actor_filter(incident), at__gte=since)
+        AuditEntry.objects.filter(actor_filter(incident), after)
         .exclude(target_id="")
         .order_by("seq")
     )
@@ -232,10 +238,13 @@ def recover(
     incident = Incident.objects.filter(pk=incident_id).first()
     if incident is None:
         raise BackupError(f"there is no incident {incident_id}")
+    from carevault.web.audit.models import AuditEntry
+
     since = dt.datetime.fromisoformat(manifest["created_at"])
-    touched = touched_records(incident, since)
     by_label = {m._meta.label_lower: m for m in phi_models()}
     with backup_database(manifest, unpacked) as alias:
+        last = AuditEntry.objects.using(alias).aggregate(last=models.Max("seq"))["last"]
+        touched = touched_records(incident, since, after_seq=last)
         for item in touched:
             model = by_label[item.label]
             try:
