@@ -11,13 +11,13 @@ from vault_policy_helpers import policy_proposing
 
 from carevault.crypto import KeyState, Suite, parse_header
 from carevault.security.policy import STRONGEST
+from carevault.web.clientinfo import session_hash
 from carevault.web.clinic import actions as clinic
 from carevault.web.clinic.models import ClinicalNote, Diagnosis
 from carevault.web.labs import actions as labs
 from carevault.web.labs import storage
 from carevault.web.securitycore import state
 from carevault.web.securitycore.models import SecurityEvent
-from carevault.web.securitycore.observed import session_hash
 from carevault.web.vault import service
 from carevault.web.vault.models import EncryptionDecision, PatientKey
 

@@ -22,12 +22,12 @@ from typing import Any
 
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest
-from django.utils.crypto import salted_hmac
 
 from carevault.security.events import Event, EventKind
 from carevault.web.accounts import sessions
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.clientinfo import session_hash
 
 # Audit action -> event kind. Prefix rules follow (WRITE_PREFIXES).
 ACTION_KINDS: dict[str, EventKind] = {
@@ -246,10 +246,6 @@ def client_hash(request: HttpRequest | None) -> str:
         return ""
     agent = str(request.META.get("HTTP_USER_AGENT", ""))[:512]
     return hashlib.sha256(agent.encode()).hexdigest()[:16]
-
-
-def session_hash(session_key: str) -> str:
-    return salted_hmac("carevault.security.session", session_key).hexdigest()[:32]
 
 
 def _session_key(request: HttpRequest | None) -> str:

@@ -103,8 +103,8 @@ def _session_risk(request: HttpRequest | None) -> float:
     session = getattr(request, "session", None)
     key = getattr(session, "session_key", None)
     if key:
+        from carevault.web.clientinfo import session_hash
         from carevault.web.securitycore.models import SecurityEvent
-        from carevault.web.securitycore.observed import session_hash
 
         found = SecurityEvent.objects.filter(
             session=session_hash(str(key)), at__gte=timezone.now() - RISK_WINDOW
