@@ -16,6 +16,9 @@ HYBRID-X25519-AES-256-GCM`` or ``keys rotate``. The same command is run again to
 
 Each job runs in a forked child of this process (Django is imported once), so the kill is a real
 SIGKILL of a real process, and hundreds of points take minutes, not hours.
+
+The benchmark does not import the command line (which sits above it and runs it): the command
+line hands in what it needs, as a :class:`CommandLine`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ import signal
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,18 @@ JOBS: dict[str, list[str]] = {
     "reencrypt": ["keys", "reencrypt", "--to", TARGET, "--batch", BATCH],
     "rotate": ["keys", "rotate"],
 }
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """What the benchmark takes from ``carevault``: ``main`` runs ``carevault ARGV`` (its exit
+    status), ``key_stores`` lists where wrapped keys live (``keys status`` and ``keys rotate``
+    walk the same), as (label, store) pairs."""
+
+    main: Callable[[Sequence[str]], int]
+    key_stores: Callable[[], list[tuple[str, Any]]]
+
+
 _ENV_CLEARED = (
     "DATABASE_URL",
     "CAREVAULT_MASTER_KEY",
@@ -89,12 +105,10 @@ def _in_child(work: Callable[[], Any], env: dict[str, str] | None = None) -> tup
     return 0, doc["result"]
 
 
-def _quiet_main(argv: list[str]) -> int:
+def _quiet_main(cli: CommandLine, argv: list[str]) -> int:
     """``carevault ARGV`` with its output discarded (the bench prints its own)."""
     import contextlib
     import io
-
-    from carevault import cli
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return cli.main(argv)
@@ -107,9 +121,9 @@ def _sha(data: bytes | str) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
-def _prepare(patients: int) -> dict[str, Any]:
+def _prepare(cli: CommandLine, patients: int) -> dict[str, Any]:
     password = "Kb-" + secrets.token_urlsafe(12)  # never used to sign in: the data is scratch
-    if _quiet_main(["demo", "--seed-only", "--password", password]) != 0:
+    if _quiet_main(cli, ["demo", "--seed-only", "--password", password]) != 0:
         raise RuntimeError("could not seed the demo data")
     _populate(patients)
     _downgrade()
@@ -212,9 +226,8 @@ def _snapshot() -> dict[str, Any]:
 # -- the check --------------------------------------------------------------------------------
 
 
-def _check(snapshot: dict[str, Any]) -> dict[str, Any]:
+def _check(cli: CommandLine, snapshot: dict[str, Any]) -> dict[str, Any]:
     """Walk every sealed value, file, signature, message and wrapped key against ``snapshot``."""
-    from carevault import cli
     from carevault.crypto import CryptoError
     from carevault.web.accounts.outbox_store import OutboxKeyStore
     from carevault.web.clinic.actions import prescription_status
@@ -280,7 +293,7 @@ def _check(snapshot: dict[str, Any]) -> dict[str, Any]:
         lost.append(f"{len(snapshot['outbox']) - messages} outbox message(s)")
     wrapped = 0
     master = service.master()
-    for label, store in cli._key_stores():
+    for label, store in cli.key_stores():
         for name in store.names():
             wrapped += 1
             try:
@@ -304,24 +317,24 @@ def _check(snapshot: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _resume_and_check(job: str, snapshot: dict[str, Any]) -> dict[str, Any]:
+def _resume_and_check(cli: CommandLine, job: str, snapshot: dict[str, Any]) -> dict[str, Any]:
     from carevault.web.vault import sweep
     from carevault.web.vault.models import ReencryptionJob
 
-    code = _quiet_main(JOBS[job])
+    code = _quiet_main(cli, JOBS[job])
     sweep.sweep(older_than=0)
-    facts = _check(snapshot)
+    facts = _check(cli, snapshot)
     facts["resume_exit"] = code
     facts["job_failures"] = sum(ReencryptionJob.objects.values_list("failures", flat=True))
     return facts
 
 
-def _points_of(job: str) -> list[str]:
+def _points_of(cli: CommandLine, job: str) -> list[str]:
     """The kill points an uninterrupted run of ``job`` passes, in order."""
     from carevault import faults
 
     def work() -> list[str]:
-        if _quiet_main(JOBS[job]) != 0:
+        if _quiet_main(cli, JOBS[job]) != 0:
             raise RuntimeError(f"an uninterrupted `{' '.join(JOBS[job])}` failed")
         return faults.reached()
 
@@ -343,7 +356,9 @@ def _choose(labels: list[str], count: int, rng: random.Random) -> list[int]:
 # -- the benchmark ----------------------------------------------------------------------------
 
 
-def run(points: int = 200, seed: int = 13, *, quick: bool = False) -> dict[str, Any]:
+def run(
+    cli: CommandLine, points: int = 200, seed: int = 13, *, quick: bool = False
+) -> dict[str, Any]:
     """Try ``points`` kill points (alternating jobs, at random units of work); the figures."""
     started = time.monotonic()
     rng = random.Random(seed)  # noqa: S311 -- reproducible kill points, not a secret
@@ -358,7 +373,7 @@ def run(points: int = 200, seed: int = 13, *, quick: bool = False) -> dict[str, 
 
     django.setup()
     try:
-        _, snapshot = _in_child(lambda: _prepare(QUICK_PATIENTS if quick else EXTRA_PATIENTS))
+        _, snapshot = _in_child(lambda: _prepare(cli, QUICK_PATIENTS if quick else EXTRA_PATIENTS))
         prepared = time.monotonic()
         shutil.copytree(work_dir, baseline)
 
@@ -369,7 +384,7 @@ def run(points: int = 200, seed: int = 13, *, quick: bool = False) -> dict[str, 
         labels: dict[str, list[str]] = {}
         for job in JOBS:
             fresh()
-            labels[job] = _points_of(job)
+            labels[job] = _points_of(cli, job)
         per_job = {
             job: points // len(JOBS) + (i < points % len(JOBS)) for i, job in enumerate(JOBS)
         }
@@ -389,14 +404,14 @@ def run(points: int = 200, seed: int = 13, *, quick: bool = False) -> dict[str, 
             fresh()
             note.unlink(missing_ok=True)
             sig, _ = _in_child(
-                lambda job=job: _quiet_main(JOBS[job]),  # type: ignore[misc]
+                lambda job=job: _quiet_main(cli, JOBS[job]),  # type: ignore[misc]
                 {"CAREVAULT_FAULT_KILL_AFTER": str(at), "CAREVAULT_FAULT_NOTE": str(note)},
             )
             tried[job] += 1
             if sig == signal.SIGKILL:
                 killed += 1
                 kinds[note.read_text() if note.exists() else "?"] += 1
-            _, facts = _in_child(lambda job=job: _resume_and_check(job, snapshot))  # type: ignore[misc]
+            _, facts = _in_child(lambda job=job: _resume_and_check(cli, job, snapshot))  # type: ignore[misc]
             for name in ("values", "files", "signatures", "outbox", "wrapped_keys"):
                 checked[name] += facts[name]
             lost += [f"{job}@{at}: {x}" for x in facts["lost"]]

@@ -7,11 +7,10 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-EXIT_FAILURE = 1
+from carevault.cli._common import Commands
 
 
 def _registry() -> Any:
@@ -150,9 +149,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return _report(args, results, target="lab", extra=extra)
 
 
-def add_parser(sub: Any, positive: Callable[[str], int]) -> None:
-    """The ``attack`` command group (wired in cli.build_parser)."""
-    attack = sub.add_parser(
+def register(commands: Commands) -> None:
+    """The ``attack`` command group. Its failures are ``ValueError``s: one line, exit 1."""
+    attack = commands.add_parser(
         "attack", help="the attack lab: real attacks against a running CareVault, and a report"
     )
     actions = attack.add_subparsers(dest="attack_command", required=True, metavar="ACTION")

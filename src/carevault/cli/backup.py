@@ -1,26 +1,20 @@
 """``carevault backup create | verify | restore | list | check | recover`` (docs/operations.md
-"Backup and restore"). Every refusal is one line on stderr and exit status 1."""
+"Backup and restore"). Every refusal is one line on stderr and exit status 1. Backup headers and
+manifests hold dates and paths: ``--json`` writes them as text (``default=str``)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from carevault import config
 from carevault.backup import ops, retention
 from carevault.backup.archive import BackupError
+from carevault.cli._common import EXIT_FAILURE, Commands, Handler, add_command, emit
+from carevault.cli._django import django_setup
 from carevault.crypto import CryptoError, KeyEncryptionKey
-
-EXIT_FAILURE = 1
-
-
-def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True, default=str) if args.json else text)
 
 
 def _kek() -> KeyEncryptionKey:
@@ -65,7 +59,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         f"backup written: {made.path} ({size:,} bytes, {made.seconds:.2f} s)",
         ops.describe(made.header),
     ] + [f"removed (retention): {p}" for p in made.removed]
-    _emit(args, data, "\n".join(lines))
+    emit(args, data, "\n".join(lines), default=str)
     return 0
 
 
@@ -76,7 +70,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"backup OK: signature, decryption and {len(checked.manifest['files']) + 1} file "
         f"digests verified\n{ops.describe(checked.header)}"
     )
-    _emit(args, data, text)
+    emit(args, data, text, default=str)
     return 0
 
 
@@ -95,7 +89,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         "next: put the master key in place, then run `carevault backup check` and "
         "`carevault audit verify` against it"
     )
-    _emit(args, data, text)
+    emit(args, data, text, default=str)
     return 0
 
 
@@ -109,19 +103,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         for b in found
     ]
     lines += [f"NOT A WHOLE BACKUP: {p.name}" for p in broken]
-    _emit(args, data, "\n".join(lines) or f"no backups in {directory}")
+    emit(args, data, "\n".join(lines) or f"no backups in {directory}", default=str)
     return 0
 
 
-def _django() -> None:
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carevault.web.settings")
-    django.setup()
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    _django()
+    django_setup()
     from carevault.backup.recovery import check_all
 
     report = check_all()
@@ -133,12 +120,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         "hold, "
         f"{report.files} lab files"
     )
-    _emit(args, report.as_dict(), text)
+    emit(args, report.as_dict(), text, default=str)
     return 0 if report.ok else EXIT_FAILURE
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    _django()
+    django_setup()
     from carevault.backup.recovery import recover
 
     data_dir = config.data_dir()
@@ -157,11 +144,13 @@ def cmd_recover(args: argparse.Namespace) -> int:
         f"incident {incident.pk}: {len(touched)} records touched since the backup of "
         f"{manifest['created_at']}" + (" (dry run: nothing changed)" if args.dry_run else "")
     ] + [f"  {t.outcome:<14} {t.label} {t.pk} ({', '.join(t.actions)})" for t in touched]
-    _emit(args, data, "\n".join(lines))
+    emit(args, data, "\n".join(lines), default=str)
     return 0 if all(t.outcome != "failed" for t in touched) else EXIT_FAILURE
 
 
-def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def _guarded(handler: Handler) -> Handler:
+    """Refusals of a backup say so, still in one line."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
@@ -182,16 +171,13 @@ def _keep(text: str) -> int:
     return value
 
 
-def add_parser(sub: Any) -> None:
-    """The ``backup`` command group (wired in cli.build_parser)."""
-    backup = sub.add_parser("backup", help="backups: create, verify, restore, list, recover")
+def register(commands: Commands) -> None:
+    """The ``backup`` command group."""
+    backup = commands.add_parser("backup", help="backups: create, verify, restore, list, recover")
     actions = backup.add_subparsers(dest="backup_command", required=True, metavar="ACTION")
 
-    def add(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> Any:
-        p = actions.add_parser(name, help=text, description=text)
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.set_defaults(handler=_guarded(handler))
-        return p
+    def add(name: str, handler: Handler, text: str) -> argparse.ArgumentParser:
+        return add_command(actions, name, _guarded(handler), text)
 
     create = add("create", cmd_create, "write an encrypted, signed snapshot to PATH")
     create.add_argument("path", metavar="PATH", help="a *.cvbackup file, or a directory")

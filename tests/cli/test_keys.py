@@ -1,18 +1,17 @@
-"""The `carevault` command: one-line errors, non-zero exits, --json, and the key lifecycle."""
+"""`carevault keys ...`: one-line errors, non-zero exits, --json, and the key lifecycle."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from carevault import cli
+from carevault.cli.keys import load_master
 from carevault.crypto import Keyring, unwrap_keyring, wrap_keyring
 from carevault.crypto.keystore import DirectoryKeyStore
 
@@ -56,9 +55,7 @@ def test_an_interrupted_keys_rotate_is_shown_by_status_and_finished_at_the_same_
     run(capsys, "keys", "init")
     store = DirectoryKeyStore(data_dir / "keys" / "wrapped")
     for n in range(3):
-        store.put(
-            f"patient:{n}", wrap_keyring(Keyring.generate(f"patient:{n}"), cli._load_master())
-        )
+        store.put(f"patient:{n}", wrap_keyring(Keyring.generate(f"patient:{n}"), load_master()))
 
     class Killed(Exception):
         pass
@@ -95,7 +92,7 @@ def test_keys_init_refuses_to_replace_an_existing_master_key(data_dir, capsys):
 
 def test_keys_rotate_rewraps_every_data_key_and_keeps_them_usable(data_dir, capsys):
     run(capsys, "keys", "init")
-    master = cli._load_master()
+    master = load_master()
     store = DirectoryKeyStore(data_dir / "keys" / "wrapped")
     ring = Keyring.generate("patient:1")
     sealed = ring.encrypt(b"diagnosis", {"row": 1})
@@ -113,7 +110,7 @@ def test_keys_rotate_rewraps_every_data_key_and_keeps_them_usable(data_dir, caps
         "changed_meanwhile": [],
         "complete": True,
     }
-    rotated = cli._load_master()
+    rotated = load_master()
     assert rotated.is_current(store.get("patient:1"))
     assert (
         unwrap_keyring(store.get("patient:1"), rotated, "patient:1").decrypt(sealed, {"row": 1})
@@ -140,7 +137,7 @@ def test_split_then_recover_with_k_shares_on_stdin_restores_the_same_master(
     data_dir, capsys, monkeypatch
 ):
     run(capsys, "keys", "init")
-    original = cli._load_master()
+    original = load_master()
     sealed = original.wrap(b"data key", {"keyring": "x"})
     code, out, _ = run(capsys, "keys", "split", "-k", "2", "-n", "3", "--json")
     assert code == 0
@@ -150,7 +147,7 @@ def test_split_then_recover_with_k_shares_on_stdin_restores_the_same_master(
     monkeypatch.setattr(sys, "stdin", io.StringIO(f"{shares[2]}\n\n{shares[0]}\n"))
     code, _, err = run(capsys, "keys", "recover")
     assert code == 0, err
-    assert cli._load_master().unwrap(sealed, {"keyring": "x"}) == b"data key"
+    assert load_master().unwrap(sealed, {"keyring": "x"}) == b"data key"
 
 
 def test_recover_with_too_few_shares_fails_and_writes_nothing(data_dir, capsys, monkeypatch):
@@ -171,35 +168,3 @@ def test_split_rejects_an_impossible_threshold_with_a_clear_message(data_dir, ca
     code, _, err = run(capsys, "keys", "split", "-k", "4", "-n", "3")
     assert code != 0
     assert "k <= n" in err
-
-
-def test_selfcheck_passes_and_reports_every_suite(capsys):
-    code, out, _ = run(capsys, "selfcheck", "--json")
-    assert code == 0
-    report = json.loads(out)
-    assert report["ok"] is True
-    names = {c["name"] for c in report["checks"]}
-    assert "suite RSA-3072-OAEP-AES-256-GCM" in names
-    assert "AES-GCM known answer" in names
-
-
-def test_bench_models_runs_the_parts_asked_for_and_prints_their_tables(capsys):
-    code, out, _ = run(capsys, "bench", "models", "--quick", "--part", "extraction", "--json")
-    assert code == 0
-    report = json.loads(out)
-    assert list(report["parts"]) == ["extraction"]
-    assert report["parts"]["extraction"]["quick"] is True
-
-
-def test_bench_models_refuses_an_unknown_part(capsys):
-    with pytest.raises(SystemExit):
-        run(capsys, "bench", "models", "--part", "oracle")
-
-
-def test_the_installed_command_has_help_and_exits_non_zero_on_bad_usage(tmp_path):
-    exe = Path(sys.executable).parent / "carevault"
-    env = {**os.environ, "CAREVAULT_DATA_DIR": str(tmp_path)}
-    assert subprocess.run([exe, "keys", "--help"], capture_output=True, env=env).returncode == 0
-    bad = subprocess.run([exe, "keys", "explode"], capture_output=True, env=env, text=True)
-    assert bad.returncode != 0
-    assert "invalid choice" in bad.stderr
