@@ -21,6 +21,7 @@ from django.db import models
 
 from carevault.crypto import DecryptionError
 from carevault.security.policy import DataClass, Decision
+from carevault.web.audit.log import Outcome, record
 
 from . import adaptive, service
 from .context import WriteContext
@@ -120,8 +121,6 @@ class PhiModel(models.Model):
         self._report_integrity_failure("phi.signature_failed", {})
 
     def _report_integrity_failure(self, action: str, details: dict[str, str]) -> None:
-        from carevault.web.audit.log import Outcome, record
-
         record(
             action,
             outcome=Outcome.ALERT,
