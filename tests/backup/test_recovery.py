@@ -31,6 +31,7 @@ from carevault.web.accounts.models import User
 from carevault.web.audit.log import record
 from carevault.web.clinic.models import ClinicalNote
 from carevault.web.securitycore.models import Incident, IncidentSubject
+from carevault.web.vault.context import SYSTEM_WRITE
 """
 
 ATTACK = """
@@ -38,14 +39,14 @@ notes = list(ClinicalNote.objects.order_by("id")[:3])
 attacker = User.objects.get(username="doctor2")
 colleague = User.objects.get(username="doctor1")
 def edit(note, actor, text):
-    note.seal(body=text)
+    note.seal(SYSTEM_WRITE, body=text)
     note.save()
     record("clinic.note_edit", actor=actor, target=note, patient_id=note.patient_id)
 edit(notes[0], attacker, "attacker was here")
 edit(notes[1], attacker, "attacker was here too")
 edit(notes[2], colleague, "a legitimate correction")
 planted = ClinicalNote(patient_id=notes[0].patient_id, author=attacker)
-planted.seal(body="planted note")
+planted.seal(SYSTEM_WRITE, body="planted note")
 planted.save()
 record("clinic.note_create", actor=attacker, target=planted, patient_id=planted.patient_id)
 now = timezone.now()

@@ -26,6 +26,7 @@ from carevault.web.clinic.models import Appointment, BreakGlassGrant
 from carevault.web.diagnosis.models import ClientCutOff
 from carevault.web.labs.models import LabFile, LabRequest
 from carevault.web.securitycore.models import Incident, ResponseRecord, ResponseStatus
+from carevault.web.vault.context import SYSTEM_WRITE
 
 pytestmark = pytest.mark.django_db
 
@@ -168,7 +169,7 @@ def subject(users, patients) -> dict[str, Any]:
         patient=patient,
         expires_at=timezone.now() - dt.timedelta(minutes=1),
     )
-    grant.seal(reason="expired grant, only here to be revoked by the officer")
+    grant.seal(SYSTEM_WRITE, reason="expired grant, only here to be revoked by the officer")
     grant.save()
     now = timezone.now()
     incident = Incident.objects.create(opened_at=now, updated_at=now, title="an incident", level=1)

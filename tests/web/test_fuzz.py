@@ -42,6 +42,7 @@ from carevault.web.diagnosis import serving
 from carevault.web.diagnosis.models import ClientCutOff
 from carevault.web.labs.models import LabFile, LabRequest
 from carevault.web.securitycore.models import Incident, ResponseRecord, ResponseStatus
+from carevault.web.vault.context import SYSTEM_WRITE
 
 pytestmark = pytest.mark.django_db
 
@@ -234,7 +235,7 @@ def urls(users, patients, served) -> list[tuple[str, str]]:
     grant = BreakGlassGrant(
         doctor=users["doctor2"], patient=patient, expires_at=timezone.now() + dt.timedelta(hours=1)
     )
-    grant.seal(reason="a grant for the fuzz test")
+    grant.seal(SYSTEM_WRITE, reason="a grant for the fuzz test")
     grant.save()
     now = timezone.now()
     incident = Incident.objects.create(opened_at=now, updated_at=now, title="fuzz", level=1)

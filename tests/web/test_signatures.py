@@ -12,6 +12,7 @@ from carevault.web.clinic.models import Prescription
 from carevault.web.labs.actions import result_record, result_status
 from carevault.web.labs.models import LabFile, LabResult
 from carevault.web.vault import service
+from carevault.web.vault.context import SYSTEM_WRITE
 from carevault.web.vault.models import ClinicianKey
 
 VALID, TAMPERED = SignatureStatus.VALID, SignatureStatus.TAMPERED
@@ -140,7 +141,7 @@ def test_a_field_re_encrypted_to_a_new_value_through_the_vault_reads_as_tampered
     # An insider with the database and the data key, but not the doctor's signing key: the new
     # dose decrypts perfectly, and only the signature tells.
     p = _prescription("patient1")
-    p.seal(dose="5000 mg four times daily")
+    p.seal(SYSTEM_WRITE, dose="5000 mg four times daily")
     _update(Prescription, p.pk, dose_enc=p.dose_enc)
     again = _prescription("patient1")
     assert again.unseal("dose") == "5000 mg four times daily"
@@ -162,7 +163,7 @@ def test_a_forged_key_registered_for_the_doctor_does_not_make_a_forgery_valid(db
         wrapped_private=b"not wrapped by the master key",
         active=False,
     )
-    p.seal(dose=values["dose"])
+    p.seal(SYSTEM_WRITE, dose=values["dose"])
     signature = forger.sign(prescription_record(p, values), purpose="prescription").to_text()
     _update(Prescription, p.pk, dose_enc=p.dose_enc, signature=signature, signing_key=record.pk)
     assert _status("patient1") == TAMPERED
@@ -179,7 +180,7 @@ def test_a_doctors_public_key_replaced_in_place_does_not_make_a_forgery_valid(db
         public_key=forger.verify_key.public_bytes(),
         key_id=forger.key_id,
     )
-    p.seal(drug=values["drug"])
+    p.seal(SYSTEM_WRITE, drug=values["drug"])
     signature = forger.sign(prescription_record(p, values), purpose="prescription").to_text()
     _update(Prescription, p.pk, drug_enc=p.drug_enc, signature=signature)
     assert _status("patient1") == TAMPERED
@@ -227,7 +228,7 @@ def test_a_lab_result_moved_to_a_doctors_key_reads_as_tampered(db):
 
 def test_a_lab_value_re_encrypted_through_the_vault_reads_as_tampered(db):
     r = _result("patient1")
-    r.seal(values="HbA1c 5.1 %")
+    r.seal(SYSTEM_WRITE, values="HbA1c 5.1 %")
     _update(LabResult, r.pk, values_enc=r.values_enc)
     values, status = result_status(_result("patient1"))
     assert values["values"] == "HbA1c 5.1 %"
@@ -236,7 +237,7 @@ def test_a_lab_value_re_encrypted_through_the_vault_reads_as_tampered(db):
 
 def test_a_lab_files_digest_re_encrypted_through_the_vault_reads_as_tampered(db):
     lab_file = LabFile.objects.get(result=_result("patient2"))
-    lab_file.seal(sha256="0" * 64)
+    lab_file.seal(SYSTEM_WRITE, sha256="0" * 64)
     _update(LabFile, lab_file.pk, sha256_enc=lab_file.sha256_enc)
     assert _result_status("patient2") == TAMPERED
 
@@ -260,7 +261,7 @@ def test_a_lab_result_re_signed_with_a_forged_key_reads_as_tampered(db):
         wrapped_private=bytes(r.signing_key.wrapped_private),  # a genuine blob, someone else's
         active=False,
     )
-    r.seal(values=values["values"])
+    r.seal(SYSTEM_WRITE, values=values["values"])
     signature = forger.sign(result_record(r, values, []), purpose="lab-report").to_text()
     _update(LabResult, r.pk, values_enc=r.values_enc, signature=signature, signing_key=record.pk)
     assert _result_status("patient1") == TAMPERED

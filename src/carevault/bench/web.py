@@ -143,8 +143,9 @@ def _writes(patient: Any, doctor: Any, rounds: int) -> dict[str, Any]:
 def _fixed_suite(suite: Any) -> Iterator[None]:
     from carevault.security.policy import DataClass
     from carevault.web.vault import adaptive
+    from carevault.web.vault.context import SYSTEM_WRITE
 
-    decision = adaptive.policy().decide(adaptive.inputs_for(DataClass.ORDINARY, 1))
+    decision = adaptive.policy().decide(adaptive.inputs_for(SYSTEM_WRITE, DataClass.ORDINARY, 1))
     fixed = dataclasses.replace(decision, suite=suite)
     with (
         mock.patch.object(adaptive, "decide", return_value=fixed),

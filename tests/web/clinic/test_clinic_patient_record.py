@@ -11,6 +11,7 @@ from carevault.web import demo
 from carevault.web.audit.log import Outcome
 from carevault.web.clinic.models import ClinicalNote, Diagnosis, Prescription
 from carevault.web.labs.models import LabRequest
+from carevault.web.vault.context import SYSTEM_WRITE
 
 pytestmark = pytest.mark.django_db
 
@@ -247,7 +248,7 @@ def test_a_dose_re_encrypted_by_someone_with_the_keys_but_not_the_doctors_shows_
     client_for, patients
 ):
     p = _prescription(patients)
-    p.seal(dose="5000 mg four times daily")
+    p.seal(SYSTEM_WRITE, dose="5000 mg four times daily")
     p.save(update_fields=["dose_enc"])
     page = text(client_for("doctor1").get(detail(patients["patient1"])))
     assert "5000 mg four times daily" in page

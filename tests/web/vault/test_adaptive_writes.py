@@ -1,13 +1,20 @@
 """Every write asks the adaptive encryption policy (issue 6): the suite it picks seals the
 record's values and files, the floors hold, the session's risk and the raised system floor
-count, and each record's decision is logged with its reason."""
+count, and each record's decision is logged with its reason. The role and the risk travel in
+the write's explicit context (issue 15), built by the action from its acting user and client:
+a write made outside any session is made as the system."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
-from vault_policy_helpers import policy_proposing
+from vault_policy_helpers import FakeRiskSource, policy_proposing, risk_source_registered
 
 from carevault.crypto import KeyState, Suite, parse_header
 from carevault.security.policy import STRONGEST
@@ -109,6 +116,42 @@ def test_a_risky_sessions_writes_are_sealed_more_strongly(client_for, patients, 
     assert logged.inputs["role"] == "doctor"
     assert logged.inputs["risk"] == pytest.approx(0.85)
     assert "risk 0.85" in logged.reason
+
+
+def test_a_write_with_no_request_uses_the_system_context(patients, monkeypatch):
+    # A command, a background job or the demo seed calls the action with no request: whatever
+    # the security layer would say of a session, there is none to ask about.
+    patient = patients["patient1"]
+    source = FakeRiskSource(risk=0.95)
+    with policy_proposing(monkeypatch, Suite.AES_128_GCM), risk_source_registered(source):
+        note = clinic.do_add_note(doctor_of(patient), patient, body="Written by a command.")
+    assert suite_of(note.body_enc) is Suite.AES_128_GCM
+    logged = decision_for(note)
+    assert (logged.inputs["role"], logged.inputs["risk"]) == ("system", 0.0)
+    assert source.asked == []
+
+
+def test_a_self_registration_is_written_as_the_system_with_its_sessions_risk(
+    db, cast_password, monkeypatch
+):
+    # Nobody is signed in while registering: the new patient's record is the system's write,
+    # in the registering client's session (whose risk counts).
+    request = RequestFactory().post("/accounts/register/")
+    request.session = SessionStore()
+    request.session.create()
+    request.user = AnonymousUser()
+    source = FakeRiskSource(risk=0.3)
+    with policy_proposing(monkeypatch, Suite.AES_128_GCM), risk_source_registered(source):
+        user = clinic.do_register_patient(
+            username="newcomer",
+            password=cast_password,
+            name="New Comer",
+            birth_date=dt.date(1990, 1, 1),
+            request=request,
+        )
+    logged = decision_for(user.patient)
+    assert (logged.inputs["role"], logged.inputs["risk"]) == ("system", pytest.approx(0.3))
+    assert source.asked == [session_hash(request.session.session_key)]
 
 
 def test_a_sensitive_lab_tests_file_and_values_are_sealed_at_least_under_aes_256(

@@ -17,6 +17,7 @@ from carevault.web.clinic.models import ClinicalNote
 from carevault.web.labs import actions as labs
 from carevault.web.labs import storage
 from carevault.web.vault import reencrypt
+from carevault.web.vault.context import SYSTEM_WRITE
 from carevault.web.vault.models import EncryptionDecision, JobStatus, ReencryptionJob
 from carevault.web.vault.phi import PhiModel
 
@@ -133,7 +134,7 @@ def test_a_concurrent_edit_is_never_overwritten(weak_records, monkeypatch):
     # Meanwhile the doctor edits the note (sealed under the current policy: still AES-128).
     with policy_proposing(monkeypatch, Suite.AES_128_GCM):
         fresh = ClinicalNote.objects.get(pk=note.pk)
-        fresh.seal(body="Edited while the job ran")
+        fresh.seal(SYSTEM_WRITE, body="Edited while the job ran")
         fresh.save()
     counts = reencrypt._reencrypt_row(ClinicalNote, stale, TARGET, "floor raised")
     stored = ClinicalNote.objects.get(pk=note.pk)

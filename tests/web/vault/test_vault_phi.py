@@ -6,6 +6,7 @@ import pytest
 
 from carevault.crypto import DecryptionError
 from carevault.web.clinic.models import ClinicalNote, Diagnosis, Patient
+from carevault.web.vault.context import SYSTEM_WRITE
 
 
 def test_every_phi_column_of_a_seeded_patient_is_sealed(patients):
@@ -25,12 +26,12 @@ def test_every_phi_column_of_a_seeded_patient_is_sealed(patients):
 
 def test_sealing_an_unknown_field_is_refused(patients):
     with pytest.raises(ValueError, match="no PHI field"):
-        patients["patient1"].seal(user="someone")
+        patients["patient1"].seal(SYSTEM_WRITE, user="someone")
 
 
 def test_sealing_returns_how_many_fields_were_encrypted(patients):
     note = ClinicalNote(patient=patients["patient1"], author=patients["patient1"].user)
-    assert note.seal(body="text") == 1
+    assert note.seal(SYSTEM_WRITE, body="text") == 1
 
 
 def test_an_empty_optional_column_is_tampering_not_blank(patients):

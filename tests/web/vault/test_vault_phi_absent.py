@@ -13,6 +13,7 @@ from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Appointment, Patient
 from carevault.web.labs.models import LabRequest, LabResult
 from carevault.web.vault.absent import seal_empty_columns
+from carevault.web.vault.context import SYSTEM_WRITE
 from carevault.web.vault.phi import PhiModel
 
 
@@ -72,7 +73,7 @@ def test_a_new_row_without_an_optional_value_stores_an_authenticated_absent(pati
 def test_an_update_never_seals_a_blanked_column_as_absent(patients):
     patient = Patient.objects.get(pk=patients["patient1"].pk)
     patient.email_enc = b""  # blanked by someone with write access to the table
-    patient.seal(phone="+1-555-0199")
+    patient.seal(SYSTEM_WRITE, phone="+1-555-0199")
     patient.save()
     stored = Patient.objects.get(pk=patient.pk)
     assert bytes(stored.email_enc) == b""

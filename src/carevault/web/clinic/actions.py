@@ -18,8 +18,10 @@ from carevault.crypto import DecryptionError, InvalidSignatureError, Signature
 from carevault.web.accounts.models import Role, User
 from carevault.web.accounts.passwords import set_validated_password
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.errors import Conflict, NotAllowed, ValidationFailed
 from carevault.web.vault import service
+from carevault.web.vault.context import WriteContext, write_context
 from carevault.web.vault.phi import PhiModel
 
 from .models import (
@@ -62,7 +64,7 @@ def store_sealed(
     **values: str,
 ) -> None:
     """Seal the PHI values into a new row, save it, count the encryptions, audit the write."""
-    n = row.seal(**values)
+    n = row.seal(write_context(acting_user, ClientInfo.from_request(request)), **values)
     row.save()
     service.count_encryptions(patient.pk, n)
     record(action, actor=acting_user, target=row, patient_id=patient.pk, request=request)
@@ -88,6 +90,33 @@ def do_create_patient(
     mrn: str | None = None,
     request: HttpRequest | None = None,
 ) -> Patient:
+    return _create_patient(
+        acting_user,
+        write_context(acting_user, ClientInfo.from_request(request)),
+        name=name,
+        birth_date=birth_date,
+        email=email,
+        phone=phone,
+        address=address,
+        user=user,
+        mrn=mrn,
+        request=request,
+    )
+
+
+def _create_patient(
+    acting_user: User | None,
+    ctx: WriteContext,
+    *,
+    name: str,
+    birth_date: dt.date,
+    email: str,
+    phone: str,
+    address: str,
+    user: User | None,
+    mrn: str | None,
+    request: HttpRequest | None,
+) -> Patient:
     name = _text(name, "name", limit=200)
     if not isinstance(birth_date, dt.date) or birth_date > timezone.localdate():
         raise ValidationFailed("date of birth must be a past date", field="birth_date")
@@ -96,6 +125,7 @@ def do_create_patient(
     patient = Patient(user=user)
     service.create_patient_keyring(patient.pk)
     n = patient.seal(
+        ctx,
         name=name,
         birth_date=birth_date.isoformat(),
         mrn=mrn,
@@ -131,8 +161,19 @@ def do_register_patient(
     user = User(username=username, role=Role.PATIENT)
     set_validated_password(user, password)
     user.save()
-    do_create_patient(
-        user, name=name, birth_date=birth_date, email=email, phone=phone, user=user, request=request
+    # Nobody is signed in while registering: the record is written as the system, as any
+    # write outside a signed-in session is (not as the patient the form is creating).
+    _create_patient(
+        user,
+        write_context(None, ClientInfo.from_request(request)),
+        name=name,
+        birth_date=birth_date,
+        email=email,
+        phone=phone,
+        address="",
+        user=user,
+        mrn=None,
+        request=request,
     )
     record("account.register", actor=user, target=user, request=request)
     return user
@@ -279,7 +320,7 @@ def do_prescribe(
         created_at=timezone.now().replace(microsecond=0),
     )
     p.signature = key.sign(prescription_record(p, values), purpose="prescription").to_text()
-    n = p.seal(**values)
+    n = p.seal(write_context(acting_user, ClientInfo.from_request(request)), **values)
     p.save()
     _count(patient, n)
     record(
@@ -436,7 +477,7 @@ def do_break_glass(
         patient=patient,
         expires_at=timezone.now() + dt.timedelta(minutes=settings.BREAK_GLASS_MINUTES),
     )
-    n = grant.seal(reason=reason)
+    n = grant.seal(write_context(acting_user, ClientInfo.from_request(request)), reason=reason)
     grant.save()
     _count(patient, n)
     record(

@@ -21,9 +21,11 @@ from carevault.modelguard.guard import ClientKind, GuardVerdict
 from carevault.modelguard.models import KINDS
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.clinic.models import Patient
 from carevault.web.errors import ActionError, NotAllowed, ValidationFailed
 from carevault.web.labs.models import LabResult
+from carevault.web.vault.context import write_context
 
 from . import serving
 from .models import ClientCutOff, DiagnosisRun
@@ -208,6 +210,7 @@ def do_run_diagnosis(
     with transaction.atomic():
         run = DiagnosisRun(patient=patient, doctor=acting_user)
         run.seal(
+            write_context(acting_user, ClientInfo.from_request(request)),
             inputs=json.dumps(inputs, sort_keys=True),
             result=json.dumps({**released.as_dict(), "client": client_kind.value}, sort_keys=True),
         )

@@ -17,10 +17,12 @@ from django.utils import timezone
 from carevault.crypto import CryptoError
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.clinic.actions import SignatureStatus, _text, verify_signed
 from carevault.web.clinic.models import Patient
 from carevault.web.errors import Conflict, NotAllowed, ValidationFailed
 from carevault.web.vault import adaptive, service
+from carevault.web.vault.context import write_context
 
 from . import storage
 from .models import LabFile, LabRequest, LabRequestStatus, LabResult
@@ -51,7 +53,9 @@ def do_request_lab_test(
         raise NotAllowed("only doctors request lab tests")
     lab_request = LabRequest(patient=patient, requested_by=acting_user)
     n = lab_request.seal(
-        test=_text(test, "test", limit=200), notes=_text(notes, "notes", required=False)
+        write_context(acting_user, ClientInfo.from_request(request)),
+        test=_text(test, "test", limit=200),
+        notes=_text(notes, "notes", required=False),
     )
     lab_request.save()
     service.count_encryptions(patient.pk, n)
@@ -169,6 +173,8 @@ def do_submit_lab_result(
     }
     # Validate everything before writing anything.
     types = _checked_uploads(acting_user, lab_request, uploads, request)
+    # One context for the whole result: its files and its values are one write.
+    ctx = write_context(acting_user, ClientInfo.from_request(request))
     stored: list[str] = []
     try:
         with transaction.atomic():
@@ -190,13 +196,15 @@ def do_submit_lab_result(
                 )
                 # The file's key is sealed under the suite the policy picks for the file (its
                 # size is the payload), logged with the file's record below.
-                decision = adaptive.decide(locked.phi_data_class({}), upload.size)
+                decision = adaptive.decide(ctx, locked.phi_data_class({}), upload.size)
                 name, digest, size = storage.store(
                     locked.patient_id, lab_file.pk, upload.data, suite=decision.suite
                 )
                 stored.append(name)
                 lab_file.storage_name, lab_file.size = name, size
-                lab_file.seal(filename=_text(upload.name, "file name", limit=255), sha256=digest)
+                lab_file.seal(
+                    ctx, filename=_text(upload.name, "file name", limit=255), sha256=digest
+                )
                 adaptive.log_decision(
                     storage.CONTENT_TABLE, lab_file.pk, locked.patient_id, decision
                 )
@@ -214,7 +222,7 @@ def do_submit_lab_result(
             result.signature = key.sign(
                 result_record(result, dict(texts), [f for _, f in files]), purpose="lab-report"
             ).to_text()
-            n = result.seal(**texts)
+            n = result.seal(ctx, **texts)
             result.save()
             for lab_file, _ in files:
                 lab_file.save()

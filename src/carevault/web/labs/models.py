@@ -8,12 +8,17 @@ import secrets
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 
+from carevault import faults
+from carevault.crypto import CryptoError
 from carevault.security import data_classes
 from carevault.security.policy import DataClass
 from carevault.web.clinic.models import Patient
+from carevault.web.vault import adaptive
 from carevault.web.vault.phi import PhiModel
+
+from . import storage
 
 User = settings.AUTH_USER_MODEL
 
@@ -96,14 +101,6 @@ class LabFile(PhiModel):
         (compare-and-set), then the old file removed *once the caller's transaction commits*:
         until then the committed record still names the old file, and a rollback (or a kill)
         must find it there. A file that does not authenticate stays as it is (a failure)."""
-        from django.db import transaction
-
-        from carevault import faults
-        from carevault.crypto import CryptoError
-        from carevault.web.vault import adaptive
-
-        from . import storage
-
         old = self.storage_name
         try:
             if storage.sealing_suite(old).level >= target.level:

@@ -6,9 +6,15 @@ class SecuritycoreConfig(AppConfig):
     label = "securitycore"
 
     def ready(self) -> None:
-        # Every audited action is offered to the security layer once it is written.
+        # Imported here, not at the top: an app's models may only be imported once the app
+        # registry is ready.
         from carevault.web.audit import log
+        from carevault.web.vault import context
 
-        from . import engine
+        from . import engine, write_risk
 
+        # Every audited action is offered to the security layer once it is written.
         log.add_observer(engine.observe)
+        # Every write's context asks the security layer for its session's risk and the host's
+        # load, and every encryption decision for the raised floor.
+        context.register_risk_source(write_risk.SecurityRiskSource())

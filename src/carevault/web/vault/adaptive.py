@@ -2,28 +2,26 @@
 decision, and its log.
 
 Every PHI write (:meth:`PhiModel.seal`) and every lab file asks :func:`decide` which suite to
-use. The inputs come from the request being served (role, the session's recent risk), the host
-telemetry the security layer samples anyway (CPU, request latency and rate) and the write itself
-(data class, size); the system floor is the one the response layer raises during incidents.
-Nothing here may fail a write: when an input cannot be had it takes its safe default, and the
-policy itself falls back to the strongest suite (see :mod:`carevault.security.policy`).
+use. The inputs come from the write's explicit :class:`~carevault.web.vault.context.WriteContext`
+(role, the session's recent risk, the host telemetry the security layer samples anyway: CPU,
+request latency and rate) and the write itself (data class, size); the system floor is the one
+the response layer raises during incidents, asked of the registered risk source. Nothing here
+may fail a write: when an input cannot be had it takes its safe default, and the policy itself
+falls back to the strongest suite (see :mod:`carevault.security.policy`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Max
-from django.http import HttpRequest
 from django.utils import timezone
 
-from carevault.crypto import CryptoError, Suite
+from carevault.crypto import Suite
+from carevault.security import data_classes
 from carevault.security.baseline import latest_model_version
 from carevault.security.policy import (
     MODEL_NAME,
@@ -34,12 +32,8 @@ from carevault.security.policy import (
     load_policy,
 )
 
+from .context import WriteContext, risk_source
 from .models import EncryptionDecision
-
-logger = logging.getLogger(__name__)
-
-# How far back a session's risk counts for its writes: the window the detectors look at.
-RISK_WINDOW = dt.timedelta(minutes=15)
 
 _lock = threading.Lock()
 _policy: EncryptionPolicy | None = None
@@ -69,86 +63,30 @@ def reset() -> None:
         _policy, _policy_seen = None, -1
 
 
-def system_floor() -> Suite | None:
-    """The floor the response layer raised, if one is in force."""
-    from carevault.web.securitycore import state
-
-    floor = state.current_floor()
-    if floor is None:
-        return None
-    try:
-        return Suite.parse(floor.suite)
-    except CryptoError:
-        # A floor naming no suite we know: the strongest protects more than any guess.
-        logger.warning("the raised floor names an unknown suite; using the strongest")
-        return Suite.HYBRID_X25519_AES_256_GCM
-
-
-def _role(request: HttpRequest | None) -> str:
-    user = getattr(request, "user", None)
-    if user is None or not getattr(user, "is_authenticated", False):
-        return "system"
-    return str(getattr(user, "role", "") or "system")
-
-
-def _session_risk(request: HttpRequest | None) -> float:
-    """The highest risk the detectors gave this session's events in the last window (0 for
-    writes outside a session: commands, jobs). Looked up once per request."""
-    if request is None:
-        return 0.0
-    cached = getattr(request, "_carevault_write_risk", None)
-    if isinstance(cached, float):
-        return cached
-    risk = 0.0
-    session = getattr(request, "session", None)
-    key = getattr(session, "session_key", None)
-    if key:
-        from carevault.web.clientinfo import session_hash
-        from carevault.web.securitycore.models import SecurityEvent
-
-        found = SecurityEvent.objects.filter(
-            session=session_hash(str(key)), at__gte=timezone.now() - RISK_WINDOW
-        ).aggregate(top=Max("risk"))["top"]
-        risk = float(found) if found is not None else 0.0
-    request._carevault_write_risk = risk  # type: ignore[attr-defined]
-    return risk
-
-
-def _load() -> tuple[float, float, float]:
-    """(CPU %, request latency p95 ms, requests per second) from the last host sample this
-    process took (zeros before the first one)."""
-    try:
-        from carevault.web.securitycore import engine
-
-        sample = engine.runtime().last_host
-    except Exception:  # telemetry is a hint, never a reason to fail a write
-        return 0.0, 0.0, 0.0
-    if sample is None:
-        return 0.0, 0.0, 0.0
-    interval = max(1, int(settings.SECURITY_TELEMETRY_SECONDS))
-    return sample.cpu * 100.0, sample.latency_p95_ms, sample.requests / interval
-
-
-def inputs_for(data_class: DataClass, payload_bytes: int) -> PolicyInputs:
-    from carevault.web.securitycore.context import current_request
-
-    request = current_request()
-    cpu, latency, traffic = _load()
+def inputs_for(ctx: WriteContext, data_class: DataClass, payload_bytes: int) -> PolicyInputs:
+    """The policy's inputs for one write: its context, the record's data class (raised to the
+    context's when the writer named a stronger one), its size."""
+    if ctx.data_class is not None:
+        data_class = data_classes.strongest(data_class, ctx.data_class)
     return PolicyInputs(
         data_class=data_class,
         payload_bytes=int(payload_bytes),
-        role=_role(request),
-        risk=min(1.0, max(0.0, _session_risk(request))),
-        cpu_percent=cpu,
-        latency_ms=latency,
-        traffic_rps=traffic,
+        role=ctx.role,
+        risk=min(1.0, max(0.0, ctx.session_risk)),
+        cpu_percent=ctx.load.cpu_percent,
+        latency_ms=ctx.load.latency_ms,
+        traffic_rps=ctx.load.traffic_rps,
         constrained_device=False,
     )
 
 
-def decide(data_class: DataClass, payload_bytes: int) -> Decision:
-    """The suite for one write, with its reason."""
-    return policy().decide(inputs_for(data_class, payload_bytes), system_floor=system_floor())
+def decide(ctx: WriteContext, data_class: DataClass, payload_bytes: int) -> Decision:
+    """The suite for one write of ``payload_bytes`` of ``data_class`` data in ``ctx``, with its
+    reason. The system floor is asked for here, at every decision, not kept in the context: a
+    floor raised during an incident lifts every write from then on, system writes included."""
+    return policy().decide(
+        inputs_for(ctx, data_class, payload_bytes), system_floor=risk_source().system_floor()
+    )
 
 
 _LOGGED = ["patient_id", "suite", "source", "reason", "floor", "proposed", "inputs", "decided_at"]

@@ -21,8 +21,10 @@ from django.db import models
 
 from carevault.crypto import DecryptionError
 from carevault.security.policy import DataClass, Decision
+from carevault.web.audit.log import Outcome, record
 
 from . import adaptive, service
+from .context import WriteContext
 
 
 class PhiModel(models.Model):
@@ -41,16 +43,19 @@ class PhiModel(models.Model):
         sealed now). Ordinary unless a model knows better (diagnoses, lab requests)."""
         return DataClass.ORDINARY
 
-    def seal(self, **values: str) -> int:
+    def seal(self, ctx: WriteContext, /, **values: str) -> int:
         """Encrypt the given PHI values into their columns, under the suite the adaptive policy
-        picks for this write (logged per record); returns how many were sealed."""
+        picks for this write in ``ctx`` (logged per record); returns how many were sealed.
+
+        ``ctx`` is the writing action's (:func:`carevault.web.vault.context.write_context`), or
+        :data:`~carevault.web.vault.context.SYSTEM_WRITE` for a write outside any session."""
         for column in values:
             if column not in self.PHI_FIELDS:
                 raise ValueError(f"{type(self).__name__} has no PHI field {column!r}")
         patient_id = self.phi_patient_id()
         table = self._meta.db_table
         size = sum(len(value.encode()) for value in values.values())
-        decision = adaptive.decide(self.phi_data_class(values), size)
+        decision = adaptive.decide(ctx, self.phi_data_class(values), size)
         for column, value in values.items():
             sealed = service.seal(patient_id, table, column, self.pk, value, suite=decision.suite)
             setattr(self, f"{column}_enc", sealed)
@@ -116,8 +121,6 @@ class PhiModel(models.Model):
         self._report_integrity_failure("phi.signature_failed", {})
 
     def _report_integrity_failure(self, action: str, details: dict[str, str]) -> None:
-        from carevault.web.audit.log import Outcome, record
-
         record(
             action,
             outcome=Outcome.ALERT,

@@ -41,9 +41,10 @@ from django.utils import timezone
 
 from carevault import faults
 from carevault.crypto import CryptoError, Suite, parse_header
+from carevault.web.audit.log import Outcome, record
 
 from . import adaptive, service
-from .models import JobStatus, ReencryptionJob
+from .models import EncryptionDecision, JobStatus, ReencryptionJob
 from .phi import PhiModel
 
 logger = logging.getLogger(__name__)
@@ -286,8 +287,6 @@ def run(
 
 
 def _finish(job: ReencryptionJob) -> None:
-    from carevault.web.audit.log import Outcome, record
-
     with transaction.atomic():
         ReencryptionJob.objects.filter(pk=job.pk, lease_owner=job.lease_owner).update(
             status=JobStatus.DONE, finished_at=timezone.now(), lease_owner="", lease_until=None
@@ -372,8 +371,6 @@ def resume_if_abandoned() -> bool:
 
 def below(target: Suite) -> dict[str, Any]:
     """How many logged records sit below ``target``, per suite (for the dashboard)."""
-    from .models import EncryptionDecision
-
     weaker = [s.label for s in Suite if s.level < target.level]
     rows = EncryptionDecision.objects.filter(suite__in=weaker)
     return {"count": rows.count(), "suites": weaker}
