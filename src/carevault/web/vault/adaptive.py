@@ -31,8 +31,8 @@ from carevault.security.policy import (
     Decision,
     EncryptionPolicy,
     PolicyInputs,
-    load_policy,
 )
+from carevault.security.policy_model import load_policy
 
 from .models import EncryptionDecision
 
