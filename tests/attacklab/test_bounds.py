@@ -13,5 +13,5 @@ def test_bounds_refuse_negative_requests_and_non_positive_seconds(requests, seco
         Bounds(requests, seconds)
 
 
-def test_zero_requests_is_a_valid_bound_for_scenarios_that_only_read_stolen_files():
+def test_zero_requests_is_a_valid_bound():
     assert Bounds(0, 1.0).requests == 0
