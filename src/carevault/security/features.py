@@ -637,15 +637,7 @@ class FeatureExtractor:
         profile.last = now
         network = e.network
         if kind is _LOGIN_SUCCESS:
-            clients = profile.clients
-            if e.client not in clients and len(clients) >= _MAX_CLIENTS:
-                del clients[min(clients, key=clients.__getitem__)]
-            clients[e.client] = now
-            networks = profile.networks
-            if network not in networks:
-                if len(networks) >= _MAX_NETWORKS:
-                    del networks[next(iter(networks))]
-                networks[network] = math.log(e.rtt_ms) if e.rtt_ms > 0.0 else math.nan
+            _learn_login(profile, e, now)
         elif e.rtt_ms > 0.0:
             m = profile.networks.get(network)
             if m is not None:
@@ -688,6 +680,11 @@ class FeatureExtractor:
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + 300.0
         self._since_sweep = 0
+        self._sweep_windows(now)
+        self._sweep_accounts(now)
+
+    def _sweep_windows(self, now: float) -> None:
+        """Drop keys whose windows are empty or idle past their horizon, then cap each table."""
         cap = self.max_keys
         for table, horizon in self._windows:
             edge = now - horizon
@@ -711,6 +708,10 @@ class FeatureExtractor:
             for key in [k for k, d in dtable.items() if not d.q or d.q[-1][0] <= edge]:
                 del dtable[key]
             _cap(dtable, cap)
+
+    def _sweep_accounts(self, now: float) -> None:
+        """Drop idle sessions and profiles (and the oldest past their caps), cap the hosts."""
+        cap = self.max_keys
         edge = now - self.session_ttl
         sessions = self._sessions
         for key in [k for k, s in sessions.items() if s.last <= edge]:
@@ -725,6 +726,20 @@ class FeatureExtractor:
             for key in by_age[: len(profiles) - self.max_profiles]:
                 del profiles[key]
         _cap(self._hosts, cap)
+
+
+def _learn_login(profile: _Profile, e: Event, now: float) -> None:
+    """An authenticated login teaches the profile its client and network (bounded: the least
+    recently used client and the first learned network make room)."""
+    clients = profile.clients
+    if e.client not in clients and len(clients) >= _MAX_CLIENTS:
+        del clients[min(clients, key=clients.__getitem__)]
+    clients[e.client] = now
+    networks = profile.networks
+    if e.network not in networks:
+        if len(networks) >= _MAX_NETWORKS:
+            del networks[next(iter(networks))]
+        networks[e.network] = math.log(e.rtt_ms) if e.rtt_ms > 0.0 else math.nan
 
 
 _Filler = Callable[[FeatureExtractor, Event, list[float], float], None]
