@@ -208,14 +208,8 @@ ALLOWED_SUITES: Final[frozenset[int]] = frozenset(s.suite_id for s in Suite)
 VALID_KEY_BYTES: Final[frozenset[int]] = frozenset({16, 24, 32})
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 
-_LOGIN_FAILURE = EventKind.LOGIN_FAILURE
 _LOGIN_SUCCESS = EventKind.LOGIN_SUCCESS
 _PHI_READ = EventKind.PHI_READ
-_ACCESS_DENIED = EventKind.ACCESS_DENIED
-_PREDICTION = EventKind.PREDICTION
-_HOST = EventKind.HOST
-_PACKET_REJECTED = EventKind.PACKET_REJECTED
-_CRYPTO_FAILURES = frozenset({EventKind.SIGNATURE_FAILURE, EventKind.DECRYPTION_FAILURE})
 
 _V = TypeVar("_V")
 _MIN = 60.0
