@@ -10,7 +10,8 @@ import pytest
 
 import carevault.attacklab
 from carevault.attacklab import registry
-from carevault.attacklab.scenario import CATEGORIES, Bounds, Outcome, Scenario
+from carevault.attacklab.bounds import Bounds
+from carevault.attacklab.scenario import CATEGORIES, Outcome, Scenario
 
 SCENARIOS = registry.all_scenarios()
 

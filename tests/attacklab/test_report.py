@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from carevault.attacklab import html_report, report
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.observe import Detection
 from carevault.attacklab.runner import Result, exit_status
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 
 
 def scenario(name: str, *, expect: bool = True) -> Scenario:

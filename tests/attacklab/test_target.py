@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from carevault.attacklab.bounds import BoundReached, Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import BoundReached, Bounds
 from carevault.attacklab.target import AttackClient, TargetRefused, check_target
 
 

@@ -7,7 +7,6 @@ against deliberately bad tables, so they hold because of the guards, not because
 from __future__ import annotations
 
 import json
-import logging
 import math
 
 import numpy as np
@@ -22,14 +21,12 @@ from carevault.security.policy import (
     CLASS_FLOOR,
     GRID_SHAPE,
     LEVEL_SUITE,
-    MODEL_NAME,
     ROLES,
     STRONGEST,
     DataClass,
     EncryptionPolicy,
     PolicyInputs,
     input_problem,
-    load_policy,
     monotone_in_risk,
     required_suite,
     strongest_policy,
@@ -343,35 +340,3 @@ def test_a_decision_log_is_json_and_does_not_echo_long_or_odd_inputs():
 def test_a_table_with_the_wrong_shape_or_codes_is_refused(table, message):
     with pytest.raises(ValueError, match=message):
         EncryptionPolicy(table)
-
-
-# -- loading -------------------------------------------------------------------------------------
-
-
-def test_loading_from_a_data_directory_without_a_model_gives_the_strongest_policy(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="carevault.security.policy"):
-        policy = load_policy(tmp_path)
-    assert not policy.has_model
-    assert "no trained encryption policy" in caplog.text
-
-
-def test_a_tampered_sealed_policy_is_refused_logged_and_replaced_by_the_strongest(tmp_path, caplog):
-    from _policy_models import COSTS
-
-    from carevault.security.policy_training import train
-    from carevault.security.scoring import model_store
-    from carevault.security.store import PAYLOAD
-
-    report = train(
-        model_store(tmp_path), seed=1, samples=500, held_out=50, n_estimators=2, costs=COSTS
-    )
-    assert load_policy(tmp_path).has_model
-    payload = tmp_path / "models" / MODEL_NAME / f"v{report['version']}" / PAYLOAD
-    data = bytearray(payload.read_bytes())
-    data[-5] ^= 1
-    payload.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="carevault.security.policy"):
-        policy = load_policy(tmp_path)
-    assert not policy.has_model
-    assert "refused" in caplog.text
-    assert policy.decide(PolicyInputs(DataClass.ORDINARY, 1, "doctor")).suite is STRONGEST

@@ -20,11 +20,10 @@ from carevault.security.policy import (
     PolicyInputs,
     grid_cell,
     grid_index,
-    load_policy,
     required_suite,
 )
 from carevault.security.policy_costs import CostModel
-from carevault.security.policy_model import TRUSTED_TYPES, PolicyModel
+from carevault.security.policy_model import TRUSTED_TYPES, PolicyModel, load_policy
 from carevault.security.policy_training import (
     INPUT_COLUMNS,
     LabelRule,

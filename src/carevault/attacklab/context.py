@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bounds import BoundReached, Bounds, Skip
 from .lab import Files, LabServer
-from .scenario import BoundReached, Bounds, Skip
 from .target import AttackClient
 
 ADDRESSES_PER_SCENARIO = 2048

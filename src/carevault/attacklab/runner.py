@@ -10,10 +10,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
+from .bounds import BoundReached, Skip
 from .context import Context
 from .lab import Files, LabServer
 from .observe import Detection, Observer, attribute
-from .scenario import BoundReached, Outcome, Scenario, Skip
+from .scenario import Outcome, Scenario
 
 STATUSES = ("held", "failed", "error", "skipped")
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .context import Context
+from .bounds import Bounds
+from .context import Context
 
 CATEGORIES = (
     "authentication",
@@ -49,27 +49,6 @@ DEFENCES = (
     "kill safety",
     "rate limit",
 )
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """At most ``requests`` HTTP requests and ``seconds`` of wall time; the context refuses
-    the request past either (:class:`BoundReached`), so no scenario can run away."""
-
-    requests: int
-    seconds: float
-
-    def __post_init__(self) -> None:
-        if self.requests < 0 or self.seconds <= 0:
-            raise ValueError("bounds must be a non-negative request count and positive seconds")
-
-
-class BoundReached(Exception):
-    """The scenario used up its requests or its time."""
-
-
-class Skip(Exception):
-    """The scenario cannot run against this target (for example: no data directory given)."""
 
 
 @dataclass

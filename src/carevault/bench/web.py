@@ -91,7 +91,7 @@ def _train_policy() -> None:
     suite. The benchmark trains one in its scratch data directory (a few seconds)."""
     from django.conf import settings
 
-    from carevault.security.policy import train_policy
+    from carevault.security.policy_training import train as train_policy
     from carevault.security.scoring import model_store
     from carevault.web.vault import adaptive
 

@@ -67,7 +67,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _ensure_policy() -> None:
     """The demo's adaptive encryption policy (about 5 s), trained once, on the first start.
     Without it every write gets the strongest suite: safe, but the demo would show no choice."""
-    from carevault.security.policy import MODEL_NAME, train_policy
+    from carevault.security.policy import MODEL_NAME
+    from carevault.security.policy_training import train as train_policy
 
     if (config.data_dir() / "models" / MODEL_NAME).is_dir():
         return

@@ -141,7 +141,7 @@ def cmd_security_record_day(args: argparse.Namespace) -> int:
 
 def cmd_security_train_policy(args: argparse.Namespace) -> int:
     from carevault.security import policy_training
-    from carevault.security.policy import train_policy
+    from carevault.security.policy_training import train as train_policy
     from carevault.security.store import SealedModelError
 
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable
 
-from . import _primitives as p
+from ._primitives import hkdf_sha256, hmac_sha256
 from .errors import ConfigurationError, WeakKeyError
 from .secret import SecretBytes
 
@@ -46,7 +46,7 @@ class BlindIndex:
         self.field = field
         self.bits = bits
         self.normalize = normalize
-        self._key = p.hkdf_sha256(
+        self._key = hkdf_sha256(
             root_key.expose(), length=32, salt=None, info=_INFO + field.encode()
         )
 
@@ -54,7 +54,7 @@ class BlindIndex:
         """The hex index of ``value`` for this field."""
         if not isinstance(value, str):
             raise TypeError("blind indexes are computed over text")
-        digest = p.hmac_sha256(self._key, self.normalize(value).encode())
+        digest = hmac_sha256(self._key, self.normalize(value).encode())
         return digest[: self.bits // 8].hex()
 
     def __repr__(self) -> str:

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import envelope
 from .canonical import Context, context_bytes
+from .envelope import parse_header
 from .errors import ConfigurationError, DecryptionError
 from .keyring import Keyring, KeyState
 from .suites import Suite
@@ -222,7 +222,7 @@ def master_versions_in_use(store: WrappedKeyStore) -> set[int]:
     used: set[int] = set()
     for name in store.names():
         try:
-            used.add(envelope.parse_header(store.get(name)).key_id)
+            used.add(parse_header(store.get(name)).key_id)
         except DecryptionError:
             continue
     return used

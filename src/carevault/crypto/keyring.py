@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from . import envelope
 from .canonical import Context, context_bytes
+from .envelope import HEADER_BYTES, MAX_KEY_ID, header_bytes, key_id_of
 from .errors import (
     ConfigurationError,
     DecryptionError,
@@ -99,7 +99,7 @@ class _Version:
         self.created_at = created_at
         self.encryptions = encryptions
         # Precomputed: every envelope this version writes starts with exactly these bytes.
-        self.header = envelope.header_bytes(suite, version)
+        self.header = header_bytes(suite, version)
         self.symmetric = suite.is_symmetric  # GCM nonce budgets apply to symmetric keys only
 
     def info(self) -> KeyInfo:
@@ -250,15 +250,15 @@ class Keyring:
 
     def decrypt(self, ciphertext: bytes | memoryview, context: Context) -> bytes:
         """Open an envelope written by any usable version; :class:`DecryptionError` otherwise."""
-        if len(ciphertext) < envelope.HEADER_BYTES:
+        if len(ciphertext) < HEADER_BYTES:
             raise DecryptionError()
-        header = bytes(ciphertext[: envelope.HEADER_BYTES])
+        header = bytes(ciphertext[:HEADER_BYTES])
         opener = self._openers.get(int.from_bytes(header[4:], "big"))
         # Comparing the whole header checks magic, format version and suite in one go.
         if opener is None or opener[0] != header:
             raise DecryptionError()
         aad = header + b"\x00" + context_bytes(context)
-        return opener[1].open_envelope(ciphertext, envelope.HEADER_BYTES, aad)
+        return opener[1].open_envelope(ciphertext, HEADER_BYTES, aad)
 
     def needs_reencrypt(
         self, ciphertext: bytes | memoryview, *, suite: Suite | None = None
@@ -267,7 +267,7 @@ class Keyring:
         for ``suite`` (the primary when None)."""
         with self._lock:
             target = self._encrypting_locked(suite).version
-        return envelope.key_id_of(ciphertext) != target
+        return key_id_of(ciphertext) != target
 
     def reencrypt(
         self, ciphertext: bytes | memoryview, context: Context, *, suite: Suite | None = None
@@ -315,7 +315,7 @@ class Keyring:
 
     def _next_number(self) -> int:
         number = max(self._versions, default=0) + 1
-        if number > envelope.MAX_KEY_ID:
+        if number > MAX_KEY_ID:
             raise KeyStateError("key versions exhausted")
         return number
 
@@ -442,7 +442,7 @@ class Keyring:
                 None if state is KeyState.DESTROYED or raw is None else KeyMaterial.load(suite, raw)
             )
             number = int(item["version"])
-            if number in ring._versions or not 1 <= number <= envelope.MAX_KEY_ID:
+            if number in ring._versions or not 1 <= number <= MAX_KEY_ID:
                 raise ConfigurationError(f"keyring has a duplicate or invalid version {number}")
             ring._versions[number] = _Version(
                 number, suite, state, material, str(item["created_at"]), int(item["encryptions"])

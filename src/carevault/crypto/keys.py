@@ -9,12 +9,20 @@ from __future__ import annotations
 import base64
 from typing import Any, NoReturn
 
-from . import _primitives as p
+from ._primitives import (
+    AesGcm,
+    HpkePrivateKey,
+    HpkePublicKey,
+    KemName,
+    RsaPrivateKey,
+    RsaPublicKey,
+    random_bytes,
+)
 from .errors import ConfigurationError, DecryptionError, KeyStateError, WeakKeyError
 from .secret import SecretBytes
 from .suites import Suite, SuiteKind
 
-_KEMS: dict[Suite, p.KemName] = {
+_KEMS: dict[Suite, KemName] = {
     Suite.HYBRID_X25519_AES_256_GCM: "X25519",
     Suite.HYBRID_P256_AES_256_GCM: "P-256",
 }
@@ -75,8 +83,8 @@ class KeyMaterial:
         if suite.kind is SuiteKind.SYMMETRIC:
             return SymmetricMaterial(suite, SecretBytes.random(suite.aes_key_bytes))
         if suite.kind is SuiteKind.HYBRID:
-            return HybridMaterial(suite, private=p.HpkePrivateKey.generate(_KEMS[suite]))
-        return RsaMaterial(suite, private=p.RsaPrivateKey.generate())
+            return HybridMaterial(suite, private=HpkePrivateKey.generate(_KEMS[suite]))
+        return RsaMaterial(suite, private=RsaPrivateKey.generate())
 
     @staticmethod
     def load(suite: Suite, data: dict[str, Any]) -> KeyMaterial:
@@ -86,14 +94,14 @@ class KeyMaterial:
             kem = _KEMS[suite]
             if "sk" in data:
                 return HybridMaterial(
-                    suite, private=p.HpkePrivateKey.from_bytes(kem, _unb64(data["sk"], "key"))
+                    suite, private=HpkePrivateKey.from_bytes(kem, _unb64(data["sk"], "key"))
                 )
             return HybridMaterial(
-                suite, public=p.HpkePublicKey.from_bytes(kem, _unb64(data.get("pk"), "key"))
+                suite, public=HpkePublicKey.from_bytes(kem, _unb64(data.get("pk"), "key"))
             )
         if "sk" in data:
-            return RsaMaterial(suite, private=p.RsaPrivateKey.from_bytes(_unb64(data["sk"], "key")))
-        return RsaMaterial(suite, public=p.RsaPublicKey.from_bytes(_unb64(data.get("pk"), "key")))
+            return RsaMaterial(suite, private=RsaPrivateKey.from_bytes(_unb64(data["sk"], "key")))
+        return RsaMaterial(suite, public=RsaPublicKey.from_bytes(_unb64(data.get("pk"), "key")))
 
 
 class SymmetricMaterial(KeyMaterial):
@@ -106,7 +114,7 @@ class SymmetricMaterial(KeyMaterial):
             )
         self.suite = suite
         self._secret = secret
-        self._aead = p.AesGcm(secret.expose())
+        self._aead = AesGcm(secret.expose())
 
     @property
     def can_decrypt(self) -> bool:
@@ -141,8 +149,8 @@ class HybridMaterial(KeyMaterial):
         self,
         suite: Suite,
         *,
-        private: p.HpkePrivateKey | None = None,
-        public: p.HpkePublicKey | None = None,
+        private: HpkePrivateKey | None = None,
+        public: HpkePublicKey | None = None,
     ) -> None:
         self.suite = suite
         self._private = private
@@ -180,8 +188,8 @@ class RsaMaterial(KeyMaterial):
         self,
         suite: Suite,
         *,
-        private: p.RsaPrivateKey | None = None,
-        public: p.RsaPublicKey | None = None,
+        private: RsaPrivateKey | None = None,
+        public: RsaPublicKey | None = None,
     ) -> None:
         self.suite = suite
         self._private = private
@@ -192,9 +200,9 @@ class RsaMaterial(KeyMaterial):
         return self._private is not None
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
-        content_key = p.random_bytes(32)
+        content_key = random_bytes(32)
         wrapped = self._public.wrap(content_key)
-        return wrapped + p.AesGcm(content_key).seal(plaintext, aad)
+        return wrapped + AesGcm(content_key).seal(plaintext, aad)
 
     def open(self, body: memoryview, aad: bytes) -> bytes:
         if self._private is None:
@@ -205,7 +213,7 @@ class RsaMaterial(KeyMaterial):
         content_key = self._private.unwrap(body[:size])
         if len(content_key) != 32:
             raise DecryptionError()
-        return p.AesGcm(content_key).open(body[size:], aad)
+        return AesGcm(content_key).open(body[size:], aad)
 
     def export(self) -> dict[str, str]:
         if self._private is not None:

@@ -15,7 +15,7 @@ import base64
 import re
 from urllib.parse import quote, urlencode
 
-from . import _primitives
+from ._primitives import totp_generate, totp_matching_step
 from .errors import CryptoError
 from .secret import SecretBytes
 
@@ -51,9 +51,7 @@ def current_step(at: float) -> int:
 
 def totp_code(secret: SecretBytes, at: float) -> str:
     """The code for the time ``at`` (what the user's app shows; tests use it)."""
-    return _primitives.totp_generate(
-        secret.expose(), at, digits=TOTP_DIGITS, time_step=TOTP_TIME_STEP
-    )
+    return totp_generate(secret.expose(), at, digits=TOTP_DIGITS, time_step=TOTP_TIME_STEP)
 
 
 def verify_totp(
@@ -64,7 +62,7 @@ def verify_totp(
     code = normalize_code(code)
     if not _CODE.match(code):
         raise InvalidCodeError()
-    step = _primitives.totp_matching_step(
+    step = totp_matching_step(
         secret.expose(),
         code,
         at,

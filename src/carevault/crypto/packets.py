@@ -59,7 +59,17 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
 
-from . import _primitives as p
+from ._primitives import (
+    GCM_NONCE_BYTES,
+    GCM_TAG_BYTES,
+    P256_POINT_BYTES,
+    AesGcm,
+    EcdhP256PrivateKey,
+    constant_time_equal,
+    hkdf_sha256,
+    random_bytes,
+    sha256,
+)
 from .canonical import canonical_bytes
 from .errors import ConfigurationError, CryptoError, DecryptionError, RejectedPacketError
 from .secret import SecretBytes
@@ -90,11 +100,11 @@ MAX_CLOCK_SKEW = 120
 
 CID_BYTES = 16
 NONCE_BYTES = 16
-IV_BYTES = p.GCM_NONCE_BYTES
-POINT_BYTES = p.P256_POINT_BYTES
+IV_BYTES = GCM_NONCE_BYTES
+POINT_BYTES = P256_POINT_BYTES
 # A username (150 characters) and a long passphrase fit many times over; anything bigger is junk.
 MAX_PLAINTEXT_BYTES = 4096
-MAX_CIPHERTEXT_BYTES = MAX_PLAINTEXT_BYTES + p.GCM_TAG_BYTES
+MAX_CIPHERTEXT_BYTES = MAX_PLAINTEXT_BYTES + GCM_TAG_BYTES
 # The whole JSON packet, before it is parsed.
 MAX_PACKET_BYTES = 8192
 
@@ -165,8 +175,8 @@ def _strict_json(data: bytes | str) -> Any:
     )
 
 
-def _derive_key(shared: bytes, nonce: bytes, cid: bytes, *, domain: bytes = DOMAIN) -> p.AesGcm:
-    return p.AesGcm(p.hkdf_sha256(shared, length=32, salt=nonce, info=domain + cid))
+def _derive_key(shared: bytes, nonce: bytes, cid: bytes, *, domain: bytes = DOMAIN) -> AesGcm:
+    return AesGcm(hkdf_sha256(shared, length=32, salt=nonce, info=domain + cid))
 
 
 def form_aad(purpose: str, binding: str, cid: bytes) -> bytes:
@@ -196,19 +206,19 @@ class LoginKey:
 
     __slots__ = ("_key", "_public", "key_id")
 
-    def __init__(self, key: p.EcdhP256PrivateKey) -> None:
+    def __init__(self, key: EcdhP256PrivateKey) -> None:
         self._key = key
         self._public = key.public_bytes()
-        self.key_id = p.sha256(self._public)[:8].hex()
+        self.key_id = sha256(self._public)[:8].hex()
 
     @classmethod
     def generate(cls) -> LoginKey:
-        return cls(p.EcdhP256PrivateKey.generate())
+        return cls(EcdhP256PrivateKey.generate())
 
     @classmethod
     def from_private_bytes(cls, secret: SecretBytes) -> LoginKey:
         """From PKCS#8 DER (:meth:`private_bytes`); raises ConfigurationError if it is not one."""
-        return cls(p.EcdhP256PrivateKey.from_bytes(secret.expose()))
+        return cls(EcdhP256PrivateKey.from_bytes(secret.expose()))
 
     def private_bytes(self) -> SecretBytes:
         """PKCS#8 DER, to be wrapped by a key-encryption key before it is stored."""
@@ -291,8 +301,8 @@ def make_challenge(login_key: LoginKey, *, now: float, ttl: int = CHALLENGE_TTL)
     """
     issued = int(now)
     return Challenge(
-        cid=b64url(p.random_bytes(CID_BYTES)),
-        nonce=b64url(p.random_bytes(NONCE_BYTES)),
+        cid=b64url(random_bytes(CID_BYTES)),
+        nonce=b64url(random_bytes(NONCE_BYTES)),
         issued=issued,
         expires=issued + ttl,
         server_key=b64url(login_key.public_bytes()),
@@ -327,7 +337,7 @@ class LoginPacket:
         ct = _unb64url(data["ct"], max_size=MAX_CIPHERTEXT_BYTES)
         if _unb64url(cid, size=CID_BYTES) is None or epk is None or iv is None or ct is None:
             raise DecryptionError()
-        if len(ct) <= p.GCM_TAG_BYTES:
+        if len(ct) <= GCM_TAG_BYTES:
             raise DecryptionError()
         return cls(cid=cid, epk=epk, iv=iv, ct=ct)
 
@@ -408,7 +418,7 @@ def seal_payload(
     plaintext = payload if isinstance(payload, bytes) else canonical_bytes(dict(payload))
     if len(plaintext) > MAX_PLAINTEXT_BYTES:
         raise ConfigurationError(f"login credentials are limited to {MAX_PLAINTEXT_BYTES} bytes")
-    ephemeral = p.EcdhP256PrivateKey.generate()
+    ephemeral = EcdhP256PrivateKey.generate()
     if form is None:
         aead = _derive_key(ephemeral.exchange(server_point), nonce, cid)
         aad = AAD_PREFIX + cid
@@ -471,7 +481,7 @@ def open_login_packet(
         parsed.iv + parsed.ct, AAD_PREFIX + cid_bytes
     )
     credentials = _credentials(plaintext)
-    if not p.constant_time_equal(credentials.nonce.encode(), expected_nonce.encode()):
+    if not constant_time_equal(credentials.nonce.encode(), expected_nonce.encode()):
         raise RejectedPacketError("foreign_nonce")
     if abs(credentials.ts - now) > MAX_CLOCK_SKEW or credentials.ts > expires:
         raise RejectedPacketError("expired")
@@ -556,7 +566,7 @@ def open_form_packet(
         parsed.iv + parsed.ct, aad
     )
     fields, nonce, ts = _form_fields(plaintext)
-    if not p.constant_time_equal(nonce.encode(), expected_nonce.encode()):
+    if not constant_time_equal(nonce.encode(), expected_nonce.encode()):
         raise RejectedPacketError("foreign_nonce")
     if abs(ts - now) > MAX_CLOCK_SKEW or ts > expires:
         raise RejectedPacketError("expired")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from Crypto.Protocol.SecretSharing import Shamir
 
-from . import _primitives as p
+from ._primitives import constant_time_equal, hmac_sha256, sha256
 from .errors import ShareError
 from .secret import SecretBytes
 
@@ -43,7 +43,7 @@ class Share:
         core = (
             f"{_PREFIX}-{self.set_id}-{self.threshold}of{self.total}-{self.index}-{self.kcv}-{body}"
         )
-        return f"{core}-{p.sha256(core.encode())[:3].hex()}"
+        return f"{core}-{sha256(core.encode())[:3].hex()}"
 
     @classmethod
     def from_text(cls, text: str) -> Share:
@@ -52,7 +52,7 @@ class Share:
         if len(parts) != 7 or parts[0] != _PREFIX:
             raise ShareError("not a CareVault share (expected cvshare1-...)")
         core, checksum = "-".join(parts[:6]), parts[6]
-        if p.sha256(core.encode())[:3].hex() != checksum.lower():
+        if sha256(core.encode())[:3].hex() != checksum.lower():
             raise ShareError(f"share {parts[3]} of set {parts[1]} has a typo (checksum mismatch)")
         try:
             k_text, n_text = parts[2].split("of")
@@ -67,7 +67,7 @@ class Share:
 
 
 def _kcv(secret: bytes) -> str:
-    return p.hmac_sha256(secret, _KCV_INFO)[:6].hex()
+    return hmac_sha256(secret, _KCV_INFO)[:6].hex()
 
 
 def split_secret(secret: SecretBytes, threshold: int, total: int) -> list[Share]:
@@ -119,8 +119,6 @@ def recover_secret(shares: Iterable[Share | str]) -> SecretBytes:
         padded += Shamir.combine([(s.index, s.payload[start : start + _BLOCK]) for s in chosen])
     (length,) = struct.unpack_from(">I", padded)
     raw = bytes(padded[4 : 4 + length])
-    if length > len(padded) - 4 or not p.constant_time_equal(
-        _kcv(raw).encode(), first.kcv.encode()
-    ):
+    if length > len(padded) - 4 or not constant_time_equal(_kcv(raw).encode(), first.kcv.encode()):
         raise ShareError("the shares do not recover the secret (a share is wrong or forged)")
     return SecretBytes(raw)

@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from . import _primitives as p
+from ._primitives import PrivateSigningKey, PublicSigningKey, sha256
 from .canonical import canonical_bytes
 from .errors import ConfigurationError, InvalidSignatureError
 from .secret import SecretBytes
@@ -46,7 +46,7 @@ def _message(purpose: str, record: Any) -> bytes:
 
 
 def _key_id(public_der: bytes) -> str:
-    return p.sha256(public_der)[:8].hex()
+    return sha256(public_der)[:8].hex()
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Signature:
 class VerifyKey:
     __slots__ = ("_key", "algorithm", "key_id")
 
-    def __init__(self, algorithm: SignatureAlgorithm, key: p.PublicSigningKey) -> None:
+    def __init__(self, algorithm: SignatureAlgorithm, key: PublicSigningKey) -> None:
         self.algorithm = algorithm
         self._key = key
         self.key_id = _key_id(key.public_bytes())
@@ -85,7 +85,7 @@ class VerifyKey:
     @classmethod
     def from_bytes(cls, algorithm: SignatureAlgorithm | str, public_der: bytes) -> VerifyKey:
         alg = SignatureAlgorithm.parse(algorithm)
-        return cls(alg, p.PublicSigningKey.from_bytes(alg.value, public_der))
+        return cls(alg, PublicSigningKey.from_bytes(alg.value, public_der))
 
     def public_bytes(self) -> bytes:
         """SubjectPublicKeyInfo DER; safe to store and publish."""
@@ -104,7 +104,7 @@ class VerifyKey:
 class SigningKey:
     __slots__ = ("_key", "algorithm", "verify_key")
 
-    def __init__(self, algorithm: SignatureAlgorithm, key: p.PrivateSigningKey) -> None:
+    def __init__(self, algorithm: SignatureAlgorithm, key: PrivateSigningKey) -> None:
         self.algorithm = algorithm
         self._key = key
         self.verify_key = VerifyKey(algorithm, key.public_key())
@@ -114,14 +114,14 @@ class SigningKey:
         cls, algorithm: SignatureAlgorithm | str = SignatureAlgorithm.ED25519
     ) -> SigningKey:
         alg = SignatureAlgorithm.parse(algorithm)
-        return cls(alg, p.PrivateSigningKey.generate(alg.value))
+        return cls(alg, PrivateSigningKey.generate(alg.value))
 
     @classmethod
     def from_private_bytes(
         cls, algorithm: SignatureAlgorithm | str, secret: SecretBytes
     ) -> SigningKey:
         alg = SignatureAlgorithm.parse(algorithm)
-        return cls(alg, p.PrivateSigningKey.from_bytes(alg.value, secret.expose()))
+        return cls(alg, PrivateSigningKey.from_bytes(alg.value, secret.expose()))
 
     @property
     def key_id(self) -> str:

@@ -24,9 +24,10 @@ import struct
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from . import _primitives as p
 from ._files import atomic_writer
+from ._primitives import GCM_TAG_BYTES, AesGcm, random_bytes
 from .canonical import BoundContext, Context
+from .envelope import HEADER_BYTES, parse_header
 from .errors import ConfigurationError, DecryptionError
 from .keyring import Keyring
 from .suites import Suite
@@ -38,7 +39,7 @@ MIN_CHUNK_BYTES = 4 * 1024
 MAX_CHUNK_BYTES = 8 * 1024 * 1024
 MAX_CHUNKS = 2**32 - 1
 _FIXED = struct.Struct(">3sBIB7sH")
-_TAG = p.GCM_TAG_BYTES
+_TAG = GCM_TAG_BYTES
 
 
 def _file_key_context(context: Context) -> dict[str, str | int]:
@@ -84,13 +85,13 @@ def encrypt_stream(
     # The body's AES key is never weaker than the suite that seals it (hybrid and RSA suites
     # protect their payload with AES-256).
     body_suite = Suite.AES_128_GCM if chosen is Suite.AES_128_GCM else Suite.AES_256_GCM
-    file_key = p.random_bytes(body_suite.aes_key_bytes)
+    file_key = random_bytes(body_suite.aes_key_bytes)
     sealed_key = keyring.encrypt(file_key, _file_key_context(context), suite=suite)
-    prefix = p.random_bytes(7)
+    prefix = random_bytes(7)
     header = _FIXED.pack(MAGIC, VERSION, chunk_bytes, body_suite.suite_id, prefix, len(sealed_key))
     header += sealed_key
     dst.write(header)
-    aead = p.AesGcm(file_key)
+    aead = AesGcm(file_key)
 
     # Two buffers: we must read one chunk ahead to know whether the current one is the last.
     current, ahead = bytearray(chunk_bytes), bytearray(chunk_bytes)
@@ -139,7 +140,7 @@ def iter_decrypt(keyring: Keyring, src: BinaryIO, context: Context) -> Iterator[
     file_key = keyring.decrypt(sealed_key, _file_key_context(context))
     if len(file_key) != body_suite.aes_key_bytes:
         raise DecryptionError()
-    aead = p.AesGcm(file_key)
+    aead = AesGcm(file_key)
 
     sealed_size = chunk_bytes + _TAG
     current, ahead = bytearray(sealed_size), bytearray(sealed_size)
@@ -196,12 +197,10 @@ def sealing_suite(src: BinaryIO) -> Suite:
     """The suite whose key sealed this file's key, read from its header (not authenticated:
     re-encryption jobs use it to find files below a floor; decryption still checks it).
     :class:`DecryptionError` if ``src`` does not start like one of our files."""
-    from . import envelope
-
     fixed = src.read(_FIXED.size)
     if len(fixed) != _FIXED.size:
         raise DecryptionError()
     magic, version, _chunk, _suite, _prefix, key_len = _FIXED.unpack(fixed)
-    if magic != MAGIC or version != VERSION or key_len < envelope.HEADER_BYTES:
+    if magic != MAGIC or version != VERSION or key_len < HEADER_BYTES:
         raise DecryptionError()
-    return envelope.parse_header(src.read(envelope.HEADER_BYTES)).suite
+    return parse_header(src.read(HEADER_BYTES)).suite

@@ -101,10 +101,14 @@ def _parse(lines: Sequence[str]) -> Iterator[Event]:
 
 
 def session_of(event: Event) -> str:
-    """The session a person would say an event belongs to (as the evaluation groups them)."""
-    from .training import session_key
-
-    return session_key(event)
+    """The session a person would say an event belongs to: the evaluation groups events by it
+    (training's cross-validation folds too, so one session never straddles train and test)."""
+    hour = int(event.at // 3600)
+    if event.session:
+        return f"s:{event.session}"
+    if event.kind is EventKind.HOST:
+        return f"host:{hour}"
+    return f"pre:{event.actor}|{event.address}|{hour}"
 
 
 @dataclass

@@ -83,7 +83,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final, TypeVar
 
 import numpy as np
@@ -208,14 +208,8 @@ ALLOWED_SUITES: Final[frozenset[int]] = frozenset(s.suite_id for s in Suite)
 VALID_KEY_BYTES: Final[frozenset[int]] = frozenset({16, 24, 32})
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 
-_LOGIN_FAILURE = EventKind.LOGIN_FAILURE
 _LOGIN_SUCCESS = EventKind.LOGIN_SUCCESS
 _PHI_READ = EventKind.PHI_READ
-_ACCESS_DENIED = EventKind.ACCESS_DENIED
-_PREDICTION = EventKind.PREDICTION
-_HOST = EventKind.HOST
-_PACKET_REJECTED = EventKind.PACKET_REJECTED
-_CRYPTO_FAILURES = frozenset({EventKind.SIGNATURE_FAILURE, EventKind.DECRYPTION_FAILURE})
 
 _V = TypeVar("_V")
 _MIN = 60.0
@@ -228,10 +222,20 @@ _MAX_NETWORKS = 8
 class _Profile:
     """What an account usually does (long-term, learned after authentication)."""
 
-    __slots__ = ("clients", "hours", "last", "networks", "next_hour", "next_reads", "reads")
+    __slots__ = (
+        "clients",
+        "hours",
+        "hours_total",
+        "last",
+        "networks",
+        "next_hour",
+        "next_reads",
+        "reads",
+    )
 
     def __init__(self) -> None:
         self.hours = [0.0] * 24
+        self.hours_total = 0.0  # sum(hours), kept as it changes (whole counts: exact)
         self.clients: dict[str, float] = {}
         self.networks: dict[str, float] = {}  # network -> mean log rtt (nan: not measured yet)
         self.reads = 3.0  # usual records read per minute (a prior until learned)
@@ -407,121 +411,185 @@ class FeatureExtractor:
         row = [0.0] * N_FEATURES
         kind = e.kind
         row[_KIND_INDEX[kind]] = 1.0
-        if kind is _HOST:
-            self._host(e, row)
-            return row
+        _FILL[kind](self, e, row, now)
+        return row
+
+    # -- one filler per event kind (the table _FILL below the class) ----------------------------
+    # Each counts what only its kind counts (pushing the event into that kind's windows), then
+    # :meth:`_request` fills what every request has. Windows are independent of each other, so
+    # counting first and reading the rest after gives exactly the values of one pass in order.
+
+    def _on_host(self, e: Event, row: list[float], now: float) -> None:
+        self._host(e, row)
+
+    def _on_login_failure(self, e: Event, row: list[float], now: float) -> None:
+        actor, address = e.actor, e.address
+        if actor:
+            row[_FAIL_ACC_1M] = _push(self._fail_acc_1m, actor, now, _MIN)
+            row[_FAIL_ACC_1H] = _push(self._fail_acc_1h, actor, now, 3_600.0)
+            row[_FAIL_ACC_1D] = _push(self._fail_acc_1d, actor, now, 86_400.0)
+        if address:
+            row[_FAIL_ADDR_1M] = _push(self._fail_addr_1m, address, now, _MIN)
+            row[_FAIL_ADDR_1H] = _push(self._fail_addr_1h, address, now, 3_600.0)
+        self._fail_global.append(now)
+        self._login(e, row, now)
+        self._request(e, row, now)
+
+    def _on_login_success(self, e: Event, row: list[float], now: float) -> None:
+        # A login starts the session afresh: it is compared with itself below (no change).
+        if e.session:
+            self._sessions[e.session] = _Session(e.address, e.network, e.client, now)
+        self._login(e, row, now)
+        self._request(e, row, now)
+
+    def _on_packet_rejected(self, e: Event, row: list[float], now: float) -> None:
+        self._rejects_global.append(now)
+        self._request(e, row, now)
+
+    def _on_phi_read(self, e: Event, row: list[float], now: float) -> None:
+        self._request(e, row, now, e.records)
+
+    def _on_crypto_failure(self, e: Event, row: list[float], now: float) -> None:
+        if e.actor:
+            row[_CRYPTO_FAIL] = _push(self._crypto_fail, e.actor, now, 600.0)
+        self._request(e, row, now)
+
+    def _on_access_denied(self, e: Event, row: list[float], now: float) -> None:
+        if e.actor:
+            row[_DENIED_ACTOR] = _push(self._denied_actor, e.actor, now, 600.0)
+        if e.address:
+            row[_DENIED_ADDR] = _push(self._denied_addr, e.address, now, 600.0)
+        self._request(e, row, now)
+
+    def _on_prediction(self, e: Event, row: list[float], now: float) -> None:
+        if e.actor:
+            row[_PRED_ACTOR] = _push(self._pred_actor, e.actor, now, _MIN)
+        if e.client:
+            row[_PRED_CLIENT] = _push(self._pred_client, e.client, now, _MIN)
+        self._request(e, row, now)
+
+    # -- what every request has ----------------------------------------------------------------
+
+    def _login(self, e: Event, row: list[float], now: float) -> None:
+        """Login attempts only: failures system-wide, and who tried from where."""
+        fg = self._fail_global
+        edge = now - 300.0
+        while fg and fg[0] <= edge:
+            fg.popleft()
+        row[_FAIL_GLOBAL] = len(fg)
+        actor, address = e.actor, e.address
+        if address and actor:
+            d = self._accounts_addr.get(address)
+            if d is None:
+                d = self._accounts_addr[address] = _Distinct()
+            d.add(now, actor)
+            d = self._addrs_account.get(actor)
+            if d is None:
+                d = self._addrs_account[actor] = _Distinct()
+            d.add(now, address)
+
+    def _request(self, e: Event, row: list[float], now: float, records_read: int = 0) -> None:
+        """The features of any request (``records_read``: PHI records this event read)."""
         actor, address, role = e.actor, e.address, e.role
         ri = _ROLE_INDEX.get(role)
         row[_ROLE_UNKNOWN if ri is None else ri] = 1.0
-        ok = e.outcome == "ok"
-
-        # -- authentication ---------------------------------------------------------------------
-        if kind is _LOGIN_FAILURE:
-            if actor:
-                row[_FAIL_ACC_1M] = _push(self._fail_acc_1m, actor, now, _MIN)
-                row[_FAIL_ACC_1H] = _push(self._fail_acc_1h, actor, now, 3_600.0)
-                row[_FAIL_ACC_1D] = _push(self._fail_acc_1d, actor, now, 86_400.0)
-            if address:
-                row[_FAIL_ADDR_1M] = _push(self._fail_addr_1m, address, now, _MIN)
-                row[_FAIL_ADDR_1H] = _push(self._fail_addr_1h, address, now, 3_600.0)
-        else:
-            if actor and actor in self._fail_acc_1d:
-                row[_FAIL_ACC_1M] = _peek(self._fail_acc_1m, actor, now, _MIN)
-                row[_FAIL_ACC_1H] = _peek(self._fail_acc_1h, actor, now, 3_600.0)
-                row[_FAIL_ACC_1D] = _peek(self._fail_acc_1d, actor, now, 86_400.0)
-            if address and address in self._fail_addr_1h:
-                row[_FAIL_ADDR_1M] = _peek(self._fail_addr_1m, address, now, _MIN)
-                row[_FAIL_ADDR_1H] = _peek(self._fail_addr_1h, address, now, 3_600.0)
-        login = kind is _LOGIN_FAILURE or kind is _LOGIN_SUCCESS
-        if login:
-            fg = self._fail_global
-            if kind is _LOGIN_FAILURE:
-                fg.append(now)
-            edge = now - 300.0
-            while fg and fg[0] <= edge:
-                fg.popleft()
-            row[_FAIL_GLOBAL] = len(fg)
-        if address:
-            d = self._accounts_addr.get(address)
-            if login and actor:
-                if d is None:
-                    d = self._accounts_addr[address] = _Distinct()
-                d.add(now, actor)
-            if d is not None:
-                row[_ACCOUNTS_ADDR] = d.trim(now - 600.0)
-        if actor:
-            d = self._addrs_account.get(actor)
-            if login and address:
-                if d is None:
-                    d = self._addrs_account[actor] = _Distinct()
-                d.add(now, address)
-            if d is not None:
-                row[_ADDRS_ACCOUNT] = d.trim(now - 3_600.0)
+        self._recall(actor, address, row, now)
         rq = self._rejects_global
-        if kind is _PACKET_REJECTED:
-            rq.append(now)
         if rq:
             edge = now - _MIN
             while rq and rq[0] <= edge:
                 rq.popleft()
             row[_REJECTS_GLOBAL] = len(rq)
-
-        # -- rates ------------------------------------------------------------------------------
         if address:
             row[_RATE_ADDR] = _push(self._rate_addr, address, now, _MIN)
-        records = e.records
-        if records:
-            row[_RECORDS] = math.log1p(records)
-        profile = self._profiles.get(actor) if actor else None
+        if e.records:
+            row[_RECORDS] = math.log1p(e.records)
+        profile: _Profile | None = None
+        reads = 0
         if actor:
+            profile = self._profiles.get(actor)
             row[_RATE_ACTOR] = _push(self._rate_actor, actor, now, _MIN)
-            reads = self._read_count(actor, now, records if kind is _PHI_READ else 0)
+            reads = self._read_count(actor, now, records_read)
             row[_READS] = reads
             base = profile.reads if profile is not None else 3.0
             row[_READS_RATIO] = reads / (base if base > 1.0 else 1.0)
+            self._habits(e, row, now, profile)
+        self._session(e, row, now)
+        self._payload(e, row)
+        # Learn after computing: an event is judged against the past only.
+        if actor and role and e.outcome == "ok":
+            self._learn(e, now, profile, reads)
 
-            # -- habits ---------------------------------------------------------------------------
-            if profile is not None:
-                hours = profile.hours
-                h = int(((now + self._offset) % 86_400.0) // 3_600.0)
-                total = sum(hours)
-                p = (hours[h] + 0.5 * (hours[h - 1] + hours[(h + 1) % 24]) + 0.5) / (
-                    2.0 * total + 12.0
-                )
-                row[_HOUR] = -math.log(24.0 * p)
-                clients, networks = profile.clients, profile.networks
-                row[_NEW_CLIENT] = 0.0 if e.client in clients else 1.0
-                network = e.network
-                known = networks.get(network)
-                row[_NEW_NETWORK] = 0.0 if known is not None else 1.0
-                rtt = e.rtt_ms
-                if rtt > 0.0 and networks:
-                    lr = math.log(rtt)
-                    if known is not None and known == known:  # measured (not nan)
-                        dev = abs(lr - known)
-                    else:
-                        dev = min((abs(lr - m) for m in networks.values() if m == m), default=0.0)
-                    row[_RTT_DEV] = min(dev / _RTT_SCALE, 30.0)
+    def _recall(self, actor: str, address: str, row: list[float], now: float) -> None:
+        """The windows this event's kind did not count itself: how many recent ones there were.
+        A kind that counted a window has set its feature already (to 1 or more: the count
+        includes the event), so a zero here means "not counted by this kind"."""
+        if actor:
+            if not row[_FAIL_ACC_1D] and actor in self._fail_acc_1d:
+                row[_FAIL_ACC_1M] = _peek(self._fail_acc_1m, actor, now, _MIN)
+                row[_FAIL_ACC_1H] = _peek(self._fail_acc_1h, actor, now, 3_600.0)
+                row[_FAIL_ACC_1D] = _peek(self._fail_acc_1d, actor, now, 86_400.0)
+            if not row[_CRYPTO_FAIL] and actor in self._crypto_fail:
+                row[_CRYPTO_FAIL] = _peek(self._crypto_fail, actor, now, 600.0)
+            if not row[_DENIED_ACTOR] and actor in self._denied_actor:
+                row[_DENIED_ACTOR] = _peek(self._denied_actor, actor, now, 600.0)
+            d = self._addrs_account.get(actor)
+            if d is not None:
+                row[_ADDRS_ACCOUNT] = d.trim(now - 3_600.0)
+        if address:
+            if not row[_FAIL_ADDR_1H] and address in self._fail_addr_1h:
+                row[_FAIL_ADDR_1M] = _peek(self._fail_addr_1m, address, now, _MIN)
+                row[_FAIL_ADDR_1H] = _peek(self._fail_addr_1h, address, now, 3_600.0)
+            if not row[_DENIED_ADDR] and address in self._denied_addr:
+                row[_DENIED_ADDR] = _peek(self._denied_addr, address, now, 600.0)
+            d = self._accounts_addr.get(address)
+            if d is not None:
+                row[_ACCOUNTS_ADDR] = d.trim(now - 600.0)
+
+    def _habits(self, e: Event, row: list[float], now: float, profile: _Profile | None) -> None:
+        """How unusual the hour, client, network and round-trip time are for this account."""
+        if profile is None:
+            row[_NEW_CLIENT] = 1.0
+            row[_NEW_NETWORK] = 1.0
+            return
+        hours = profile.hours
+        h = int(((now + self._offset) % 86_400.0) // 3_600.0)
+        p = (hours[h] + 0.5 * (hours[h - 1] + hours[(h + 1) % 24]) + 0.5) / (
+            2.0 * profile.hours_total + 12.0
+        )
+        row[_HOUR] = -math.log(24.0 * p)
+        networks = profile.networks
+        row[_NEW_CLIENT] = 0.0 if e.client in profile.clients else 1.0
+        known = networks.get(e.network)
+        row[_NEW_NETWORK] = 0.0 if known is not None else 1.0
+        rtt = e.rtt_ms
+        if rtt > 0.0 and networks:
+            lr = math.log(rtt)
+            if known is not None and known == known:  # measured (not nan)
+                dev = abs(lr - known)
             else:
-                row[_NEW_CLIENT] = 1.0
-                row[_NEW_NETWORK] = 1.0
+                dev = min((abs(lr - m) for m in networks.values() if m == m), default=0.0)
+            row[_RTT_DEV] = min(dev / _RTT_SCALE, 30.0)
 
-        # -- sessions ---------------------------------------------------------------------------
+    def _session(self, e: Event, row: list[float], now: float) -> None:
+        """Whether the session moved to another address, network or client since it began."""
         sid = e.session
-        if sid:
-            s = self._sessions.get(sid)
-            if s is None or kind is _LOGIN_SUCCESS:
-                self._sessions[sid] = _Session(address, e.network, e.client, now)
-            else:
-                s.last = now
-                if s.address != address:
-                    row[_SESS_ADDR] = 1.0
-                if s.network != e.network:
-                    row[_SESS_NET] = 1.0
-                if s.client != e.client:
-                    row[_SESS_CLIENT] = 1.0
+        if not sid:
+            return
+        s = self._sessions.get(sid)
+        if s is None:
+            self._sessions[sid] = _Session(e.address, e.network, e.client, now)
+            return
+        s.last = now
+        if s.address != e.address:
+            row[_SESS_ADDR] = 1.0
+        if s.network != e.network:
+            row[_SESS_NET] = 1.0
+        if s.client != e.client:
+            row[_SESS_CLIENT] = 1.0
 
-        # -- uploads and cryptography -----------------------------------------------------------
+    def _payload(self, e: Event, row: list[float]) -> None:
+        """Uploads and cryptographic parameters the request carried."""
         if e.upload_bytes:
             row[_UPLOAD_BYTES] = math.log1p(e.upload_bytes)
         declared, sniffed = e.declared_type, e.sniffed_type
@@ -533,37 +601,11 @@ class FeatureExtractor:
             row[_KEY_INVALID] = 1.0
         if not e.header_ok:
             row[_HEADER_BAD] = 1.0
-        if e.stored_data and kind is not _LOGIN_SUCCESS:
+        if e.stored_data and e.kind is not _LOGIN_SUCCESS:
             row[_STORED] = 1.0
-        if actor:
-            if kind in _CRYPTO_FAILURES:
-                row[_CRYPTO_FAIL] = _push(self._crypto_fail, actor, now, 600.0)
-            elif actor in self._crypto_fail:
-                row[_CRYPTO_FAIL] = _peek(self._crypto_fail, actor, now, 600.0)
-
-        # -- denials and predictions --------------------------------------------------------------
-        if kind is _ACCESS_DENIED:
-            if actor:
-                row[_DENIED_ACTOR] = _push(self._denied_actor, actor, now, 600.0)
-            if address:
-                row[_DENIED_ADDR] = _push(self._denied_addr, address, now, 600.0)
-        else:
-            if actor and actor in self._denied_actor:
-                row[_DENIED_ACTOR] = _peek(self._denied_actor, actor, now, 600.0)
-            if address and address in self._denied_addr:
-                row[_DENIED_ADDR] = _peek(self._denied_addr, address, now, 600.0)
-        if kind is _PREDICTION:
-            if actor:
-                row[_PRED_ACTOR] = _push(self._pred_actor, actor, now, _MIN)
-            if e.client:
-                row[_PRED_CLIENT] = _push(self._pred_client, e.client, now, _MIN)
-
-        # -- learn (after computing: an event is judged against the past only) ------------------
-        if ok and actor and role:
-            self._learn(e, now, profile, row[_READS])
-        return row
 
     def _read_count(self, actor: str, now: float, records: int) -> int:
+        """PHI records the account read in the last minute, ``records`` (this event's) included."""
         q = self._reads.get(actor)
         if q is None:
             if not records:
@@ -589,15 +631,7 @@ class FeatureExtractor:
         profile.last = now
         network = e.network
         if kind is _LOGIN_SUCCESS:
-            clients = profile.clients
-            if e.client not in clients and len(clients) >= _MAX_CLIENTS:
-                del clients[min(clients, key=clients.__getitem__)]
-            clients[e.client] = now
-            networks = profile.networks
-            if network not in networks:
-                if len(networks) >= _MAX_NETWORKS:
-                    del networks[next(iter(networks))]
-                networks[network] = math.log(e.rtt_ms) if e.rtt_ms > 0.0 else math.nan
+            _learn_login(profile, e, now)
         elif e.rtt_ms > 0.0:
             m = profile.networks.get(network)
             if m is not None:
@@ -606,6 +640,7 @@ class FeatureExtractor:
         if now >= profile.next_hour:
             profile.next_hour = now + _HABIT_STEP
             profile.hours[int(((now + self._offset) % 86_400.0) // 3_600.0)] += 1.0
+            profile.hours_total += 1.0
         if kind is _PHI_READ and now >= profile.next_reads:
             profile.next_reads = now + _MIN
             base = profile.reads
@@ -639,6 +674,11 @@ class FeatureExtractor:
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + 300.0
         self._since_sweep = 0
+        self._sweep_windows(now)
+        self._sweep_accounts(now)
+
+    def _sweep_windows(self, now: float) -> None:
+        """Drop keys whose windows are empty or idle past their horizon, then cap each table."""
         cap = self.max_keys
         for table, horizon in self._windows:
             edge = now - horizon
@@ -662,6 +702,10 @@ class FeatureExtractor:
             for key in [k for k, d in dtable.items() if not d.q or d.q[-1][0] <= edge]:
                 del dtable[key]
             _cap(dtable, cap)
+
+    def _sweep_accounts(self, now: float) -> None:
+        """Drop idle sessions and profiles (and the oldest past their caps), cap the hosts."""
+        cap = self.max_keys
         edge = now - self.session_ttl
         sessions = self._sessions
         for key in [k for k, s in sessions.items() if s.last <= edge]:
@@ -676,6 +720,41 @@ class FeatureExtractor:
             for key in by_age[: len(profiles) - self.max_profiles]:
                 del profiles[key]
         _cap(self._hosts, cap)
+
+
+def _learn_login(profile: _Profile, e: Event, now: float) -> None:
+    """An authenticated login teaches the profile its client and network (bounded: the least
+    recently used client and the first learned network make room)."""
+    clients = profile.clients
+    if e.client not in clients and len(clients) >= _MAX_CLIENTS:
+        del clients[min(clients, key=clients.__getitem__)]
+    clients[e.client] = now
+    networks = profile.networks
+    if e.network not in networks:
+        if len(networks) >= _MAX_NETWORKS:
+            del networks[next(iter(networks))]
+        networks[e.network] = math.log(e.rtt_ms) if e.rtt_ms > 0.0 else math.nan
+
+
+_Filler = Callable[[FeatureExtractor, Event, list[float], float], None]
+
+# What each kind of event fills (see FeatureExtractor._on_*): one entry per EventKind.
+_FILL: Final[dict[EventKind, _Filler]] = {
+    EventKind.LOGIN_SUCCESS: FeatureExtractor._on_login_success,
+    EventKind.LOGIN_FAILURE: FeatureExtractor._on_login_failure,
+    EventKind.PACKET_REJECTED: FeatureExtractor._on_packet_rejected,
+    EventKind.PHI_READ: FeatureExtractor._on_phi_read,
+    EventKind.PHI_WRITE: FeatureExtractor._request,
+    EventKind.ACCESS_DENIED: FeatureExtractor._on_access_denied,
+    EventKind.UPLOAD: FeatureExtractor._request,
+    EventKind.SIGNATURE_FAILURE: FeatureExtractor._on_crypto_failure,
+    EventKind.DECRYPTION_FAILURE: FeatureExtractor._on_crypto_failure,
+    EventKind.PREDICTION: FeatureExtractor._on_prediction,
+    EventKind.KEY_OPERATION: FeatureExtractor._request,
+    EventKind.HOST: FeatureExtractor._on_host,
+}
+if set(_FILL) != set(EventKind):  # a new kind must say what it fills
+    raise RuntimeError(f"no feature filler for {set(EventKind) - set(_FILL)}")
 
 
 def _cap(table: dict[str, _V], cap: int) -> None:

@@ -24,22 +24,15 @@ from __future__ import annotations
 
 import bisect
 import enum
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from carevault.crypto import Suite
-
-if TYPE_CHECKING:
-    from .store import ModelStore
-
-log = logging.getLogger(__name__)
 
 
 class DataClass(enum.Enum):
@@ -382,30 +375,3 @@ class EncryptionPolicy:
 def strongest_policy() -> EncryptionPolicy:
     """No model: every decision is the strongest suite (source "fallback")."""
     return EncryptionPolicy(None, info={"version": "none", "note": "no trained policy"})
-
-
-def load_policy(data_dir: str | Path) -> EncryptionPolicy:
-    """The sealed trained policy in ``data_dir/models`` (``carevault security train-policy``).
-    A missing or refused model gives :func:`strongest_policy` (logged), never an exception."""
-    if not (Path(data_dir) / "models" / MODEL_NAME).is_dir():
-        log.info("no trained encryption policy in %s: using the strongest suite", data_dir)
-        return strongest_policy()
-    try:
-        from .policy_model import load_compiled
-        from .scoring import model_store
-
-        return load_compiled(model_store(data_dir))
-    except Exception as exc:  # any failure at all must leave the platform encrypting strongly
-        log.warning(
-            "the trained encryption policy was refused (%s: %s): using the strongest suite",
-            type(exc).__name__,
-            str(exc)[:200],
-        )
-        return strongest_policy()
-
-
-def train_policy(store: ModelStore, *, seed: int = 0, **options: Any) -> dict[str, Any]:
-    """Measure the cost model, label, fit, compile and seal; the report (see policy_training)."""
-    from .policy_training import train
-
-    return train(store, seed=seed, **options)

@@ -2,12 +2,16 @@
 and everything it was made from (training data, the labelling rule, the measured cost model).
 
 Keeping the training data and the rule inside the sealed bundle means they are signed with the
-model: what an auditor reads is exactly what produced the table in force.
+model: what an auditor reads is exactly what produced the table in force. :func:`load_policy`
+unseals it from a data directory (falling back to the strongest suite), which is why it lives
+here and not in :mod:`.policy`: the guards stay at the bottom, importing no model or store.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,11 +23,14 @@ from .policy import (
     GRID_VERSION,
     MODEL_NAME,
     EncryptionPolicy,
+    strongest_policy,
 )
-from .store import SealedModelError
+from .scoring import model_store
+from .store import ModelStore, SealedModelError
 
-if TYPE_CHECKING:
-    from .store import ModelStore
+# Loading is logged under the policy's name, as it was before it moved here: operators (and
+# their log filters) know "the encryption policy", not the module that unseals it.
+log = logging.getLogger("carevault.security.policy")
 
 # Every type a sealed policy may contain beyond skops' own safe list (which covers numpy and the
 # scikit-learn forest classes).
@@ -90,3 +97,21 @@ def load_compiled(store: ModelStore, version: int | None = None) -> EncryptionPo
             "label_distribution": report.get("label_distribution", {}),
         },
     )
+
+
+def load_policy(data_dir: str | Path) -> EncryptionPolicy:
+    """The sealed trained policy in ``data_dir/models`` (``carevault security train-policy``).
+    A missing or refused model gives :func:`~.policy.strongest_policy` (logged), never an
+    exception."""
+    if not (Path(data_dir) / "models" / MODEL_NAME).is_dir():
+        log.info("no trained encryption policy in %s: using the strongest suite", data_dir)
+        return strongest_policy()
+    try:
+        return load_compiled(model_store(data_dir))
+    except Exception as exc:  # any failure at all must leave the platform encrypting strongly
+        log.warning(
+            "the trained encryption policy was refused (%s: %s): using the strongest suite",
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+        return strongest_policy()

@@ -24,11 +24,13 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score
 
+from . import clinic_day
 from . import rules as hard_rules
 from .ensemble import RiskEnsemble
-from .events import AttackClass, Event, EventKind
+from .events import AttackClass, Event
 from .features import FEATURE_NAMES, FeatureExtractor
-from .scoring import MODEL_NAME, TRUSTED_TYPES, load_ensemble
+from .response import ResponsePolicy
+from .scoring import MODEL_NAME, TRUSTED_TYPES, EnsembleRiskScorer, load_ensemble
 from .simulate import ATTACK_CLASSES, Episode, simulate
 from .store import ModelStore, SealedInfo
 
@@ -59,15 +61,6 @@ class Dataset:
         return np.asarray(self.labels != AttackClass.BENIGN.value)
 
 
-def session_key(event: Event) -> str:
-    hour = int(event.at // 3600)
-    if event.session:
-        return f"s:{event.session}"
-    if event.kind is EventKind.HOST:
-        return f"host:{hour}"
-    return f"pre:{event.actor}|{event.address}|{hour}"
-
-
 def build_dataset(seed: int, *, days: float, users: int) -> Dataset:
     start = time.perf_counter()
     traffic = simulate(seed, days=days, users=users)
@@ -78,7 +71,7 @@ def build_dataset(seed: int, *, days: float, users: int) -> Dataset:
         events=traffic.events,
         X=X,
         labels=np.array([e.label.value for e in traffic.events]),
-        groups=np.array([session_key(e) for e in traffic.events]),
+        groups=np.array([clinic_day.session_of(e) for e in traffic.events]),
         episodes=traffic.episodes,
         seconds_generate=generated - start,
         seconds_features=featured - generated,
@@ -309,10 +302,6 @@ def evaluate_day(
 ) -> dict[str, Any]:
     """Replay a recorded clinic day (default: the one shipped) through a fresh scorer with this
     ensemble, the hard rules and the response planner at the deployed thresholds."""
-    from . import clinic_day
-    from .response import ResponsePolicy
-    from .scoring import EnsembleRiskScorer
-
     events = clinic_day.shipped() if day is None else clinic_day.read(day)
     report = clinic_day.replay(events, EnsembleRiskScorer(ensemble, info=info), ResponsePolicy())
     return {

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from carevault.attacklab.bounds import Skip
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Skip
 from carevault.attacklab.target import AttackClient
 from carevault.client import LoginFailed, Response
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from carevault.attacklab.bounds import Bounds, Skip
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario, Skip
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.attacklab.target import AttackClient
 
 from ._access_common import LOGIN_PATH, Insider, ids_in, is_refusal, login, recon

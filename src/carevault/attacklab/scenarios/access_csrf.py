@@ -19,8 +19,9 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from carevault.attacklab.bounds import Bounds, Skip
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario, Skip
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.attacklab.target import AttackClient
 from carevault.client import Response
 

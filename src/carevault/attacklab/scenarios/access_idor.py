@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import uuid
 
+from carevault.attacklab.bounds import Bounds, Skip
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario, Skip
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.client import Response
 
 from ._access_common import Insider, Victim, ids_in, is_refusal, login, marker, phi_in_body, recon

@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import re
 
+from carevault.attacklab.bounds import Bounds, Skip
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario, Skip
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.attacklab.target import AttackClient
 from carevault.client import LoginFailed
 from carevault.crypto.packets import seal_form_packet

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.client import LoginFailed, Response
 
 from ._access_common import Insider, recon, sql_errors_in

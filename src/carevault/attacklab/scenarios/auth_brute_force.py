@@ -14,8 +14,9 @@ pause the next scenario's logins of the same account.
 
 from __future__ import annotations
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.client import LoginFailed
 
 from . import _auth_kit as kit

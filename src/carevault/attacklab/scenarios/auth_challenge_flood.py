@@ -25,8 +25,9 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.attacklab.target import AttackClient
 from carevault.client import CHALLENGE_PATH
 

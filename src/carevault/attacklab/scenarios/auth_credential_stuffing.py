@@ -18,8 +18,9 @@ findings say so).
 
 from __future__ import annotations
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 
 from . import _auth_kit as kit
 

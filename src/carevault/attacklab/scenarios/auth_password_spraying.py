@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 
 from . import _auth_kit as kit
 

@@ -24,8 +24,9 @@ binding to address and User-Agent is a mitigation, and the brief is to say what 
 
 from __future__ import annotations
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.attacklab.target import AttackClient
 from carevault.client import LoginFailed
 

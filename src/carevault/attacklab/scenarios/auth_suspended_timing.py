@@ -46,8 +46,9 @@ import json
 import secrets
 from typing import Any
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.attacklab.target import AttackClient
 from carevault.crypto.packets import b64url
 

@@ -29,8 +29,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.attacklab.target import AttackClient
 from carevault.client import LoginFailed, Response
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import time
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 
 from ._rest import NoteWriter, doctor_session, integrity_walk, missing_notes, patient_ids
 

@@ -24,8 +24,9 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from carevault.attacklab.bounds import BoundReached, Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import BoundReached, Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.attacklab.target import AttackClient
 from carevault.client import LoginFailed
 

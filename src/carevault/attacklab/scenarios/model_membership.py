@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.modelguard.membership import attack_advantage, overfit_control, per_record_loss
 
 from . import _modeltools as tools

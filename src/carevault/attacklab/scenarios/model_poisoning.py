@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
 from carevault.attacklab.lab import Files
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.modelguard.poisoning import inject
 
 from . import _modeltools as tools

@@ -23,9 +23,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
 from carevault.attacklab.lab import Files
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 
 from ._rest import database
 

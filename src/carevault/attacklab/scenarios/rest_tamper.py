@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
 from carevault.attacklab.lab import Files
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 
 from ._rest import SealedColumn, database, integrity_walk, sealed_columns, signature_columns
 

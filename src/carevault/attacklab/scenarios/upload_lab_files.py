@@ -32,8 +32,9 @@ from __future__ import annotations
 import secrets
 import time
 
+from carevault.attacklab.bounds import Bounds
 from carevault.attacklab.context import Context
-from carevault.attacklab.scenario import Bounds, Outcome, Scenario
+from carevault.attacklab.scenario import Outcome, Scenario
 from carevault.attacklab.target import AttackClient
 from carevault.client import LoginFailed
 

@@ -29,8 +29,8 @@ from carevault.security.policy import (
     Decision,
     EncryptionPolicy,
     PolicyInputs,
-    load_policy,
 )
+from carevault.security.policy_model import load_policy
 
 from .context import WriteContext, risk_source
 from .models import EncryptionDecision
