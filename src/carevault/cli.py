@@ -348,7 +348,7 @@ def _demo_password(given: str | None) -> str:
     """The demo password: given, or created once per data directory (never in the repo)."""
     import secrets
 
-    from carevault.crypto._files import atomic_write_bytes
+    from carevault.platform.files import atomic_write_bytes
 
     if given:
         return given

@@ -219,7 +219,7 @@ def run(quick: bool = False, fields: int = 60) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
-    from .timing import format_table
+    from carevault.platform.tables import format_table
 
     e, p, r = result["encrypted_ms"], result["plaintext_ms"], result["ratio"]
     rows = [

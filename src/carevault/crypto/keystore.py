@@ -13,7 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ._files import atomic_write_bytes
+from carevault.platform.files import atomic_write_bytes
+
 from .errors import ConfigurationError
 from .kek import keyring_context
 

@@ -24,8 +24,9 @@ import struct
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from carevault.platform.files import atomic_writer
+
 from . import _primitives as p
-from ._files import atomic_writer
 from .canonical import BoundContext, Context
 from .errors import ConfigurationError, DecryptionError
 from .keyring import Keyring

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from carevault.platform.files import atomic_write_bytes
+
 from . import _primitives as p
-from ._files import atomic_write_bytes
 
 DEFAULT_HOSTS = ["localhost", "127.0.0.1", "::1"]
 

@@ -289,7 +289,7 @@ def train(store: ModelStore, *, seed: int = 0, **options: Any) -> dict[str, Any]
 
 
 def render_train(report: dict[str, Any]) -> str:
-    from carevault.bench.timing import format_table
+    from carevault.platform.tables import format_table
 
     cost_rows = [
         [

@@ -70,9 +70,9 @@ from carevault.crypto import (
     unwrap_keyring,
     wrap_keyring,
 )
-from carevault.crypto._files import atomic_write_bytes
 from carevault.crypto.kek import keyring_context
 from carevault.crypto.keystore import DirectoryKeyStore
+from carevault.platform.files import atomic_write_bytes
 from carevault.security.anchor import Anchor, AnchorError
 
 FORMAT = "carevault-sealed-model/1"

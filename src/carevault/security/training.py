@@ -449,7 +449,7 @@ def render_train(report: dict[str, Any]) -> str:
 
 
 def render_evaluation(result: dict[str, Any]) -> str:
-    from carevault.bench.timing import format_table
+    from carevault.platform.tables import format_table
 
     scorers: list[str] = result["scorers"]
     model = result["model"]
