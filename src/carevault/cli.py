@@ -77,7 +77,7 @@ def _key_stores() -> list[tuple[str, Any]]:
 
     stores: list[tuple[str, Any]] = [
         ("directory", config.key_store()),
-        # The sealed models' keyrings and signing key (carevault.security.store).
+        # The sealed models' keyrings and signing key (carevault.modelstore.store).
         ("models", DirectoryKeyStore(config.data_dir() / "models" / "keys")),
         # Messages of the encrypted outbox are sealed by the master key too (issue 13).
         ("outbox", OutboxKeyStore(config.data_dir() / "outbox")),
@@ -610,14 +610,14 @@ def cmd_security_lift_floor(args: argparse.Namespace) -> int:
 
 
 def _model_store() -> Any:
-    from carevault.security.scoring import model_store
+    from carevault.modelstore.datadir import model_store
 
     return model_store(config.data_dir())
 
 
 def cmd_security_train(args: argparse.Namespace) -> int:
+    from carevault.modelstore.store import SealedModelError
     from carevault.security import training
-    from carevault.security.store import SealedModelError
 
     train_config = training.TrainConfig(
         seed=args.seed, days=args.days, users=args.users, fusion=args.fusion
@@ -631,8 +631,8 @@ def cmd_security_train(args: argparse.Namespace) -> int:
 
 
 def cmd_security_evaluate(args: argparse.Namespace) -> int:
+    from carevault.modelstore.store import SealedModelError
     from carevault.security import training
-    from carevault.security.store import SealedModelError
 
     try:
         result = training.evaluate(
@@ -667,9 +667,9 @@ def cmd_security_record_day(args: argparse.Namespace) -> int:
 
 
 def cmd_security_train_policy(args: argparse.Namespace) -> int:
+    from carevault.modelstore.store import SealedModelError
     from carevault.security import policy_training
     from carevault.security.policy import train_policy
-    from carevault.security.store import SealedModelError
 
     try:
         report = train_policy(_model_store(), seed=args.seed)
@@ -684,7 +684,7 @@ def cmd_security_train_policy(args: argparse.Namespace) -> int:
 
 def cmd_model_train(args: argparse.Namespace) -> int:
     from carevault.modelguard import diagnosis_training, extra_data, privacy
-    from carevault.security.store import SealedModelError
+    from carevault.modelstore.store import SealedModelError
 
     if args.delta is not None and args.private is None:
         raise CommandError("--delta needs --private EPSILON")
@@ -734,7 +734,7 @@ def cmd_model_train(args: argparse.Namespace) -> int:
 
 def cmd_model_seal(args: argparse.Namespace) -> int:
     from carevault.modelguard import diagnosis_training
-    from carevault.security.store import SealedModelError
+    from carevault.modelstore.store import SealedModelError
 
     try:
         report = diagnosis_training.import_file(_model_store(), args.path, seed=args.seed)
@@ -754,7 +754,7 @@ def cmd_model_multiparty(args: argparse.Namespace) -> int:
     from carevault.modelguard import dataset, multiparty, sealed
     from carevault.modelguard.models import LOGISTIC, linear_form
     from carevault.modelguard.multiparty_launcher import LocalParties
-    from carevault.security.store import SealedModelError
+    from carevault.modelstore.store import SealedModelError
 
     split = dataset.load_split()
     if not 1 <= args.cases <= len(split.X_test):

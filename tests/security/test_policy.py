@@ -358,9 +358,9 @@ def test_loading_from_a_data_directory_without_a_model_gives_the_strongest_polic
 def test_a_tampered_sealed_policy_is_refused_logged_and_replaced_by_the_strongest(tmp_path, caplog):
     from _policy_models import COSTS
 
+    from carevault.modelstore.datadir import model_store
+    from carevault.modelstore.store import PAYLOAD
     from carevault.security.policy_training import train
-    from carevault.security.scoring import model_store
-    from carevault.security.store import PAYLOAD
 
     report = train(
         model_store(tmp_path), seed=1, samples=500, held_out=50, n_estimators=2, costs=COSTS

@@ -91,8 +91,8 @@ def _train_policy() -> None:
     suite. The benchmark trains one in its scratch data directory (a few seconds)."""
     from django.conf import settings
 
+    from carevault.modelstore.datadir import model_store
     from carevault.security.policy import train_policy
-    from carevault.security.scoring import model_store
     from carevault.web.vault import adaptive
 
     train_policy(model_store(settings.DATA_DIR), seed=0)

@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from carevault.crypto import Suite
 
 if TYPE_CHECKING:
-    from .store import ModelStore
+    from carevault.modelstore.store import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -391,8 +391,9 @@ def load_policy(data_dir: str | Path) -> EncryptionPolicy:
         log.info("no trained encryption policy in %s: using the strongest suite", data_dir)
         return strongest_policy()
     try:
+        from carevault.modelstore.datadir import model_store
+
         from .policy_model import load_compiled
-        from .scoring import model_store
 
         return load_compiled(model_store(data_dir))
     except Exception as exc:  # any failure at all must leave the platform encrypting strongly

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from carevault.modelstore.store import SealedModelError
+
 from .policy import (
     ALLOWED_SUITES,
     GRID_FEATURES,
@@ -20,10 +22,9 @@ from .policy import (
     MODEL_NAME,
     EncryptionPolicy,
 )
-from .store import SealedModelError
 
 if TYPE_CHECKING:
-    from .store import ModelStore
+    from carevault.modelstore.store import ModelStore
 
 # Every type a sealed policy may contain beyond skops' own safe list (which covers numpy and the
 # scikit-learn forest classes).

@@ -24,13 +24,14 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score
 
+from carevault.modelstore.store import ModelStore, SealedInfo
+
 from . import rules as hard_rules
 from .ensemble import RiskEnsemble
 from .events import AttackClass, Event, EventKind
 from .features import FEATURE_NAMES, FeatureExtractor
 from .scoring import MODEL_NAME, TRUSTED_TYPES, load_ensemble
 from .simulate import ATTACK_CLASSES, Episode, simulate
-from .store import ModelStore, SealedInfo
 
 DEFAULT_TRAIN_SEED = 1
 DEFAULT_EVAL_SEED = 2
