@@ -24,8 +24,8 @@ from typing import Any
 
 from carevault import faults
 from carevault.crypto import FileMasterKeyProvider, MasterKey, RewrapReport, rewrap_all
-from carevault.crypto._files import atomic_write_bytes
 from carevault.crypto.kek import WrappedKeyStore
+from carevault.platform.files import atomic_write_bytes
 
 PASSES = 3
 

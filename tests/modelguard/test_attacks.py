@@ -12,8 +12,8 @@ from sklearn.pipeline import Pipeline
 
 from carevault.modelguard.attacks import (
     AttackResult,
-    CutOff,
     Gate,
+    GateClosed,
     checkpoints,
     equation_solving,
     real_cases,
@@ -127,7 +127,7 @@ def test_without_waiting_the_budget_cuts_the_attacker_at_the_limit(model: Pipeli
     result = equation_solving(g, PUBLIC, SPLIT.X_test, 25, 1)
     assert result.queries == 10
     assert result.reason == "budget: hour"
-    with pytest.raises(CutOff):
+    with pytest.raises(GateClosed):
         g.query(PUBLIC[0])
 
 
@@ -138,7 +138,7 @@ def test_the_monitor_cuts_off_a_box_sampler_for_good(model: Pipeline) -> None:
     assert result.queries < 10
     assert result.reason.startswith("monitor:")
     assert result.peak_agreement <= 0.9
-    with pytest.raises(CutOff):
+    with pytest.raises(GateClosed):
         g.query(SPLIT.X_test[0])
 
 

@@ -29,7 +29,7 @@ from carevault.modelguard.diagnosis import (
     logistic_contributions,
 )
 from carevault.modelguard.diagnosis_training import QualityBar, expected_calibration_error
-from carevault.security.store import HIGH_WATER, PAYLOAD, SIGNATURE, ModelStore, SealedModelError
+from carevault.modelstore.store import HIGH_WATER, PAYLOAD, SIGNATURE, ModelStore, SealedModelError
 
 SPLIT = dataset.load_split()
 NAMES = dataset.feature_names()

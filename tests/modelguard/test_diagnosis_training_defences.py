@@ -26,7 +26,7 @@ from carevault.modelguard import homomorphic as he
 from carevault.modelguard.homomorphic_client import HomomorphicClient
 from carevault.modelguard.models import linear_form
 from carevault.modelguard.sealed import TRUSTED_TYPES, check_pipeline
-from carevault.security.store import ModelStore
+from carevault.modelstore.store import ModelStore
 
 NAMES = dataset.feature_names()
 

@@ -7,11 +7,11 @@ import logging
 
 from _policy_models import COSTS
 
+from carevault.modelstore.datadir import model_store
+from carevault.modelstore.store import PAYLOAD
 from carevault.security.policy import MODEL_NAME, STRONGEST, DataClass, PolicyInputs
 from carevault.security.policy_model import load_policy
 from carevault.security.policy_training import train
-from carevault.security.scoring import model_store
-from carevault.security.store import PAYLOAD
 
 
 def test_loading_from_a_data_directory_without_a_model_gives_the_strongest_policy(tmp_path, caplog):

@@ -12,6 +12,7 @@ from _policy_models import COSTS, small_fitted
 
 from carevault import cli
 from carevault.crypto import Suite
+from carevault.modelstore.datadir import model_store
 from carevault.security.policy import (
     ALLOWED_SUITES,
     MODEL_NAME,
@@ -34,7 +35,6 @@ from carevault.security.policy_training import (
     sample_inputs,
     train,
 )
-from carevault.security.scoring import model_store
 
 RULE = LabelRule()
 

@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from carevault.modelguard import dataset, diagnosis_training
-from carevault.security.scoring import model_store
+from carevault.modelstore.datadir import model_store
 from carevault.web.accounts import recovery
 from carevault.web.clinic.models import Appointment, BreakGlassGrant
 from carevault.web.diagnosis import serving

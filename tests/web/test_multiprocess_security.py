@@ -154,7 +154,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     patient = django_run(
         env,
         "from carevault.modelguard import dataset, diagnosis_training\n"
-        "from carevault.security.scoring import model_store\n"
+        "from carevault.modelstore.datadir import model_store\n"
         "from django.conf import settings\n"
         "diagnosis_training.train(model_store(settings.DATA_DIR), seed=dataset.DEFAULT_SEED)\n"
         "from carevault.web.clinic.models import Patient\n"

@@ -43,8 +43,8 @@ from carevault.crypto import (
     unwrap_keyring,
     wrap_keyring,
 )
-from carevault.crypto._files import atomic_writer
 from carevault.crypto.canonical import canonical_bytes
+from carevault.platform.files import atomic_writer
 
 MAGIC = b"CVBACKUP"
 FORMAT = 1

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from carevault.crypto import CryptoError, KeyEncryptionKey, MasterKey
-from carevault.crypto.keystore import DirectoryKeyStore
+from carevault.crypto.keystore import DirectoryKeyStore, key_file_name
 
 from . import archive, signer, snapshot
 from .archive import SUFFIX, BackupError
@@ -233,9 +233,7 @@ def verify(path: Path, *, kek: KeyEncryptionKey, data_dir: Path | None) -> Verif
 
 
 def _signer_file_name() -> str:
-    from carevault.crypto.keystore import _file_name
-
-    return _file_name(signer.NAME)
+    return key_file_name(signer.NAME)
 
 
 @contextlib.contextmanager

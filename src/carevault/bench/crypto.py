@@ -24,8 +24,9 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from carevault.crypto import BoundContext, Keyring, SignatureAlgorithm, SigningKey, Suite, streaming
+from carevault.platform.tables import format_table
 
-from .timing import format_table, per_call_seconds
+from .timing import per_call_seconds
 
 FIELD_BYTES = 1024
 STREAM_BYTES = 64 * 1024 * 1024

@@ -34,8 +34,7 @@ from carevault.modelguard.extraction import ExtractionMonitor
 from carevault.modelguard.guard import DEFAULT_CONFIG
 from carevault.modelguard.models import fit
 from carevault.modelguard.obfuscation import OutputPolicy, obfuscate
-
-from .timing import format_table
+from carevault.platform.tables import format_table
 
 GOAL_AGREEMENT = 0.90
 PUBLIC_CASES = 20

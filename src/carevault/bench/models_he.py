@@ -22,8 +22,9 @@ from carevault.modelguard import homomorphic as he
 from carevault.modelguard.dataset import load_split
 from carevault.modelguard.homomorphic_client import HomomorphicClient
 from carevault.modelguard.models import LOGISTIC, fit, linear_form
+from carevault.platform.tables import format_table
 
-from .timing import format_table, percentiles_ms
+from .timing import percentiles_ms
 
 GOALS = {"single_ms_max": 30.0, "batch_per_patient_ms_max": 1.0}
 

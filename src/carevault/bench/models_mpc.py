@@ -24,8 +24,9 @@ from carevault.modelguard import multiparty as mp
 from carevault.modelguard.dataset import load_split
 from carevault.modelguard.models import LOGISTIC, fit, linear_form
 from carevault.modelguard.multiparty_launcher import LocalParties
+from carevault.platform.tables import format_table
 
-from .timing import format_table, percentiles_ms
+from .timing import percentiles_ms
 
 GOALS = {"single_ms_max": 50.0}
 

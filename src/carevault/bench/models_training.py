@@ -23,8 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from carevault.modelguard import membership, models, poisoning, privacy
 from carevault.modelguard.dataset import Split, load_split
-
-from .timing import format_table
+from carevault.platform.tables import format_table
 
 RATES = (0.05, 0.1, 0.2)
 EPSILONS: tuple[float | None, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, None)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from carevault.crypto import Keyring, Suite
+from carevault.platform.tables import format_table
 from carevault.security.policy import (
     ALLOWED_SUITES,
     ROLES,
@@ -35,8 +36,6 @@ from carevault.security.policy import (
     required_suite,
 )
 from carevault.security.policy_training import fit, grid_matrix, rule_table_suite
-
-from .timing import format_table
 
 GOALS = {"cpu_saved_min": 0.30, "decide_p99_us_max": 50.0}
 

@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from carevault.platform.tables import format_table
 from carevault.security.features import FeatureExtractor
 from carevault.security.scoring import EnsembleRiskScorer
 from carevault.security.training import TrainConfig, build_dataset, fit_ensemble, validation_seed
-
-from .timing import format_table
 
 GOALS = {"assess_p99_ms_max": 1.0, "batch_events_per_s_min": 50_000, "train_1m_s_max": 300.0}
 TRAIN_EVENTS = 1_000_000

@@ -36,11 +36,3 @@ def percentiles_ms(samples: Sequence[float]) -> dict[str, float]:
         "p99_ms": float(np.percentile(values, 99)),
         "max_ms": float(values.max()),
     }
-
-
-def format_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=True)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(out)

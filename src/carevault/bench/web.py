@@ -91,8 +91,8 @@ def _train_policy() -> None:
     suite. The benchmark trains one in its scratch data directory (a few seconds)."""
     from django.conf import settings
 
+    from carevault.modelstore.datadir import model_store
     from carevault.security.policy_training import train as train_policy
-    from carevault.security.scoring import model_store
     from carevault.web.vault import adaptive
 
     train_policy(model_store(settings.DATA_DIR), seed=0)
@@ -220,7 +220,7 @@ def run(quick: bool = False, fields: int = 60) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
-    from .timing import format_table
+    from carevault.platform.tables import format_table
 
     e, p, r = result["encrypted_ms"], result["plaintext_ms"], result["ratio"]
     rows = [

@@ -66,6 +66,6 @@ def positive_number(text: str) -> float:
 
 def model_store() -> Any:
     """The sealed-model store of the data directory (risk ensemble, policy, diagnosis)."""
-    from carevault.security.scoring import model_store
+    from carevault.modelstore.datadir import model_store
 
     return model_store(config.data_dir())

@@ -13,7 +13,7 @@ from carevault.cli.serve import exec_gunicorn
 
 def _demo_password(given: str | None) -> str:
     """The demo password: given, or created once per data directory (never in the repo)."""
-    from carevault.crypto._files import atomic_write_bytes
+    from carevault.platform.files import atomic_write_bytes
 
     if given:
         return given

@@ -56,7 +56,7 @@ def key_stores() -> list[tuple[str, Any]]:
 
     stores: list[tuple[str, Any]] = [
         ("directory", config.key_store()),
-        # The sealed models' keyrings and signing key (carevault.security.store).
+        # The sealed models' keyrings and signing key (carevault.modelstore.store).
         ("models", DirectoryKeyStore(config.data_dir() / "models" / "keys")),
         # Messages of the encrypted outbox are sealed by the master key too (issue 13).
         ("outbox", OutboxKeyStore(config.data_dir() / "outbox")),

@@ -21,7 +21,7 @@ from carevault.cli._common import (
 
 def cmd_model_train(args: argparse.Namespace) -> int:
     from carevault.modelguard import diagnosis_training, extra_data, privacy
-    from carevault.security.store import SealedModelError
+    from carevault.modelstore.store import SealedModelError
 
     if args.delta is not None and args.private is None:
         raise CommandError("--delta needs --private EPSILON")
@@ -71,7 +71,7 @@ def cmd_model_train(args: argparse.Namespace) -> int:
 
 def cmd_model_seal(args: argparse.Namespace) -> int:
     from carevault.modelguard import diagnosis_training
-    from carevault.security.store import SealedModelError
+    from carevault.modelstore.store import SealedModelError
 
     try:
         report = diagnosis_training.import_file(model_store(), args.path, seed=args.seed)
@@ -89,7 +89,7 @@ def cmd_model_multiparty(args: argparse.Namespace) -> int:
     from carevault.modelguard import dataset, multiparty, sealed
     from carevault.modelguard.models import LOGISTIC, linear_form
     from carevault.modelguard.multiparty_launcher import LocalParties
-    from carevault.security.store import SealedModelError
+    from carevault.modelstore.store import SealedModelError
 
     split = dataset.load_split()
     if not 1 <= args.cases <= len(split.X_test):

@@ -89,8 +89,8 @@ def cmd_security_lift_floor(args: argparse.Namespace) -> int:
 
 
 def cmd_security_train(args: argparse.Namespace) -> int:
+    from carevault.modelstore.store import SealedModelError
     from carevault.security import training
-    from carevault.security.store import SealedModelError
 
     train_config = training.TrainConfig(
         seed=args.seed, days=args.days, users=args.users, fusion=args.fusion
@@ -104,8 +104,8 @@ def cmd_security_train(args: argparse.Namespace) -> int:
 
 
 def cmd_security_evaluate(args: argparse.Namespace) -> int:
+    from carevault.modelstore.store import SealedModelError
     from carevault.security import training
-    from carevault.security.store import SealedModelError
 
     try:
         result = training.evaluate(
@@ -140,9 +140,9 @@ def cmd_security_record_day(args: argparse.Namespace) -> int:
 
 
 def cmd_security_train_policy(args: argparse.Namespace) -> int:
+    from carevault.modelstore.store import SealedModelError
     from carevault.security import policy_training
     from carevault.security.policy_training import train as train_policy
-    from carevault.security.store import SealedModelError
 
     try:
         report = train_policy(model_store(), seed=args.seed)

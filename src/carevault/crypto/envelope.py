@@ -15,7 +15,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .canonical import Context, context_bytes
 from .errors import DecryptionError
 from .suites import Suite
 
@@ -60,8 +59,3 @@ def key_id_of(envelope: bytes | memoryview) -> int:
     if len(envelope) < HEADER_BYTES:
         raise DecryptionError()
     return int.from_bytes(envelope[4:HEADER_BYTES], "big")
-
-
-def associated_data(header: bytes, context: Context) -> bytes:
-    """What the AEAD authenticates besides the body: the header, then the context."""
-    return header + b"\x00" + context_bytes(context)

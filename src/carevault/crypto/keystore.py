@@ -13,14 +13,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ._files import atomic_write_bytes
+from carevault.platform.files import atomic_write_bytes
+
 from .errors import ConfigurationError
 from .kek import keyring_context
 
 _SUFFIX = ".wrapped"
 
 
-def _file_name(name: str) -> str:
+def key_file_name(name: str) -> str:
+    """The file that holds the key called ``name`` in a :class:`DirectoryKeyStore`."""
     # Names such as "patient:42" are not portable file names; base32 them reversibly.
     return base64.b32encode(name.encode()).decode().rstrip("=").lower() + _SUFFIX
 
@@ -53,21 +55,21 @@ class DirectoryKeyStore:
         return keyring_context(name)
 
     def __contains__(self, name: str) -> bool:
-        return (self.directory / _file_name(name)).exists()
+        return (self.directory / key_file_name(name)).exists()
 
     def get(self, name: str) -> bytes:
         try:
-            return (self.directory / _file_name(name)).read_bytes()
+            return (self.directory / key_file_name(name)).read_bytes()
         except FileNotFoundError:
             raise ConfigurationError(f"no wrapped keyring called {name!r}") from None
 
     def put(self, name: str, wrapped: bytes) -> None:
         with self._locked():
-            atomic_write_bytes(self.directory / _file_name(name), wrapped)
+            atomic_write_bytes(self.directory / key_file_name(name), wrapped)
 
     def compare_and_swap(self, name: str, expected: bytes, new: bytes) -> bool:
         with self._locked():
-            path = self.directory / _file_name(name)
+            path = self.directory / key_file_name(name)
             if not path.exists() or path.read_bytes() != expected:
                 return False
             atomic_write_bytes(path, new)

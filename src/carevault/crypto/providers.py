@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from ._files import atomic_write_bytes
+from carevault.platform.files import atomic_write_bytes
+
 from .canonical import Context
 from .errors import ConfigurationError, DecryptionError, KeyProviderError, WeakKeyError
 from .kek import KeyEncryptionKey, KmsClient, KmsKey, MasterKey

@@ -24,7 +24,8 @@ import struct
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from ._files import atomic_writer
+from carevault.platform.files import atomic_writer
+
 from ._primitives import GCM_TAG_BYTES, AesGcm, random_bytes
 from .canonical import BoundContext, Context
 from .envelope import HEADER_BYTES, parse_header

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._files import atomic_write_bytes
+from carevault.platform.files import atomic_write_bytes
+
 from ._primitives import self_signed_tls_certificate
 
 DEFAULT_HOSTS = ["localhost", "127.0.0.1", "::1"]

@@ -43,8 +43,9 @@ Array = NDArray[np.float64]
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
-class CutOff(Exception):
-    pass
+class GateClosed(Exception):
+    """The gate stopped answering the client: its budget ran out (when it does not wait) or the
+    extraction monitor alerted. The message, like ``Gate.cut_reason``, says which."""
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Gate:
 
     def query(self, x: Array) -> ObfuscatedOutput:
         if self.cut_reason:
-            raise CutOff(self.cut_reason)
+            raise GateClosed(self.cut_reason)
         while self.budget is not None:
             try:
                 self.budget.charge(self.client_id, self._now)
@@ -78,7 +79,7 @@ class Gate:
             except BudgetExceeded as exc:
                 if not self.wait_on_budget:
                     self.cut_reason = f"budget: {exc.window}"
-                    raise CutOff(self.cut_reason) from exc
+                    raise GateClosed(self.cut_reason) from exc
                 self.budget_waits += 1
                 self._now += exc.retry_after + timedelta(seconds=1)
         self._now += self.interval
@@ -86,7 +87,7 @@ class Gate:
             verdict = self.monitor.observe(self.client_id, x)
             if verdict.alert:
                 self.cut_reason = f"monitor: {verdict.reason}"
-                raise CutOff(self.cut_reason)
+                raise GateClosed(self.cut_reason)
         self.queries += 1
         proba = float(self.model.predict_proba(x[None, :])[0, 1])
         return obfuscate(self.policy, proba, rng=self.rng)
@@ -211,7 +212,7 @@ def equation_solving(
             x = base + rng.normal(0.0, perturbation, base.shape) * scale
         try:
             out = gate.query(x)
-        except CutOff:
+        except GateClosed:
             break
         X.append(x)
         labels.append(out.label)
@@ -263,7 +264,7 @@ def retraining(
             x = base + rng.normal(0.0, perturbation, base.shape) * scale
         try:
             out = gate.query(x)
-        except CutOff:
+        except GateClosed:
             break
         X.append(x)
         y.append(out.label)
@@ -295,7 +296,7 @@ def real_cases(
         x = pool[int(order[i % len(order)])]
         try:
             out = gate.query(x)
-        except CutOff:
+        except GateClosed:
             break
         X.append(x)
         y.append(out.label)

@@ -39,7 +39,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from carevault.security.store import HIGH_WATER, ModelStore, SealedModelError, remedy
+from carevault.modelstore.datadir import model_store
+from carevault.modelstore.store import HIGH_WATER, ModelStore, SealedModelError, remedy
 
 from . import sealed
 from .models import FOREST, KINDS, LOGISTIC
@@ -290,8 +291,6 @@ class DiagnosisService:
         cls, data_dir: str | Path, *, on_security_event: SecurityEventSink | None = None
     ) -> DiagnosisService:
         """The service over ``data_dir/models``, keyed by the configured master key."""
-        from carevault.security.scoring import model_store
-
         return cls(model_store(data_dir), on_security_event=on_security_event)
 
     # -- public ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from carevault.security.store import ModelStore
+from carevault.modelstore.store import ModelStore
 
 from . import dataset, extra_data, models, privacy, private_model
 from .sealed import MODEL_NAMES, TRUSTED_TYPES, FeatureRanges, check_pipeline

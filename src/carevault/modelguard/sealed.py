@@ -1,7 +1,7 @@
 """The diagnosis models as sealed in the model store: their names, the types skops may load,
 the signed metadata that travels with them, and the checks a loaded model must pass.
 
-The store (:mod:`carevault.security.store`) does the cryptography (skops with a trusted-type
+The store (:mod:`carevault.modelstore.store`) does the cryptography (skops with a trusted-type
 list, AES-256-GCM bound to name and version, an Ed25519-signed manifest, a high-water record
 against rollback). This module adds what only the diagnosis service knows: that a sealed
 diagnosis model is a ``StandardScaler`` + logistic regression or random forest pipeline over the
@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from carevault.security.store import ModelStore, SealedInfo, SealedModelError
+from carevault.modelstore.store import ModelStore, SealedInfo, SealedModelError
 
 from . import dataset
 from .models import FOREST, KINDS, LOGISTIC

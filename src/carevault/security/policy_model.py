@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from carevault.modelstore.datadir import model_store
+from carevault.modelstore.store import ModelStore, SealedModelError
+
 from .policy import (
     ALLOWED_SUITES,
     GRID_FEATURES,
@@ -25,8 +28,6 @@ from .policy import (
     EncryptionPolicy,
     strongest_policy,
 )
-from .scoring import model_store
-from .store import ModelStore, SealedModelError
 
 # Loading is logged under the policy's name, as it was before it moved here: operators (and
 # their log filters) know "the encryption policy", not the module that unseals it.

@@ -28,6 +28,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.utils import check_random_state
 
 from carevault.crypto import Suite
+from carevault.modelstore.store import ModelStore
 
 from .policy import (
     ALLOWED_SUITES,
@@ -42,7 +43,6 @@ from .policy import (
 )
 from .policy_costs import CostModel, measure_costs
 from .policy_model import TRUSTED_TYPES, PolicyModel
-from .store import ModelStore
 
 INPUT_COLUMNS = [
     "sensitive",
@@ -289,7 +289,7 @@ def train(store: ModelStore, *, seed: int = 0, **options: Any) -> dict[str, Any]
 
 
 def render_train(report: dict[str, Any]) -> str:
-    from carevault.bench.timing import format_table
+    from carevault.platform.tables import format_table
 
     cost_rows = [
         [

@@ -3,7 +3,7 @@
 
 :func:`load_scorer` opens the sealed model that ``carevault security train`` wrote into a data
 directory (signature, decryption and trusted types checked by
-:class:`~carevault.security.store.ModelStore`); the web layer calls it through
+:class:`~carevault.modelstore.store.ModelStore`); the web layer calls it through
 ``carevault.security.baseline.load_scorer_or_baseline``.
 """
 
@@ -16,13 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from carevault.modelstore.datadir import model_store
+from carevault.modelstore.store import ModelStore, SealedInfo, SealedModelError
+
 from . import rules as hard_rules
 from .assessment import Assessment
 from .baseline import TRAINED_MODEL_NAME
 from .ensemble import RiskEnsemble
 from .events import Event
 from .features import FEATURE_NAMES, FeatureExtractor
-from .store import ModelStore, SealedInfo, SealedModelError
 
 MODEL_NAME = TRAINED_MODEL_NAME
 _FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -105,29 +107,6 @@ class EnsembleRiskScorer:
         explained = self.extractor.explain(vector)
         items = list(explained.items()) if isinstance(explained, dict) else list(explained)
         return {str(name): float(value) for name, value in items[: self.top_features]}
-
-
-def model_store(data_dir: str | Path) -> ModelStore:
-    """The sealed-model store of a data directory, keyed by the configured master key."""
-    from carevault import config
-    from carevault.crypto import FileMasterKeyProvider
-    from carevault.crypto.kek import KeyEncryptionKey
-    from carevault.crypto.providers import CurrentMasterKey
-    from carevault.security.anchor import Anchor
-
-    provider = config.master_key_provider()
-    if isinstance(provider, FileMasterKeyProvider) and not provider.exists():
-        # Dev/demo mode: the first command that needs the master key creates it (as the web
-        # layer's key vault does); production mode never gets here without one.
-        provider.create()
-    # Looked up again when the key file changes: a server's store outlives `keys rotate`.
-    kek: KeyEncryptionKey = (
-        CurrentMasterKey(provider)
-        if isinstance(provider, FileMasterKeyProvider)
-        else provider.load()
-    )
-    # The high-water marks are anchored in the data directory's signed checkpoint file too.
-    return ModelStore(Path(data_dir) / "models", kek, anchor=Anchor(data_dir, kek))
 
 
 def load_ensemble(store: ModelStore, version: int | None = None) -> tuple[RiskEnsemble, SealedInfo]:

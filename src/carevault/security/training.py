@@ -24,6 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score
 
+from carevault.modelstore.store import ModelStore, SealedInfo
+
 from . import clinic_day
 from . import rules as hard_rules
 from .ensemble import RiskEnsemble
@@ -32,7 +34,6 @@ from .features import FEATURE_NAMES, FeatureExtractor
 from .response import ResponsePolicy
 from .scoring import MODEL_NAME, TRUSTED_TYPES, EnsembleRiskScorer, load_ensemble
 from .simulate import ATTACK_CLASSES, Episode, simulate
-from .store import ModelStore, SealedInfo
 
 DEFAULT_TRAIN_SEED = 1
 DEFAULT_EVAL_SEED = 2
@@ -438,7 +439,7 @@ def render_train(report: dict[str, Any]) -> str:
 
 
 def render_evaluation(result: dict[str, Any]) -> str:
-    from carevault.bench.timing import format_table
+    from carevault.platform.tables import format_table
 
     scorers: list[str] = result["scorers"]
     model = result["model"]

@@ -15,7 +15,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from carevault import config
-from carevault.crypto._files import atomic_write_bytes
+from carevault.platform.files import atomic_write_bytes
 
 BASE_DIR = Path(__file__).resolve().parent
 # Created owner-only (0700), and this process's umask made owner-only (database, -wal/-shm,

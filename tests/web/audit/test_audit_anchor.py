@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.db import connection
 
-from carevault.security.anchor import CHECKPOINTS, Anchor
+from carevault.modelstore.anchor import CHECKPOINTS, Anchor
 from carevault.web.audit import anchor
 from carevault.web.audit.log import GENESIS, record, verify_chain
 from carevault.web.audit.models import AuditEntry, AuditHead

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from carevault.modelguard import dataset, diagnosis_training
-from carevault.security.scoring import model_store
+from carevault.modelstore.datadir import model_store
 from carevault.web.diagnosis import serving
 
 SPLIT = dataset.load_split()

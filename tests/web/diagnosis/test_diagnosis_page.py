@@ -124,7 +124,7 @@ def test_a_tampered_newer_model_is_refused_reported_and_the_last_good_one_serves
     import shutil
 
     from carevault.modelguard import diagnosis_training
-    from carevault.security.scoring import model_store
+    from carevault.modelstore.datadir import model_store
 
     # A copy of the sealed models, so the session's stay intact.
     data_dir = tmp_path / "data"

@@ -21,9 +21,9 @@ from django.test import Client
 from django.urls import reverse
 from security_helpers import FixedScorer, scoring_with
 
+from carevault.modelstore.datadir import model_store
 from carevault.security import training
 from carevault.security.response import Level
-from carevault.security.scoring import model_store
 from carevault.web.accounts import challenges, throttle
 from carevault.web.accounts.models import Role, User
 from carevault.web.securitycore import engine

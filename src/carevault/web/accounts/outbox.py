@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-from carevault.crypto._files import atomic_write_bytes
+from carevault.platform.files import atomic_write_bytes
 from carevault.web.vault import service
 
 from .outbox_store import SUFFIX, message_context

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from carevault.crypto._files import atomic_write_bytes
+from carevault.platform.files import atomic_write_bytes
 
 SUFFIX = ".msg"
 

@@ -5,13 +5,13 @@ API (for ``carevault audit``, the backup command and the app):
 * :func:`write_checkpoint` -- sign and append the current head (seq, head MAC, entry count);
 * :func:`latest_checkpoint` -- the newest valid audit checkpoint, or None;
 * :func:`checkpoint_file` -- where the checkpoints are: ``DATA_DIR/`` +
-  :data:`carevault.security.anchor.CHECKPOINTS` (setting ``AUDIT_ANCHOR_DIR``, the data
+  :data:`carevault.modelstore.anchor.CHECKPOINTS` (setting ``AUDIT_ANCHOR_DIR``, the data
   directory unless a test points it elsewhere; it holds the anchor key too);
 * :func:`check` -- the problems a chain walk's result shows against the checkpoints.
 
 A checkpoint is written every :data:`CHECKPOINT_EVERY` entries (after the entry's transaction
 commits), by every successful ``carevault audit verify`` and by ``carevault audit checkpoint``.
-The file format and signing are in :mod:`carevault.security.anchor`.
+The file format and signing are in :mod:`carevault.modelstore.anchor`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
-from carevault.security.anchor import Anchor, AnchorState, checkpoints_path
+from carevault.modelstore.anchor import Anchor, AnchorState, checkpoints_path
 from carevault.web.vault import service
 
 from .models import AuditEntry, AuditHead

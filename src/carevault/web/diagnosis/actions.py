@@ -42,7 +42,7 @@ class TooManyQueries(ActionError):
         self.retry_after = retry_after
 
 
-class CutOff(ActionError):
+class ExtractionCutOff(ActionError):
     """The extraction monitor cut the client off until a security officer clears it."""
 
     code = "cut_off"
@@ -183,7 +183,7 @@ def do_run_diagnosis(
             details={"model": model, "client": client_kind.value, "reason": verdict.reason},
         )
         if verdict.cut_off:
-            raise CutOff(
+            raise ExtractionCutOff(
                 "diagnosis queries from this account are suspended by the extraction monitor "
                 "until a security officer lifts it"
             )

@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 from django.conf import settings
 
 from carevault.crypto import Suite, streaming
+from carevault.platform.files import atomic_writer
 from carevault.web.vault import service
 
 # What a lab may upload, recognised by content (the name and the browser's claim are not
@@ -112,8 +113,6 @@ def store(
         ring = service.patient_keyring(patient_id)
     else:
         ring = service.keyring_for(patient_id, suite)
-    from carevault.crypto._files import atomic_writer
-
     with atomic_writer(upload_dir() / name) as dst:
         streaming.encrypt_stream(
             ring,
@@ -188,8 +187,6 @@ def reencrypt(patient_id: Any, file_id: object, name: str, suite: Suite) -> str:
     one). DecryptionError if the old file does not authenticate; nothing is left behind then."""
     new_name = secrets.token_hex(16) + ".cvs"
     ring = service.keyring_for(patient_id, suite)
-    from carevault.crypto._files import atomic_writer
-
     reader = _ChunkReader(open_decrypted(patient_id, file_id, name))
     with atomic_writer(upload_dir() / new_name) as dst:
         streaming.encrypt_stream(

@@ -1,7 +1,7 @@
 """Signed checkpoints kept outside the database: the anchor of the audit head and model marks.
 
 The audit chain (:mod:`carevault.web.audit.log`) and the models' high-water records
-(:mod:`carevault.security.store`) are authenticated, but each sits where an attacker who can
+(:mod:`carevault.modelstore.store`) are authenticated, but each sits where an attacker who can
 write it can also rewind it: an emptied audit table with its head row reset is a valid chain of
 0 entries, and an older ``high-water.enc`` put back with the older model is a valid older
 state. So their state is also written here, as **signed checkpoints** in an append-only JSONL

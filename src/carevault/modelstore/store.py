@@ -25,8 +25,8 @@ authenticated (AES-256-GCM) under the model's own keyring, which only the master
 Without the master key the record cannot be forged or lowered; deleting it while versions
 remain is refused too. What it cannot stop is *replaying* an older copy of the record together
 with the older files (the record is not a hardware counter). A store opened with an
-:class:`~carevault.security.anchor.Anchor` (every store of a data directory, see
-``carevault.security.scoring.model_store``) therefore also appends each new mark as a signed
+:class:`~carevault.modelstore.anchor.Anchor` (every store of a data directory, see
+``carevault.modelstore.datadir.model_store``) therefore also appends each new mark as a signed
 line to the checkpoint file outside the model directory (and its external copy), and the loader
 takes the higher of the two: an older ``high-water.enc`` put back with an older model is refused
 by any fresh process, as is a checkpoint file that was removed.
@@ -70,10 +70,11 @@ from carevault.crypto import (
     unwrap_keyring,
     wrap_keyring,
 )
-from carevault.crypto._files import atomic_write_bytes
 from carevault.crypto.kek import keyring_context
 from carevault.crypto.keystore import DirectoryKeyStore
-from carevault.security.anchor import Anchor, AnchorError
+from carevault.platform.files import atomic_write_bytes
+
+from .anchor import Anchor, AnchorError
 
 FORMAT = "carevault-sealed-model/1"
 PURPOSE = "sealed-model"

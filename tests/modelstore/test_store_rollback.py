@@ -12,7 +12,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from carevault.crypto import MasterKey, rewrap_all
-from carevault.security.store import (
+from carevault.modelstore.store import (
     HIGH_WATER,
     MANIFEST,
     PAYLOAD,

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from carevault.crypto import MasterKey
+from carevault.modelstore.store import MANIFEST, PAYLOAD, SIGNATURE, ModelStore, SealedModelError
 from carevault.security.detectors import IsolationForestDetector
-from carevault.security.store import MANIFEST, PAYLOAD, SIGNATURE, ModelStore, SealedModelError
 
 TRUSTED = [
     "carevault.security.detectors.iforest.IsolationForestDetector",

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from carevault.crypto import MasterKey, Signature, VerifyKey, rewrap_all
-from carevault.security.anchor import (
+from carevault.modelstore.anchor import (
     CHECKPOINTS,
     ENV_ANCHOR_FILE,
     PUBLIC_KEY,

@@ -15,8 +15,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from carevault.crypto import MasterKey
-from carevault.security.anchor import CHECKPOINTS, Anchor
-from carevault.security.store import ModelStore, RollbackError
+from carevault.modelstore.anchor import CHECKPOINTS, Anchor
+from carevault.modelstore.store import ModelStore, RollbackError
 
 RNG = np.random.default_rng(1)
 X = RNG.normal(size=(60, 3))
@@ -95,8 +95,8 @@ def test_a_store_without_an_anchor_keeps_the_record_only_behaviour(tmp_path, mas
 _LOAD = textwrap.dedent(
     """
     import sys
-    from carevault.security.scoring import model_store
-    from carevault.security.store import SealedModelError
+    from carevault.modelstore.datadir import model_store
+    from carevault.modelstore.store import SealedModelError
     try:
         _, info = model_store(sys.argv[1]).load("diagnosis-logistic", trusted_types=[])
     except SealedModelError as exc:
@@ -122,7 +122,7 @@ def _fresh_load(data_dir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_fresh_process_refuses_the_replayed_mark_and_model(tmp_path, monkeypatch):
-    from carevault.security.scoring import model_store
+    from carevault.modelstore.datadir import model_store
 
     monkeypatch.setenv("CAREVAULT_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("CAREVAULT_MASTER_KEY", raising=False)
