@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.utils import timezone
 
 from carevault.web.audit.log import Outcome, record
 
@@ -78,44 +76,3 @@ def role_required(*roles: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorator
-
-
-@dataclass(frozen=True)
-class PatientAccess:
-    patient: Any
-    via: str  # "self", "care-team" or "break-glass"
-
-
-def patient_for_user(request: HttpRequest, patient_id: Any, *, purpose: str) -> PatientAccess:
-    """The patient, if this user may see their clinical record; otherwise audit and 404."""
-    from carevault.web.clinic.models import Patient
-
-    patient = Patient.objects.filter(pk=patient_id).first()
-    via = access_route(request.user, patient) if patient is not None else ""
-    if not via:
-        deny(
-            request,
-            reason=f"no access to patient for {purpose}",
-            target_type="clinic.patient",
-            target_id=patient_id,
-        )
-    return PatientAccess(patient, via)
-
-
-def access_route(user: Any, patient: Any) -> str:
-    """How ``user`` may see ``patient``'s record ("self", "care-team", "break-glass"), or "".
-
-    The rule itself, without auditing: callers that refuse must audit (patient_for_user does).
-    """
-    from carevault.web.clinic.models import BreakGlassGrant, CareRelationship
-
-    if getattr(user, "is_patient", False) and patient.user_id == user.pk:
-        return "self"
-    if getattr(user, "is_doctor", False):
-        if CareRelationship.objects.filter(doctor_id=user.pk, patient=patient).exists():
-            return "care-team"
-        if BreakGlassGrant.objects.filter(
-            doctor_id=user.pk, patient=patient, revoked=False, expires_at__gt=timezone.now()
-        ).exists():
-            return "break-glass"
-    return ""

@@ -34,10 +34,11 @@ from carevault.modelguard import homomorphic
 from carevault.modelguard.budgets import BudgetExceeded
 from carevault.modelguard.diagnosis import DiagnosisUnavailable
 from carevault.modelguard.guard import ClientKind
-from carevault.web.access import deny, patient_for_user
+from carevault.web.access import deny
 from carevault.web.accounts.models import Role
 from carevault.web.audit.log import Outcome, record
 from carevault.web.clinic import actions as clinic
+from carevault.web.clinic.access import patient_for_user
 from carevault.web.clinic.models import Patient
 from carevault.web.diagnosis import actions as diagnosis
 from carevault.web.diagnosis import serving as diagnosis_serving

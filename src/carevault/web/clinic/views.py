@@ -12,8 +12,6 @@ not (the full page, with the errors, when refused).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from uuid import UUID
 
@@ -26,27 +24,19 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from carevault.web.access import (
-    PatientAccess,
-    access_route,
-    deny,
-    patient_for_user,
-    role_required,
-)
+from carevault.web.access import deny, role_required
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.errors import ActionError, NotAllowed
-from carevault.web.labs import actions as labs
-from carevault.web.labs.models import LabFile, LabRequest, LabResult
 from carevault.web.vault.phi import PhiModel
 
-from . import actions
+from . import actions, record_parts
+from .access import PatientAccess, access_route, patient_for_user
 from .forms import (
     AppointmentForm,
     BreakGlassForm,
     DecisionForm,
     DiagnosisForm,
-    LabRequestForm,
     NoteForm,
     PatientSearchForm,
     PrescriptionForm,
@@ -58,6 +48,7 @@ from .models import (
     CareRelationship,
     Patient,
 )
+from .record_parts import Section
 
 PAGE_SIZE = 20
 HISTORY_PAGE_SIZE = 25
@@ -241,44 +232,14 @@ def decide_appointment(request: HttpRequest, appointment_id: UUID) -> HttpRespon
 # -- doctor: a patient's record --------------------------------------------------------------------
 
 
-@dataclass
-class LabItem:
-    request: LabRequest
-    request_values: PhiValues
-    result: LabResult | None = None
-    result_values: PhiValues = field(default_factory=dict)
-    status: str = ""
-    files: list[tuple[LabFile, str | None]] = field(default_factory=list)
-
-
-def _lab_work(patient: Patient) -> list[LabItem]:
-    """The patient's lab requests and results. Only called right after read_patient_record,
-    whose audit entry names these sections (extra_sections)."""
-    results = {
-        r.request_id: r
-        for r in LabResult.objects.filter(patient=patient)
-        .select_related("request", "technician", "signing_key")
-        .prefetch_related("files")
-    }
-    items = []
-    for lab_request in LabRequest.objects.filter(patient=patient).select_related("requested_by"):
-        item = LabItem(lab_request, lab_request.unseal_all())
-        result = results.get(lab_request.pk)
-        if result is not None:
-            item.result = result
-            item.result_values, item.status = labs.result_status(result)
-            item.files = [(f, f.unseal_or_none("filename")) for f in result.files.all()]
-        items.append(item)
-    return items
-
-
-LAB_SECTIONS = ("lab_requests", "lab_results")
-
-
 def _detail_context(request: HttpRequest, doctor: User, access: PatientAccess) -> dict[str, Any]:
     patient: Patient = access.patient
     record = actions.read_patient_record(
-        doctor, patient, via=access.via, request=request, extra_sections=LAB_SECTIONS
+        doctor,
+        patient,
+        via=access.via,
+        request=request,
+        extra_sections=record_parts.audit_sections(),
     )
     grant = None
     if access.via == "break-glass":
@@ -292,13 +253,13 @@ def _detail_context(request: HttpRequest, doctor: User, access: PatientAccess) -
     return {
         "patient": patient,
         "record": record,
-        "labs": _lab_work(patient),
+        **record_parts.read_all(patient),
         "via": access.via,
         "grant": grant,
         "diagnosis_form": DiagnosisForm(),
         "note_form": NoteForm(),
         "prescription_form": PrescriptionForm(),
-        "lab_form": LabRequestForm(),
+        **{p.section.form_key: p.section.form_class() for p in record_parts.parts() if p.section},
     }
 
 
@@ -308,20 +269,6 @@ def patient_detail(request: HttpRequest, patient_id: UUID) -> HttpResponse:
     doctor = _acting_user(request)
     access = patient_for_user(request, patient_id, purpose="patient record")
     return render(request, "clinic/patient_detail.html", _detail_context(request, doctor, access))
-
-
-@dataclass(frozen=True)
-class Section:
-    """One writable part of the record page: its form, its partial, the action it calls."""
-
-    name: str
-    form_class: type[forms.Form]
-    form_key: str
-    write: Callable[[User, Patient, dict[str, Any], HttpRequest], object]
-
-    @property
-    def template(self) -> str:
-        return f"clinic/partials/detail_{self.name}.html"
 
 
 SECTIONS = {
@@ -340,13 +287,16 @@ SECTIONS = {
         "prescription_form",
         lambda u, p, d, r: actions.do_prescribe(u, p, request=r, **d),
     ),
-    "labs": Section(
-        "labs",
-        LabRequestForm,
-        "lab_form",
-        lambda u, p, d, r: labs.do_request_lab_test(u, p, request=r, **d),
-    ),
 }
+
+
+def _section(name: str) -> Section:
+    """A writable section of the record page: the clinic's own, or one an app registered."""
+    registered = {p.section.name: p.section for p in record_parts.parts() if p.section}
+    section = SECTIONS.get(name) or registered.get(name)
+    if section is None:
+        raise Http404("not found")
+    return section
 
 
 def _write_section(request: HttpRequest, patient_id: UUID, section: Section) -> HttpResponse:
@@ -393,7 +343,7 @@ def prescribe(request: HttpRequest, patient_id: UUID) -> HttpResponse:
 @role_required(Role.DOCTOR)
 @require_POST
 def request_lab_test(request: HttpRequest, patient_id: UUID) -> HttpResponse:
-    return _write_section(request, patient_id, SECTIONS["labs"])
+    return _write_section(request, patient_id, _section("labs"))
 
 
 @role_required(Role.DOCTOR)
@@ -454,12 +404,16 @@ def _render_patient_home(
     # psychotherapy notes kept apart from the record, has no class here; if one is added,
     # it is to be filtered here, not by hiding every note.
     record = actions.read_patient_record(
-        user, access.patient, via=access.via, request=request, extra_sections=LAB_SECTIONS
+        user,
+        access.patient,
+        via=access.via,
+        request=request,
+        extra_sections=record_parts.audit_sections(),
     )
     context = {
         "patient": access.patient,
         "record": record,
-        "labs": _lab_work(access.patient),
+        **record_parts.read_all(access.patient),
         "appointments": record.appointments,
         "appointment_form": form or AppointmentForm(),
         "now": timezone.now(),

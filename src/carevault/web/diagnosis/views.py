@@ -12,8 +12,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from carevault.modelguard import dataset
-from carevault.web.access import patient_for_user, role_required
+from carevault.web.access import role_required
 from carevault.web.accounts.models import Role, User
+from carevault.web.clinic.access import patient_for_user
 from carevault.web.errors import ActionError
 from carevault.web.labs.models import LabResult
 

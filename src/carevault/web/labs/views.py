@@ -28,9 +28,10 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from carevault.crypto import CryptoError
-from carevault.web.access import deny, patient_for_user, role_required
+from carevault.web.access import deny, role_required
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clinic.access import patient_for_user
 from carevault.web.errors import ActionError
 
 from . import actions, storage

@@ -20,7 +20,6 @@ from typing import Protocol
 
 from carevault.crypto import Suite
 from carevault.security.policy import DataClass
-from carevault.web.accounts.models import User
 from carevault.web.clientinfo import ClientInfo
 
 # The policy's role for a write no signed-in person makes (a command, a job, the demo seed).
@@ -58,6 +57,14 @@ class WriteContext:
 # row directly): the system role, no session risk, an idle host. The raised system floor still
 # applies: the policy asks for it at every decision, whatever the context.
 SYSTEM_WRITE = WriteContext(role=SYSTEM_ROLE, session_risk=0.0, load=IDLE)
+
+
+class Actor(Protocol):
+    """Who writes, as far as the policy cares (an accounts ``User``; the vault sits below the
+    accounts app and does not import it)."""
+
+    @property
+    def role(self) -> str: ...
 
 
 class RiskSource(Protocol):
@@ -106,7 +113,7 @@ def risk_source() -> RiskSource:
 
 
 def write_context(
-    acting_user: User | None, client: ClientInfo, data_class: DataClass | None = None
+    acting_user: Actor | None, client: ClientInfo, data_class: DataClass | None = None
 ) -> WriteContext:
     """The context of a write ``acting_user`` makes for ``client``.
 

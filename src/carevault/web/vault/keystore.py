@@ -1,66 +1,120 @@
 """Every secret the master key wraps in the database, as one
 :class:`~carevault.crypto.kek.WrappedKeyStore`, so ``carevault keys rotate`` rewraps them all:
 patients' keyrings, service secrets (including the login key), clinicians' private signing keys
-and users' TOTP secrets."""
+and users' TOTP secrets.
+
+Each kind is a :class:`WrappedColumn`: a model's column holding wrapped key material. The vault
+declares its own; an app above it that keeps wrapped secrets (accounts: the TOTP secrets)
+registers its column at ``AppConfig.ready()``, so the vault never imports the apps it serves
+and a new kind of wrapped secret cannot be forgotten by the rotation.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 
 from carevault.crypto import Context
 from carevault.crypto.kek import keyring_context
-from carevault.web.accounts.models import User
 
 from .models import ClinicianKey, PatientKey, ServiceSecret
 from .service import keyring_name, signing_context
 
 
+@dataclass(frozen=True)
+class WrappedColumn:
+    """One kind of wrapped secret: names ``"<kind>:<id>"`` for each row of ``model`` whose
+    ``column`` holds one, and the associated data each was wrapped under. ``optional``: an
+    empty column means the row holds none (a user without a second factor)."""
+
+    kind: str
+    model: type[models.Model]
+    id_field: str
+    column: str
+    context: Callable[[str], Context]
+    optional: bool = False
+
+    def rows(self) -> Any:
+        rows = self.model._default_manager.all()
+        return rows.exclude(**{self.column: b""}) if self.optional else rows
+
+    def ids(self) -> Iterator[str]:
+        for ident in self.rows().values_list(self.id_field, flat=True):
+            yield str(ident)
+
+    def get(self, ident: str) -> bytes:
+        return bytes(
+            self.model._default_manager.values_list(self.column, flat=True).get(
+                **{self.id_field: ident}
+            )
+        )
+
+    def swap(self, ident: str, expected: bytes, new: bytes) -> int:
+        # Filtering on the old blob makes the update a compare-and-swap in one statement.
+        return int(
+            self.model._default_manager.filter(
+                **{self.id_field: ident, self.column: expected}
+            ).update(**{self.column: new})
+        )
+
+
+def _patient_context(ident: str) -> Context:
+    return keyring_context(keyring_name(ident))
+
+
+def _secret_context(ident: str) -> Context:
+    return {"purpose": "service-secret", "name": ident}
+
+
+def _signing_context(ident: str) -> Context:
+    key = ClinicianKey.objects.get(id=ident)
+    return signing_context(key.user_id, key.key_id)
+
+
+_columns: dict[str, WrappedColumn] = {
+    column.kind: column
+    for column in (
+        WrappedColumn("patient", PatientKey, "patient_id", "wrapped", _patient_context),
+        WrappedColumn("secret", ServiceSecret, "name", "wrapped", _secret_context),
+        WrappedColumn("signing", ClinicianKey, "id", "wrapped_private", _signing_context),
+    )
+}
+
+
+def register(column: WrappedColumn) -> None:
+    """Add an app's wrapped secrets to what rotation rewraps (once per kind)."""
+    _columns[column.kind] = column
+
+
+def registered_kinds() -> tuple[str, ...]:
+    return tuple(_columns)
+
+
 class DatabaseKeyStore:
     def names(self) -> Iterator[str]:
-        for patient_id in PatientKey.objects.values_list("patient_id", flat=True):
-            yield keyring_name(patient_id)
-        for name in ServiceSecret.objects.values_list("name", flat=True):
-            yield f"secret:{name}"
-        for key_uuid in ClinicianKey.objects.values_list("id", flat=True):
-            yield f"signing:{key_uuid}"
-        for user_id in User.objects.exclude(totp_wrapped=b"").values_list("id", flat=True):
-            yield f"totp:{user_id}"
+        for column in tuple(_columns.values()):
+            for ident in column.ids():
+                yield f"{column.kind}:{ident}"
+
+    def _column(self, name: str) -> tuple[WrappedColumn, str]:
+        kind, _, ident = name.partition(":")
+        column = _columns.get(kind)
+        if column is None:
+            raise KeyError(f"no wrapped secret of kind {kind!r}")
+        return column, ident
 
     def context(self, name: str) -> Context:
-        kind, _, ident = name.partition(":")
-        if kind == "patient":
-            return keyring_context(name)
-        if kind == "secret":
-            return {"purpose": "service-secret", "name": ident}
-        if kind == "totp":
-            return {"purpose": "totp", "user": ident}
-        key = ClinicianKey.objects.get(id=ident)
-        return signing_context(key.user_id, key.key_id)
+        column, ident = self._column(name)
+        return column.context(ident)
 
     def get(self, name: str) -> bytes:
-        kind, _, ident = name.partition(":")
-        if kind == "patient":
-            return bytes(PatientKey.objects.values_list("wrapped", flat=True).get(patient_id=ident))
-        if kind == "secret":
-            return bytes(ServiceSecret.objects.values_list("wrapped", flat=True).get(name=ident))
-        if kind == "totp":
-            return bytes(User.objects.values_list("totp_wrapped", flat=True).get(id=ident))
-        return bytes(ClinicianKey.objects.values_list("wrapped_private", flat=True).get(id=ident))
+        column, ident = self._column(name)
+        return column.get(ident)
 
     @transaction.atomic
     def compare_and_swap(self, name: str, expected: bytes, new: bytes) -> bool:
-        kind, _, ident = name.partition(":")
-        # Filtering on the old blob makes the update a compare-and-swap in one statement.
-        if kind == "patient":
-            rows = PatientKey.objects.filter(patient_id=ident, wrapped=expected).update(wrapped=new)
-        elif kind == "secret":
-            rows = ServiceSecret.objects.filter(name=ident, wrapped=expected).update(wrapped=new)
-        elif kind == "totp":
-            rows = User.objects.filter(id=ident, totp_wrapped=expected).update(totp_wrapped=new)
-        else:
-            rows = ClinicianKey.objects.filter(id=ident, wrapped_private=expected).update(
-                wrapped_private=new
-            )
-        return rows == 1
+        column, ident = self._column(name)
+        return column.swap(ident, expected, new) == 1

@@ -14,6 +14,7 @@ left alone: it may belong to an upload whose transaction has not committed yet.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,17 @@ from carevault import config
 
 DEFAULT_GRACE_SECONDS = 900.0
 STORED_SUFFIX = ".cvs"
+
+# Who names stored files: each app that stores encrypted files in UPLOAD_DIR (labs: its lab
+# files) registers the names its committed records hold, at AppConfig.ready(). The vault sits
+# below those apps and does not import them. None registered: every stored file is referenced
+# (the sweep then removes no stored file, never one a record needs).
+_referenced: list[Callable[[], Iterable[str]]] = []
+
+
+def register_stored_names(names: Callable[[], Iterable[str]]) -> None:
+    if names not in _referenced:
+        _referenced.append(names)
 
 
 @dataclass
@@ -63,8 +75,6 @@ def _temp_dirs() -> list[Path]:
 
 def sweep(*, older_than: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False) -> SweepReport:
     """Remove unreferenced stored files and leftovers of interrupted atomic writes."""
-    from carevault.web.labs.models import LabFile
-
     report = SweepReport()
     cutoff = time.time() - older_than
     uploads = Path(settings.UPLOAD_DIR)
@@ -72,10 +82,10 @@ def sweep(*, older_than: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False) -
         # Files first, then the names the database holds: a file stored and committed between
         # the two looks referenced; one stored after both is younger than any sensible grace.
         on_disk = [p for p in uploads.iterdir() if p.name.endswith(STORED_SUFFIX)]
-        named = set(LabFile.objects.values_list("storage_name", flat=True))
+        named = {name for source in tuple(_referenced) for name in source()}
         report.referenced = len(named)
         for path in sorted(on_disk):
-            if path.name not in named and _old_enough(path, cutoff):
+            if _referenced and path.name not in named and _old_enough(path, cutoff):
                 report.orphan_files.append(path.name)
                 if not dry_run:
                     path.unlink(missing_ok=True)
