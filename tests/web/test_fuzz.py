@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 
 from carevault.modelguard import dataset, diagnosis_training
 from carevault.security.scoring import model_store
-from carevault.web.accounts import recovery
+from carevault.web.login import recovery
 from carevault.web.clinic.models import Appointment, BreakGlassGrant
 from carevault.web.diagnosis import serving
 from carevault.web.diagnosis.models import ClientCutOff

@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import cache
 
 from carevault.client import CareVaultClient, LoginFailed
-from carevault.web.accounts import throttle
+from carevault.web.login import throttle
 from carevault.web.audit.models import AuditEntry
 
 pytestmark = pytest.mark.usefixtures("_restore_cast", "cast")

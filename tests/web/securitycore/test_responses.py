@@ -18,8 +18,8 @@ from security_helpers import (
 )
 
 from carevault.security.baseline import BaselineScorer
-from carevault.web.accounts import throttle, twofactor
-from carevault.web.accounts.login_flow import LoginOutcome
+from carevault.web.login import throttle, twofactor
+from carevault.web.login.flow import LoginOutcome
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Diagnosis, Prescription

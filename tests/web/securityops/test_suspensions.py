@@ -13,8 +13,8 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from carevault.web.accounts import actions as account_actions
-from carevault.web.accounts import login_flow, throttle
-from carevault.web.accounts.login_flow import LoginOutcome
+from carevault.web.login import flow, throttle
+from carevault.web.login.flow import LoginOutcome
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.errors import NotAllowed
@@ -55,7 +55,7 @@ def log_in(username, password, address="192.0.2.10"):
     request = RequestFactory().post("/accounts/login/", REMOTE_ADDR=address)
     SessionMiddleware(lambda _: HttpResponse()).process_request(request)
     request.user = AnonymousUser()
-    return login_flow.attempt_password_login(request, username, password).outcome
+    return flow.attempt_password_login(request, username, password).outcome
 
 
 def test_the_dashboard_lists_suspended_accounts_with_since_and_reason(client_for, settings):

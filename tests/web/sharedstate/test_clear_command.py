@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import caches
 from django.core.management import call_command
 
-from carevault.web.accounts import challenges, throttle
+from carevault.web.login import challenges, throttle
 from carevault.web.audit.models import AuditEntry
 from carevault.web.sharedstate.models import SharedStateEntry
 

@@ -9,7 +9,7 @@ from django.contrib.auth.password_validation import password_validators_help_tex
 from carevault.web.forms import BootstrapForm
 
 from .models import Role
-from .sealed_forms import SealedPasswordInput
+from carevault.web.login.sealed_forms import SealedPasswordInput
 
 
 class _ActionErrorsForm(BootstrapForm):

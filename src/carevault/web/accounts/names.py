@@ -16,7 +16,7 @@ from hashlib import sha256
 
 from carevault.web.vault import service
 
-from .throttle import normalise
+from carevault.web.login.throttle import normalise
 
 SECRET_NAME = "audit-username"  # noqa: S105 - the name of a secret, not one
 

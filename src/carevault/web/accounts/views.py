@@ -8,7 +8,7 @@ from carevault.web.errors import ActionError
 
 from . import registration
 from .forms import RegistrationForm
-from .sealed_forms import Purpose, bind_form
+from carevault.web.login.sealed_forms import Purpose, bind_form
 
 
 def register(request: HttpRequest) -> HttpResponse:

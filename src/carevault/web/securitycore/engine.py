@@ -37,7 +37,7 @@ account's run of failures, the extraction guard's cut-offs), and
 :class:`~.sink.WebResponseSink` carries out. The evidence caps the plan (issue 12): failed
 sign-ins never block an address, raise the floor or rotate keys; an incident is rated no higher
 than its evidence permits. Subjects an officer has unblocked or lifted are marked handled
-(accounts/handled.py) and left alone unless fresh evidence names them.
+(login/handled.py) and left alone unless fresh evidence names them.
 Each action becomes a :class:`~.models.ResponseRecord` and a ``security.response`` audit entry
 with its explanation (which event, which detectors, which features).
 """
@@ -87,7 +87,7 @@ from carevault.security.response import (
     is_at_rest,
 )
 from carevault.security.telemetry import HostSample, HostSampler, LatencyWindow
-from carevault.web.accounts import handled, throttle, twofactor
+from carevault.web.login import handled, throttle, twofactor
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.audit.models import AuditEntry

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from carevault.crypto import Suite
 from carevault.security.response import ResponseAction
-from carevault.web.accounts import sessions, throttle, twofactor
+from carevault.web.login import sessions, throttle, twofactor
 from carevault.web.accounts.models import User
 from carevault.web.vault import reencrypt, service
 

@@ -26,10 +26,10 @@ from carevault import config
 from carevault.crypto import KeyProviderError
 from carevault.web.access import deny, role_required
 from carevault.web.accounts import actions as account_actions
-from carevault.web.accounts import throttle
+from carevault.web.login import throttle
 from carevault.web.accounts.forms import RoleForm, StaffUserForm
 from carevault.web.accounts.models import Role, User
-from carevault.web.accounts.sealed_forms import Purpose, bind_form
+from carevault.web.login.sealed_forms import Purpose, bind_form
 from carevault.web.audit.log import Outcome, verify_chain
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic import actions as clinic_actions

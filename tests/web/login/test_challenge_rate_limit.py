@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from carevault.web.accounts import challenges
+from carevault.web.login import challenges
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +57,7 @@ def test_the_counter_keeps_no_address_in_clear(settings, at) -> None:
 
 
 def test_refused_challenges_are_counted_with_the_addresss_refused_sign_ins(settings, at) -> None:
-    from carevault.web.accounts import throttle
+    from carevault.web.login import throttle
     from carevault.web.audit.models import AuditEntry
 
     settings.LOGIN_CHALLENGES_PER_MINUTE = 2

@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
-from carevault.web.accounts import sessions
+from carevault.web.login import sessions
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 

@@ -36,7 +36,7 @@ from django.utils.crypto import get_random_string
 from carevault.web.net import client_address
 
 from . import sessions, throttle, twofactor
-from .models import User
+from carevault.web.accounts.models import User
 
 
 class LoginOutcome(enum.Enum):

@@ -25,7 +25,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.urls import NoReverseMatch, reverse
 
 from . import sessions, twofactor
-from .models import User
+from carevault.web.accounts.models import User
 
 API_PREFIX = "/api/"
 

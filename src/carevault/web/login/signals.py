@@ -9,8 +9,8 @@ from django.dispatch import receiver
 
 from carevault.web.audit.log import Outcome, record
 
-from .models import User
-from .names import username_hash
+from carevault.web.accounts.models import User
+from carevault.web.accounts.names import username_hash
 
 
 @receiver(user_logged_in)

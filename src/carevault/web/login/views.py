@@ -16,7 +16,7 @@ Every failure gets the same status and body, whatever the cause: a malformed, ta
 replayed, expired or foreign packet, a wrong password, an unknown account. A paused sign-in
 (the name's back-off or suspension, the address's block) gets the paused answer, decided before
 any password check and worded the same for every name, so it tells neither whether the account
-exists nor whether the password was right (login_flow).
+exists nor whether the password was right (flow.py).
 
 A refused packet is audited with its reason (``auth.packet_rejected``) and counted towards the
 address's forged-packet limit; from a blocked address it is only counted (one summary row per
@@ -44,8 +44,8 @@ from carevault.web.audit.log import Outcome, record
 from carevault.web.net import client_address
 from carevault.web.vault import service
 
-from . import challenges, login_flow, throttle
-from .login_flow import LoginOutcome
+from . import challenges, flow, throttle
+from .flow import LoginOutcome
 
 LOGIN_FAILED = "Login failed."
 
@@ -62,7 +62,7 @@ def _json(data: dict[str, object], status: int = 200) -> JsonResponse:
 def login_page(request: HttpRequest) -> HttpResponse:
     """The login form. Its fields have no ``name``, so even a form submitted without JavaScript
     carries no credentials; and a POST here is refused (405) whatever it carries."""
-    return render(request, "accounts/login.html", {"next": request.GET.get("next", "")})
+    return render(request, "login/login.html", {"next": request.GET.get("next", "")})
 
 
 @require_GET
@@ -120,7 +120,7 @@ def login_packet(request: HttpRequest) -> HttpResponse:
         return _refused(request, "tampered")
     except RejectedPacketError as exc:
         return _refused(request, exc.reason)
-    result = login_flow.attempt_password_login(request, credentials.username, credentials.password)
+    result = flow.attempt_password_login(request, credentials.username, credentials.password)
     if result.outcome is LoginOutcome.SUCCESS:
         home = resolve_url(settings.LOGIN_REDIRECT_URL)
         return _json({"ok": True, "next": _next_url(request) or home})
@@ -152,7 +152,7 @@ def _failed() -> JsonResponse:
 def _paused(retry_after: int) -> JsonResponse:
     seconds = max(1, int(retry_after))
     response = _json(
-        {"ok": False, "error": login_flow.paused_message(seconds), "retry_after": seconds},
+        {"ok": False, "error": flow.paused_message(seconds), "retry_after": seconds},
         status=429,
     )
     response["Retry-After"] = str(seconds)

@@ -13,7 +13,7 @@ import pytest
 from django.core.cache import cache
 from throttle_helpers import ATTACKER, FakeClock, redis_cache, require_redis
 
-from carevault.web.accounts import throttle
+from carevault.web.login import throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 

@@ -38,7 +38,7 @@ from carevault.web.errors import ActionError
 from carevault.web.forms import BootstrapForm
 
 from . import recovery, sessions, twofactor
-from .models import User
+from carevault.web.accounts.models import User
 from .sealed_forms import Purpose, SealedPasswordInput, bind_form
 
 # -- forms -----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 from form_sealing import seal_form, sealed_post
 
-from carevault.web.accounts import challenges, recovery, sealed_forms, throttle
+from carevault.web.login import challenges, recovery, sealed_forms, throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 

@@ -57,7 +57,7 @@ from carevault.security.rules import REFUSED_PER_WINDOW
 from carevault.web.audit.log import Outcome, record
 
 from . import handled
-from .models import User
+from carevault.web.accounts.models import User
 
 PREFIX = "cv:login"
 # How many of the most recent blocks the dashboard's registry remembers. Each block is one slot
@@ -226,7 +226,7 @@ def count_refused(address: str, reason: str, *, request: HttpRequest | None = No
     first refusal arrives, instead of a row (and a security event) per attempt; one more row,
     ``auth.refused_run`` (a security event), when the run reaches ``REFUSED_RUN``. Constant
     work per attempt, at most two rows per address and window. Returns the window's count so
-    far. The same work whatever the password was (login_flow)."""
+    far. The same work whatever the password was (flow.py)."""
     now = clock()
     key = f"{_address_key(address)}:{_bucket(now)}:refused"
     count = _increment(key, _bucket_ttl())

@@ -14,7 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 from form_sealing import sealed_post
 
-from carevault.web.accounts import outbox, recovery
+from carevault.web.accounts import outbox
+from carevault.web.login import recovery
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 

@@ -47,8 +47,8 @@ from carevault.web.net import client_address
 from carevault.web.vault import service
 
 from . import sessions, throttle
-from .models import RecoveryCode, User
-from .passwords import set_validated_password
+from carevault.web.accounts.models import RecoveryCode, User
+from carevault.web.accounts.passwords import set_validated_password
 
 RECOVERY_CODE_COUNT = 10
 # 12 characters from 31 without look-alikes (no 0/o, 1/l/i): about 59 bits.
@@ -104,7 +104,7 @@ def remaining_recovery_codes(user: User) -> int:
 
 
 class ResetTokenGenerator(PasswordResetTokenGenerator):
-    key_salt = "carevault.web.accounts.recovery.ResetTokenGenerator"
+    key_salt = "carevault.web.login.recovery.ResetTokenGenerator"
 
 
 tokens = ResetTokenGenerator()

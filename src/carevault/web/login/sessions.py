@@ -10,7 +10,7 @@ key, so a key planted before login is worthless after it). At that moment the se
   session cookie copied to another client (another browser, another address) does not match it
   and is refused. The HMAC keeps the values themselves out of the session store.
 
-:class:`~carevault.web.accounts.middleware.SessionGuardMiddleware` checks all of this on every
+:class:`~carevault.web.login.middleware.SessionGuardMiddleware` checks all of this on every
 request (:func:`check`).
 
 Which sessions are guarded: every session started by Django's ``login()`` is stamped here,
@@ -45,7 +45,7 @@ from carevault.web.audit.log import Outcome, record
 from carevault.web.net import client_address
 from carevault.web.vault import service
 
-from .models import User
+from carevault.web.accounts.models import User
 
 EPOCH_KEY = "cv_epoch"
 LOGIN_AT_KEY = "cv_login_at"

@@ -53,14 +53,14 @@ from carevault.web.net import client_address
 from carevault.web.vault import service
 
 from . import recovery, sessions, throttle
-from .models import RecoveryCode, Role, User
+from carevault.web.accounts.models import RecoveryCode, Role, User
 
 PENDING_KEY = "cv_pending_user"
 PENDING_AT_KEY = "cv_pending_at"
 PENDING_BINDING_KEY = "cv_pending_binding"
 PENDING_ATTEMPTS_KEY = "cv_pending_attempts"
 # Whether the password step matched: a paused sign-in reaches the second step whatever the
-# password was (login_flow), and only the right password with a valid code gets through.
+# password was (flow.py), and only the right password with a valid code gets through.
 PENDING_PASSWORD_OK_KEY = "cv_pending_password_ok"  # noqa: S105 - a session key name
 PENDING_KEYS = (
     PENDING_KEY,
