@@ -36,11 +36,11 @@ from hypothesis import strategies as st
 
 from carevault.modelguard import dataset, diagnosis_training
 from carevault.security.scoring import model_store
-from carevault.web.login import recovery
 from carevault.web.clinic.models import Appointment, BreakGlassGrant
 from carevault.web.diagnosis import serving
 from carevault.web.diagnosis.models import ClientCutOff
 from carevault.web.labs.models import LabFile, LabRequest
+from carevault.web.login import recovery
 from carevault.web.securitycore.models import Incident, ResponseRecord, ResponseStatus
 
 pytestmark = pytest.mark.django_db

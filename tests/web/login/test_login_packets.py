@@ -23,9 +23,9 @@ from django.utils import timezone
 
 from carevault.crypto import packets
 from carevault.crypto.packets import CHALLENGE_TTL, b64url, seal_login_packet, seal_payload
-from carevault.web.login import challenges, throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import challenges, throttle
 from carevault.web.vault import service
 from carevault.web.vault.models import ServiceSecret
 

@@ -15,9 +15,9 @@ from django.utils import timezone
 from form_sealing import sealed_post
 
 from carevault.web.accounts import outbox
-from carevault.web.login import recovery
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import recovery
 
 pytestmark = pytest.mark.django_db
 

@@ -24,10 +24,10 @@ from throttle_helpers import ATTACKER, FakeClock, attempt
 
 from carevault.crypto import otp
 from carevault.web.accounts import names
-from carevault.web.login import flow, sessions, throttle, twofactor
-from carevault.web.login.flow import LoginOutcome
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import flow, sessions, throttle, twofactor
+from carevault.web.login.flow import LoginOutcome
 from carevault.web.securitycore.models import SecurityEvent
 from carevault.web.vault import service
 

@@ -13,9 +13,9 @@ from django.test import RequestFactory
 from django.urls import reverse
 from form_sealing import seal_form, sealed_post
 
-from carevault.web.login import challenges, recovery, sealed_forms, throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import challenges, recovery, sealed_forms, throttle
 
 pytestmark = pytest.mark.django_db
 

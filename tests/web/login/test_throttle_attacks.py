@@ -9,10 +9,10 @@ import pytest
 from django.core.cache import cache
 from throttle_helpers import ATTACKER, FakeClock, attempt, redis_cache, use_fast_hashes
 
-from carevault.web.login import throttle
-from carevault.web.login.flow import LoginOutcome, LoginResult
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import throttle
+from carevault.web.login.flow import LoginOutcome, LoginResult
 
 pytestmark = pytest.mark.django_db
 

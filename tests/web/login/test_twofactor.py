@@ -16,9 +16,9 @@ from django.utils import timezone
 from form_sealing import sealed_post
 
 from carevault.crypto import DecryptionError, SecretBytes, otp
-from carevault.web.login import recovery, sessions, twofactor
 from carevault.web.accounts.models import RecoveryCode, User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import recovery, sessions, twofactor
 from carevault.web.vault import service
 
 pytestmark = pytest.mark.django_db

@@ -20,9 +20,9 @@ from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 
+from carevault.web.accounts.models import User
 from carevault.web.login import flow
 from carevault.web.login.flow import LoginResult
-from carevault.web.accounts.models import User
 
 # CI has Redis here; the tests use their own key prefix and delete only their own keys, so the
 # database number may be shared with anything else.

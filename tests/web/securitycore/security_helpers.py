@@ -17,9 +17,9 @@ from django.test import RequestFactory
 from carevault.security.assessment import Assessment
 from carevault.security.baseline import LoadedScorer
 from carevault.security.events import Event
+from carevault.web.accounts.models import User
 from carevault.web.login import flow, throttle
 from carevault.web.login.flow import LoginResult
-from carevault.web.accounts.models import User
 from carevault.web.securitycore import engine
 
 ATTACKER = "198.51.100.7"

@@ -18,11 +18,11 @@ from security_helpers import (
 )
 
 from carevault.security.baseline import BaselineScorer
-from carevault.web.login import throttle, twofactor
-from carevault.web.login.flow import LoginOutcome
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Diagnosis, Prescription
+from carevault.web.login import throttle, twofactor
+from carevault.web.login.flow import LoginOutcome
 from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import (
     Incident,

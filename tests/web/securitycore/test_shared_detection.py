@@ -20,11 +20,11 @@ from security_helpers import (
 
 from carevault.security import rules
 from carevault.security.events import Event, EventKind
-from carevault.web.login import flow, throttle
-from carevault.web.login.flow import LoginOutcome
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import flow, throttle
+from carevault.web.login.flow import LoginOutcome
 from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import Incident, ResponseRecord, SecurityEvent
 

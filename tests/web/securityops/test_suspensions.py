@@ -13,11 +13,11 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from carevault.web.accounts import actions as account_actions
-from carevault.web.login import flow, throttle
-from carevault.web.login.flow import LoginOutcome
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.errors import NotAllowed
+from carevault.web.login import flow, throttle
+from carevault.web.login.flow import LoginOutcome
 
 pytestmark = pytest.mark.django_db
 

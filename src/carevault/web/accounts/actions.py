@@ -13,8 +13,8 @@ from django.http import HttpRequest
 
 from carevault.web.audit.log import record
 from carevault.web.errors import NotAllowed, ValidationFailed
-
 from carevault.web.login import throttle
+
 from .models import Role, User
 from .passwords import set_validated_password
 

@@ -33,10 +33,10 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.http import HttpRequest
 from django.utils.crypto import get_random_string
 
+from carevault.web.accounts.models import User
 from carevault.web.net import client_address
 
 from . import sessions, throttle, twofactor
-from carevault.web.accounts.models import User
 
 
 class LoginOutcome(enum.Enum):

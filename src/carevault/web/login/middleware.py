@@ -24,8 +24,9 @@ from django.contrib.messages.storage import default_storage
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import NoReverseMatch, reverse
 
-from . import sessions, twofactor
 from carevault.web.accounts.models import User
+
+from . import sessions, twofactor
 
 API_PREFIX = "/api/"
 

@@ -42,13 +42,13 @@ from django.utils.crypto import salted_hmac
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
+from carevault.web.accounts.models import RecoveryCode, User
+from carevault.web.accounts.passwords import set_validated_password
 from carevault.web.audit.log import Outcome, record
 from carevault.web.net import client_address
 from carevault.web.vault import service
 
 from . import sessions, throttle
-from carevault.web.accounts.models import RecoveryCode, User
-from carevault.web.accounts.passwords import set_validated_password
 
 RECOVERY_CODE_COUNT = 10
 # 12 characters from 31 without look-alikes (no 0/o, 1/l/i): about 59 bits.

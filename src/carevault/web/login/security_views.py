@@ -34,11 +34,11 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from carevault.crypto.otp import base32_secret
+from carevault.web.accounts.models import User
 from carevault.web.errors import ActionError
 from carevault.web.forms import BootstrapForm
 
 from . import recovery, sessions, twofactor
-from carevault.web.accounts.models import User
 from .sealed_forms import Purpose, SealedPasswordInput, bind_form
 
 # -- forms -----------------------------------------------------------------------------------------

@@ -41,11 +41,10 @@ from django.db.models import F
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.net import client_address
 from carevault.web.vault import service
-
-from carevault.web.accounts.models import User
 
 EPOCH_KEY = "cv_epoch"
 LOGIN_AT_KEY = "cv_login_at"

@@ -54,10 +54,10 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from carevault.security.rules import REFUSED_PER_WINDOW
+from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
 
 from . import handled
-from carevault.web.accounts.models import User
 
 PREFIX = "cv:login"
 # How many of the most recent blocks the dashboard's registry remembers. Each block is one slot

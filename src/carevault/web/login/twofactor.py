@@ -47,13 +47,13 @@ from carevault.crypto.otp import (
     provisioning_uri,
     verify_totp,
 )
+from carevault.web.accounts.models import RecoveryCode, Role, User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.errors import ActionError, NotAllowed, ValidationFailed
 from carevault.web.net import client_address
 from carevault.web.vault import service
 
 from . import recovery, sessions, throttle
-from carevault.web.accounts.models import RecoveryCode, Role, User
 
 PENDING_KEY = "cv_pending_user"
 PENDING_AT_KEY = "cv_pending_at"

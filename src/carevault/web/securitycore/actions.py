@@ -11,10 +11,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.security.response import ActionKind, Level, execute
-from carevault.web.login import handled, throttle
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.errors import Conflict, NotAllowed
+from carevault.web.login import handled, throttle
 
 from . import engine
 from . import state as security_state

@@ -87,10 +87,10 @@ from carevault.security.response import (
     is_at_rest,
 )
 from carevault.security.telemetry import HostSample, HostSampler, LatencyWindow
-from carevault.web.login import handled, throttle, twofactor
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import handled, throttle, twofactor
 
 from . import context
 from . import state as security_state

@@ -17,8 +17,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
 from carevault.web.login import sessions
-from carevault.web.login.views import LOGIN_FAILED
 from carevault.web.login.middleware import SessionGuardMiddleware
+from carevault.web.login.views import LOGIN_FAILED
 
 from . import context, engine
 

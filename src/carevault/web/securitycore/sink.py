@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from carevault.crypto import Suite
 from carevault.security.response import ResponseAction
-from carevault.web.login import sessions, throttle, twofactor
 from carevault.web.accounts.models import User
+from carevault.web.login import sessions, throttle, twofactor
 from carevault.web.vault import reencrypt, service
 
 from . import context

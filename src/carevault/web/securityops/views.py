@@ -26,10 +26,8 @@ from carevault import config
 from carevault.crypto import KeyProviderError
 from carevault.web.access import deny, role_required
 from carevault.web.accounts import actions as account_actions
-from carevault.web.login import throttle
 from carevault.web.accounts.forms import RoleForm, StaffUserForm
 from carevault.web.accounts.models import Role, User
-from carevault.web.login.sealed_forms import Purpose, bind_form
 from carevault.web.audit.log import Outcome, verify_chain
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic import actions as clinic_actions
@@ -37,6 +35,8 @@ from carevault.web.clinic.models import BreakGlassGrant
 from carevault.web.diagnosis import actions as diagnosis_actions
 from carevault.web.diagnosis.models import ClientCutOff
 from carevault.web.errors import ActionError
+from carevault.web.login import throttle
+from carevault.web.login.sealed_forms import Purpose, bind_form
 from carevault.web.securitycore import actions as security_actions
 from carevault.web.securitycore import dashboard as security_dashboard
 from carevault.web.securitycore import engine as security_engine
