@@ -14,12 +14,13 @@ single-use (it is derived from the password hash and the last login, both of whi
 and expires after ``PASSWORD_RESET_TIMEOUT`` (30 minutes).
 
 Who can reset by e-mail: patients, at the address on their (encrypted) patient record, found
-through its blind index (:func:`carevault.web.clinic.actions.find_patients_by_email`) or by
-their username. Staff accounts have no e-mail address in CareVault: the form answers them the
-same way and sends nothing; a member of staff who forgot their password asks a security
-officer (a reset by the officer is not part of this release). Completing a reset revokes every
-session of the account and lifts a suspension (recovery must work for the owner of an account
-under attack), and is audited as ``account.password_reset``.
+through its blind index (:func:`carevault.web.clinic.reset_recipients.reset_recipients`,
+registered with :func:`set_recipients`) or by their username. Staff accounts have no e-mail
+address in CareVault: the form answers them the same way and sends nothing; a member of staff
+who forgot their password asks a security officer (a reset by the officer is not part of this
+release). Completing a reset revokes every session of the account and lifts a suspension
+(recovery must work for the owner of an account under attack), and is audited as
+``account.password_reset``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from hashlib import sha256
 
 from django.conf import settings
@@ -145,22 +147,26 @@ def _stand_in() -> User:
     return user
 
 
+# Who receives a reset link for an identifier: (account, e-mail address) pairs. Only patients
+# have an address in CareVault, on their encrypted patient record, so the clinic (which sits
+# above this app) registers the lookup at start-up (ClinicConfig.ready); until it does, no
+# identifier has a recipient (the form still answers the same and does the same work).
+Recipients = Callable[[str], list[tuple[User, str]]]
+_recipients_lookup: Recipients | None = None
+
+
+def set_recipients(lookup: Recipients | None) -> None:
+    """Register how an identifier (a username or an e-mail address) finds its recipients."""
+    global _recipients_lookup
+    _recipients_lookup = lookup
+
+
 def _recipients(identifier: str) -> list[tuple[User, str]]:
     """(account, e-mail address) pairs the identifier designates; empty when none can be sent."""
-    from carevault.web.clinic.actions import find_patients_by_email
-    from carevault.web.clinic.models import Patient
-
     identifier = identifier.strip()[:254]
-    if not identifier:
+    if not identifier or _recipients_lookup is None:
         return []
-    if "@" in identifier:
-        # The lookup is anonymous; find_patients_by_email does not use its actor.
-        patients = find_patients_by_email(_stand_in(), identifier)
-        found = [(p.user, p.unseal_or_none("email") or "") for p in patients if p.user]
-    else:
-        user = User.objects.filter(username__iexact=identifier).first()
-        patient = Patient.objects.filter(user=user).first() if user is not None else None
-        found = [(user, patient.unseal_or_none("email") or "")] if patient and user else []
+    found = _recipients_lookup(identifier)
     return [(user, email) for user, email in found if user.is_active and email]
 
 
