@@ -27,7 +27,7 @@ import pytest
 from django import forms
 from django.core.cache import caches
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client, RequestFactory
+from django.test import Client
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
@@ -248,7 +248,7 @@ def urls(users, patients, served) -> list[tuple[str, str]]:
         status=ResponseStatus.IN_FORCE,
         reversible=True,
     )
-    link = recovery.reset_link(RequestFactory().get("/"), users["patient1"])
+    link = recovery.reset_link(users["patient1"], site_url="http://testserver")
     uidb64, token = link.rstrip("/").split("/")[-2:]
     lab_file = LabFile.objects.filter(patient=patient).first()
     arguments: dict[str, Any] = {

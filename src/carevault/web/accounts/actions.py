@@ -12,6 +12,7 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from carevault.web.audit.log import record
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.errors import NotAllowed, ValidationFailed
 from carevault.web.login import throttle
 
@@ -144,7 +145,10 @@ def do_lift_suspension(acting_user: User, user: User, request: HttpRequest | Non
     """The officer lifts an automatic suspension (audited); False if it was not suspended."""
     _require_officer(acting_user)
     return throttle.lift_suspension(
-        user, actor=acting_user, reason="lifted by a security officer", request=request
+        user,
+        actor=acting_user,
+        reason="lifted by a security officer",
+        client=ClientInfo.from_request(request),
     )
 
 
@@ -152,4 +156,6 @@ def do_unblock_address(acting_user: User, address: str, request: HttpRequest | N
     """The officer ends a temporary block of a client address (audited); False if it was not
     blocked."""
     _require_officer(acting_user)
-    return throttle.unblock_address(address, actor=acting_user, request=request)
+    return throttle.unblock_address(
+        address, actor=acting_user, client=ClientInfo.from_request(request)
+    )

@@ -41,7 +41,7 @@ from carevault.crypto import DecryptionError
 from carevault.crypto.errors import RejectedPacketError
 from carevault.crypto.packets import MAX_PACKET_BYTES, LoginPacket, open_login_packet
 from carevault.web.audit.log import Outcome, record
-from carevault.web.net import client_address
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.vault import service
 
 from . import challenges, flow, throttle
@@ -67,13 +67,13 @@ def login_page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def login_challenge(request: HttpRequest) -> HttpResponse:
-    address = client_address(request)
+    client = ClientInfo.from_request(request)
     try:
-        challenges.check_rate(address)
+        challenges.check_rate(client.address)
     except challenges.TooManyChallenges as exc:
         # Counted with the address's other refused sign-ins (one counter; a summary row per
         # window, and one for a run no person makes: the security layer's event).
-        throttle.count_refused(address, "challenge rate", request=request)
+        throttle.count_refused(client.address, "challenge rate", client=client)
         # A rate, not a block: it ends with the minute, and says so (a whole clinic behind one
         # NAT address may meet it at a shift change; the next minute is a new window).
         seconds = max(1, int(exc.retry_after))
@@ -160,16 +160,17 @@ def _paused(retry_after: int) -> JsonResponse:
 
 
 def _refused(request: HttpRequest, reason: str) -> JsonResponse:
-    address = client_address(request)
+    client = ClientInfo.from_request(request)
+    address = client.address
     decision = throttle.address_decision(address)
     if decision.blocked:
         # Counted, not audited one row each (nor turned into a security event each).
-        throttle.count_refused(address, f"packet {reason}", request=request)
+        throttle.count_refused(address, f"packet {reason}", client=client)
         return _paused(decision.retry_after)
     record(
         "auth.packet_rejected", outcome=Outcome.FAILED, request=request, details={"reason": reason}
     )
-    throttle.record_forged_packet(address, reason, request=request)
+    throttle.record_forged_packet(address, reason, client=client)
     return _failed()
 
 
@@ -185,7 +186,7 @@ def _next_url(request: HttpRequest) -> str:
 
 def _second_factor_url(request: HttpRequest) -> str:
     """The second-factor page (security_views.verify), passing ``next`` on: the password step is
-    remembered in the session (twofactor.begin), and no session starts before the code."""
+    remembered in the session (factor_state.begin), and no session starts before the code."""
     url = reverse("account_security:verify")
     target = _next_url(request)
     return f"{url}?{urlencode({'next': target})}" if target else url

@@ -90,7 +90,7 @@ from carevault.security.telemetry import HostSample, HostSampler, LatencyWindow
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.audit.models import AuditEntry
-from carevault.web.login import handled, throttle, twofactor
+from carevault.web.login import factor_state, handled, throttle
 
 from . import context
 from . import state as security_state
@@ -739,7 +739,7 @@ def state_for(observed: Observed, incident: Incident) -> ResponseState:
     )
     return ResponseState(
         live_session=event.session if observed.live else "",
-        step_up_pending=bool(request is not None and twofactor.step_up_demanded(request)),
+        step_up_pending=bool(request is not None and factor_state.step_up_demanded(request)),
         second_factor_proven=bool(
             event.kind is EventKind.LOGIN_SUCCESS and user is not None and user.has_totp
         ),
