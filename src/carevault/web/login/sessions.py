@@ -56,7 +56,7 @@ LOGIN_AT_KEY = "cv_login_at"
 SEEN_AT_KEY = "cv_seen_at"
 BINDING_KEY = "cv_binding"
 # When the session last proved the second factor (login, step-up, enrolment): see
-# twofactor.require_recent_second_factor.
+# factor_state.require_recent_second_factor.
 SECOND_FACTOR_AT_KEY = "cv_2fa_at"
 STAMP_KEYS = (EPOCH_KEY, LOGIN_AT_KEY, SEEN_AT_KEY, BINDING_KEY)
 
@@ -70,7 +70,7 @@ BINDING = "binding"
 REVOKED = "revoked"
 IDLE = "idle"
 EXPIRED = "expired"
-TOO_MANY_CODES = "too-many-codes"  # see twofactor.check_in_session
+TOO_MANY_CODES = "too-many-codes"  # see factor_state.wrong_code_in_session
 
 MESSAGES = {
     IDLE: "You were logged out after a period without activity. Please log in again.",
