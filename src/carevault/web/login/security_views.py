@@ -185,6 +185,7 @@ def totp_setup(request: SignedInRequest) -> HttpResponse:
         messages.info(request, "Two-factor authentication is already on.")
         return redirect("account_security:overview")
     next_url = _next(request)
+    client = ClientInfo.from_request(request)
     enrolment = twofactor.start_enrolment(user, shown=factor_state.shown_enrolment(request))
     factor_state.remember_enrolment(request, enrolment.mark)
     secret = enrolment.secret
@@ -196,7 +197,7 @@ def totp_setup(request: SignedInRequest) -> HttpResponse:
                 code=form.cleaned_data["code"],
                 password=form.cleaned_data["password"],
                 shown=enrolment.mark,
-                client=ClientInfo.from_request(request),
+                client=client,
             )
         except ActionError as exc:
             _add_error(form, exc, "code")
