@@ -12,10 +12,11 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 from django.urls import reverse
 
-from carevault.web.accounts import actions as account_actions
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.clientinfo import NO_CLIENT
 from carevault.web.errors import NotAllowed
+from carevault.web.login import actions as login_actions
 from carevault.web.login import flow, throttle
 from carevault.web.login.flow import LoginOutcome
 
@@ -169,9 +170,9 @@ def test_only_officers_lift_suspensions_or_unblock_addresses(client_for, users, 
     assert client.post(lift_url(patient), **HTMX).status_code == 403
     assert client.post(UNBLOCK, {"address": ATTACKER}, **HTMX).status_code == 403
     with pytest.raises(NotAllowed):
-        account_actions.do_lift_suspension(users[username], patient)
+        login_actions.do_lift_suspension(users[username], patient, client=NO_CLIENT)
     with pytest.raises(NotAllowed):
-        account_actions.do_unblock_address(users[username], ATTACKER)
+        login_actions.do_unblock_address(users[username], ATTACKER, client=NO_CLIENT)
     patient.refresh_from_db()
     assert patient.is_suspended
     assert [b.address for b in throttle.blocked_addresses()] == [ATTACKER]

@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from carevault.crypto.otp import InvalidCodeError, verify_totp
+from carevault.web.accounts.actions import require_officer
 from carevault.web.accounts.models import RecoveryCode, User
 from carevault.web.accounts.passwords import set_validated_password
 from carevault.web.audit.log import record
@@ -90,6 +91,24 @@ def do_regenerate_recovery_codes(acting_user: User, *, code: str, client: Client
             "account.recovery_codes_issued", actor=acting_user, target=acting_user, client=client
         )
     return codes
+
+
+# -- the throttle, by a security officer --------------------------------------------------------
+
+
+def do_lift_suspension(acting_user: User, user: User, *, client: ClientInfo) -> bool:
+    """The officer lifts an automatic suspension (audited); False if it was not suspended."""
+    require_officer(acting_user)
+    return throttle.lift_suspension(
+        user, actor=acting_user, reason="lifted by a security officer", client=client
+    )
+
+
+def do_unblock_address(acting_user: User, address: str, *, client: ClientInfo) -> bool:
+    """The officer ends a temporary block of a client address (audited); False if it was not
+    blocked."""
+    require_officer(acting_user)
+    return throttle.unblock_address(address, actor=acting_user, client=client)
 
 
 # -- sessions --------------------------------------------------------------------------------------
