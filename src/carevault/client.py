@@ -36,7 +36,7 @@ CSRF_COOKIE = "csrftoken"
 class LoginFailed(Exception):
     """The server refused the login. It says only "Login failed.", or, while sign-in is paused
     for the name or this address, that it is paused and when to try again (``retry_after``
-    seconds; see accounts/login_views.py)."""
+    seconds; see login/views.py)."""
 
     def __init__(self, message: str, retry_after: int = 0) -> None:
         super().__init__(message)

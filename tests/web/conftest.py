@@ -20,9 +20,9 @@ from django.urls import reverse
 
 from carevault.crypto import packets
 from carevault.web import demo
-from carevault.web.accounts import sessions
 from carevault.web.accounts.models import User
 from carevault.web.clinic.models import Patient
+from carevault.web.login import sessions
 
 PASSWORD = "Correct-Horse-Battery-9"
 

@@ -16,7 +16,7 @@ from django.test import Client
 from django.urls import resolve, reverse
 
 from carevault.crypto import packets
-from carevault.web.accounts.sealed_forms import PACKET_FIELD, purpose_for_url_name
+from carevault.web.login.sealed_forms import PACKET_FIELD, purpose_for_url_name
 
 # The fields each sealed form seals, by purpose.
 SEALED_FIELDS = {

@@ -27,7 +27,7 @@ import pytest
 from django import forms
 from django.core.cache import caches
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client, RequestFactory
+from django.test import Client
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
@@ -36,11 +36,11 @@ from hypothesis import strategies as st
 
 from carevault.modelguard import dataset, diagnosis_training
 from carevault.modelstore.datadir import model_store
-from carevault.web.accounts import recovery
 from carevault.web.clinic.models import Appointment, BreakGlassGrant
 from carevault.web.diagnosis import serving
 from carevault.web.diagnosis.models import ClientCutOff
 from carevault.web.labs.models import LabFile, LabRequest
+from carevault.web.login import recovery
 from carevault.web.securitycore.models import Incident, ResponseRecord, ResponseStatus
 from carevault.web.vault.context import SYSTEM_WRITE
 
@@ -249,7 +249,7 @@ def urls(users, patients, served) -> list[tuple[str, str]]:
         status=ResponseStatus.IN_FORCE,
         reversible=True,
     )
-    link = recovery.reset_link(RequestFactory().get("/"), users["patient1"])
+    link = recovery.reset_link(users["patient1"], site_url="http://testserver")
     uidb64, token = link.rstrip("/").split("/")[-2:]
     lab_file = LabFile.objects.filter(patient=patient).first()
     arguments: dict[str, Any] = {

@@ -271,7 +271,7 @@ def account(servers: Servers, username: str) -> dict[str, Any]:
 
 def lift(servers: Servers, username: str) -> None:
     servers.run(
-        "from carevault.web.accounts import throttle\n"
+        "from carevault.web.login import throttle\n"
         "from carevault.web.accounts.models import User\n"
         f"throttle.lift_suspension(User.objects.get(username={username!r}), actor=None,"
         " reason='test')\n"
@@ -314,7 +314,7 @@ def test_the_api_diagnosis_budget_allows_exactly_its_queries_across_servers(
 def test_an_address_block_and_its_lifting_reach_every_process_at_once(servers: Servers) -> None:
     a, b = servers.ports
     servers.run(
-        "from carevault.web.accounts import throttle\n"
+        "from carevault.web.login import throttle\n"
         "result = throttle.block_address('127.0.0.1', 'test', seconds=900)\n"
     )
     try:
@@ -322,7 +322,7 @@ def test_an_address_block_and_its_lifting_reach_every_process_at_once(servers: S
         assert [client.log_in(port, "doctor2", PASSWORD) for port in (a, b, a, b)] == [429] * 4
     finally:
         lifted = servers.run(
-            "from carevault.web.accounts import throttle\n"
+            "from carevault.web.login import throttle\n"
             "result = throttle.unblock_address('127.0.0.1', actor=None)\n"
         )
     assert lifted is True

@@ -26,10 +26,10 @@ def _build(fields_target: int) -> dict[str, Any]:
     from django.core.management import call_command
     from django.test import Client
 
-    from carevault.web.accounts import sessions
     from carevault.web.accounts.models import Role, User
     from carevault.web.clinic import actions
     from carevault.web.clinic.models import ClinicalNote, Diagnosis, Patient, Prescription
+    from carevault.web.login import sessions
 
     call_command("migrate", interactive=False, verbosity=0)
     _train_policy()

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "carevault.web.accounts",
+    "carevault.web.login",
     "carevault.web.audit",
     "carevault.web.vault",
     "carevault.web.clinic",
@@ -100,7 +101,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "carevault.web.securitycore.middleware.SecurityMiddleware",
-    "carevault.web.accounts.middleware.SessionGuardMiddleware",
+    "carevault.web.login.middleware.SessionGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "carevault.web.middleware.KeyringScopeMiddleware",
@@ -161,7 +162,7 @@ def _shared_cache(prefix: str) -> dict[str, object]:
 
 CACHES = {
     "default": _shared_cache(CACHE_PREFIX),
-    # Login challenges (accounts/challenges.py) under a prefix of their own: clearing or
+    # Login challenges (login/challenges.py) under a prefix of their own: clearing or
     # flooding them touches nothing else. Each expires by its TTL; consuming one is an atomic
     # delete that only one request can win, whichever worker issued it.
     "login_challenges": _shared_cache(f"{CACHE_PREFIX}-challenges"),
@@ -222,7 +223,7 @@ REGISTRATIONS_PER_HOUR = _env_int("CAREVAULT_REGISTRATIONS_PER_HOUR", 20)
 
 # Login hardening (issue 4).
 TRUSTED_PROXIES = int(os.environ.get("CAREVAULT_TRUSTED_PROXIES", "0"))
-# Login protection (accounts/throttle.py; docs/operations.md "Login protection").
+# Login protection (login/throttle.py; docs/operations.md "Login protection").
 # Per account (by normalised name, existing or not): failures up to BACKOFF_AFTER are free, then
 # every further attempt waits 2^(n - BACKOFF_AFTER) seconds, up to BACKOFF_MAX; the count is
 # forgotten after ACCOUNT_RESET seconds without a failure, and on a successful login.
@@ -253,11 +254,11 @@ LOGIN_ADDRESS_BLOCK_SECONDS = _env_int("CAREVAULT_LOGIN_ADDRESS_BLOCK_SECONDS", 
 # for every worker): a flood of challenge requests is answered 429 instead of filling the store.
 LOGIN_CHALLENGES_PER_MINUTE = _env_int("CAREVAULT_LOGIN_CHALLENGES_PER_MINUTE", 60, minimum=1)
 # "Unblock" and "Lift" mark the evidence behind a response as handled for this long, so the same
-# evidence does not fire the same response again (web/accounts/handled.py).
+# evidence does not fire the same response again (web/login/handled.py).
 SECURITY_HANDLED_HOURS = _env_int("CAREVAULT_SECURITY_HANDLED_HOURS", 24, minimum=1)
 BREAK_GLASS_MINUTES = int(os.environ.get("CAREVAULT_BREAK_GLASS_MINUTES", "60"))
 
-# --- Sessions, second factor and account recovery (issue 4: accounts/sessions.py, twofactor.py,
+# --- Sessions, second factor and account recovery (issue 4: login/sessions.py, twofactor.py,
 # recovery.py, outbox.py) --------------------------------------------------------------------------
 # HIPAA automatic logoff: a session ends after this long without a request, and in any case this
 # long after its login.

@@ -10,8 +10,8 @@ import pytest
 from django.core.cache import cache
 
 from carevault.client import CareVaultClient, LoginFailed
-from carevault.web.accounts import throttle
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import throttle
 
 pytestmark = pytest.mark.usefixtures("_restore_cast", "cast")
 

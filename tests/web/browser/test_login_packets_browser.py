@@ -12,9 +12,9 @@ from browser_helpers import REPORT_VIOLATIONS, TIMEOUT_MS, ConsoleLog
 from django.core.cache import cache
 from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
 
-from carevault.web.accounts import challenges, throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import challenges, throttle
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from carevault.crypto import otp
-from carevault.web.accounts import sessions
+from carevault.web.login import sessions
 
 pytestmark = pytest.mark.browser
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from security_helpers import FakeClock
 
-from carevault.web.accounts import throttle
+from carevault.web.login import throttle
 from carevault.web.securitycore import engine
 
 

@@ -17,9 +17,9 @@ from django.test import RequestFactory
 from carevault.security.assessment import Assessment
 from carevault.security.baseline import LoadedScorer
 from carevault.security.events import Event
-from carevault.web.accounts import login_flow, throttle
-from carevault.web.accounts.login_flow import LoginResult
 from carevault.web.accounts.models import User
+from carevault.web.login import flow, throttle
+from carevault.web.login.flow import LoginResult
 from carevault.web.securitycore import engine
 
 ATTACKER = "198.51.100.7"
@@ -60,7 +60,7 @@ def attempt(
     would (a refused attempt is no guess)."""
     clock.advance(throttle.check(username, address).retry_after)
     request = login_request(address)
-    return login_flow.attempt_password_login(request, username, password), request
+    return flow.attempt_password_login(request, username, password), request
 
 
 class FixedScorer:

@@ -11,10 +11,10 @@ from django.urls import reverse
 from security_helpers import WRONG, FixedScorer, attempt, scoring_with
 
 from carevault.web import demo
-from carevault.web.accounts import throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Diagnosis
+from carevault.web.login import throttle
 from carevault.web.securitycore import dashboard
 from carevault.web.securitycore.models import Incident, ResponseRecord
 from carevault.web.securitycore.state import current_floor

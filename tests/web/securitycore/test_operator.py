@@ -9,10 +9,10 @@ from django.db.models import F
 from django.urls import reverse
 from security_helpers import WRONG, FixedScorer, attempt, scoring_with, use_fast_hashes
 
-from carevault.web.accounts import handled, throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Diagnosis
+from carevault.web.login import handled, throttle
 from carevault.web.securitycore import operator
 from carevault.web.securitycore.models import ResponseRecord
 from carevault.web.securitycore.state import current_floor

@@ -18,11 +18,11 @@ from security_helpers import (
 )
 
 from carevault.security.baseline import BaselineScorer
-from carevault.web.accounts import throttle, twofactor
-from carevault.web.accounts.login_flow import LoginOutcome
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Diagnosis, Prescription
+from carevault.web.login import factor_state, throttle
+from carevault.web.login.flow import LoginOutcome
 from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import (
     Incident,
@@ -159,7 +159,7 @@ def test_a_user_who_mistyped_a_few_times_is_only_asked_for_a_second_factor(
     result, request = attempt(clock, "doctor2", cast_password, address=home)
     assert result.outcome is LoginOutcome.SUCCESS
     assert request.user.is_authenticated  # not locked out
-    assert twofactor.step_up_demanded(request)
+    assert factor_state.step_up_demanded(request)
     [step_up] = ResponseRecord.objects.all()
     assert (step_up.level, step_up.action, step_up.status) == (1, "step_up", "done")
     assert (

@@ -20,11 +20,11 @@ from security_helpers import (
 
 from carevault.security import rules
 from carevault.security.events import Event, EventKind
-from carevault.web.accounts import login_flow, throttle
-from carevault.web.accounts.login_flow import LoginOutcome
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import flow, throttle
+from carevault.web.login.flow import LoginOutcome
 from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import Incident, ResponseRecord, SecurityEvent
 
@@ -35,7 +35,7 @@ BLIND = FixedScorer(0.0)
 
 
 def guess(username: str, password: str = WRONG, address: str = ATTACKER) -> LoginOutcome:
-    return login_flow.attempt_password_login(login_request(address), username, password).outcome
+    return flow.attempt_password_login(login_request(address), username, password).outcome
 
 
 def test_a_brute_force_that_ignores_the_pause_opens_an_incident_that_blocks_nobody(

@@ -10,7 +10,7 @@ from security_helpers import ATTACKER, WRONG, attempt, use_fast_hashes
 from carevault.modelstore.datadir import model_store
 from carevault.security import training
 from carevault.security.scoring import MODEL_NAME
-from carevault.web.accounts import throttle
+from carevault.web.login import throttle
 from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import Incident, SecurityEvent
 

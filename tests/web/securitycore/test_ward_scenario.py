@@ -24,8 +24,8 @@ from security_helpers import FixedScorer, scoring_with
 from carevault.modelstore.datadir import model_store
 from carevault.security import training
 from carevault.security.response import Level
-from carevault.web.accounts import challenges, throttle
 from carevault.web.accounts.models import Role, User
+from carevault.web.login import challenges, throttle
 from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import Incident, ResponseRecord, SecurityEvent
 from carevault.web.securitycore.state import current_floor

@@ -10,8 +10,8 @@ import pytest
 from django.core.cache import caches
 from django.core.management import call_command
 
-from carevault.web.accounts import challenges, throttle
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import challenges, throttle
 from carevault.web.sharedstate.models import SharedStateEntry
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ profile, a leaked HAR file) and asks ``/api/v1/me`` who they are:
 
 1. **From another client**: another address and User-Agent; another address with the victim's
    User-Agent; the victim's address with another User-Agent. The server binds each session to
-   an HMAC of the client's User-Agent and address (accounts/sessions.py), so it should refuse
+   an HMAC of the client's User-Agent and address (login/sessions.py), so it should refuse
    the copy; what it does is reported as it is (refused and ended, step-up, or allowed),
    including what happens to the owner's own session afterwards.
 2. **After logout**: a thief on the victim's own machine and browser identity (so the binding

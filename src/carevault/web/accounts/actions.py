@@ -14,7 +14,6 @@ from django.http import HttpRequest
 from carevault.web.audit.log import record
 from carevault.web.errors import NotAllowed, ValidationFailed
 
-from . import throttle
 from .models import Role, User
 from .passwords import set_validated_password
 
@@ -25,7 +24,7 @@ PATIENT_ROLE_MESSAGE = (
 )
 
 
-def _require_officer(acting_user: User) -> None:
+def require_officer(acting_user: User) -> None:
     if acting_user.role != Role.ADMIN or not acting_user.is_active:
         raise NotAllowed("only security officers manage accounts")
 
@@ -59,7 +58,7 @@ def do_create_staff_user(
     request: HttpRequest | None = None,
 ) -> User:
     """A doctor, lab technician or officer account with an initial password."""
-    _require_officer(acting_user)
+    require_officer(acting_user)
     if role == Role.PATIENT:
         raise ValidationFailed(
             "patients register themselves (their account is tied to a patient record)",
@@ -91,7 +90,7 @@ def do_change_role(
     acting_user: User, user: User, role: str, request: HttpRequest | None = None
 ) -> User:
     """Move a staff account to another staff role."""
-    _require_officer(acting_user)
+    require_officer(acting_user)
     if role not in Role.values:
         raise ValidationFailed("unknown role", field="role")
     locked = User.objects.select_for_update().get(pk=user.pk)
@@ -121,7 +120,7 @@ def do_set_active(
     acting_user: User, user: User, active: bool, request: HttpRequest | None = None
 ) -> User:
     """Deactivate (no login, existing sessions stop working) or reactivate an account."""
-    _require_officer(acting_user)
+    require_officer(acting_user)
     if user.pk == acting_user.pk and not active:
         raise NotAllowed("you cannot deactivate your own account")
     locked = User.objects.select_for_update().get(pk=user.pk)
@@ -138,18 +137,3 @@ def do_set_active(
     )
     user.is_active = active
     return locked
-
-
-def do_lift_suspension(acting_user: User, user: User, request: HttpRequest | None = None) -> bool:
-    """The officer lifts an automatic suspension (audited); False if it was not suspended."""
-    _require_officer(acting_user)
-    return throttle.lift_suspension(
-        user, actor=acting_user, reason="lifted by a security officer", request=request
-    )
-
-
-def do_unblock_address(acting_user: User, address: str, request: HttpRequest | None = None) -> bool:
-    """The officer ends a temporary block of a client address (audited); False if it was not
-    blocked."""
-    _require_officer(acting_user)
-    return throttle.unblock_address(address, actor=acting_user, request=request)

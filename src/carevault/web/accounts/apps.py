@@ -6,12 +6,9 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self) -> None:
-        # signals: the login audit receivers; sessions: stamps every new login session (the
-        # client binding the session guard checks).
         # (Imported here, not at the top: models can be imported only once the apps are loaded.)
         from carevault.web.vault import keystore
 
-        from . import sessions, signals  # noqa: F401
         from .models import User
 
         # Users' TOTP secrets are wrapped by the master key: rotation rewraps them with the rest.

@@ -7,9 +7,9 @@ from django import forms
 from django.contrib.auth.password_validation import password_validators_help_texts
 
 from carevault.web.forms import BootstrapForm
+from carevault.web.login.sealed_forms import SealedPasswordInput
 
 from .models import Role
-from .sealed_forms import SealedPasswordInput
 
 
 class _ActionErrorsForm(BootstrapForm):

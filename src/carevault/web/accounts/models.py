@@ -23,7 +23,7 @@ class User(AbstractUser):
 
     # Login hardening (issue 4). Consecutive failures and suspension are durable (the database),
     # so they survive restarts and show on the security dashboard; short-lived counters and
-    # back-off live in the cache (see accounts/throttle.py).
+    # back-off live in the cache (see login/throttle.py).
     consecutive_failures = models.PositiveIntegerField(default=0)
     suspended_at = models.DateTimeField(null=True, blank=True)
     suspension_reason = models.CharField(max_length=200, blank=True)

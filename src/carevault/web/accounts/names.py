@@ -14,9 +14,8 @@ from __future__ import annotations
 import hmac
 from hashlib import sha256
 
+from carevault.web.login.throttle import normalise
 from carevault.web.vault import service
-
-from .throttle import normalise
 
 SECRET_NAME = "audit-username"  # noqa: S105 - the name of a secret, not one
 

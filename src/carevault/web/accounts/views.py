@@ -5,10 +5,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from carevault.web.errors import ActionError
+from carevault.web.login.sealed_forms import Purpose, bind_form
 
 from . import registration
 from .forms import RegistrationForm
-from .sealed_forms import Purpose, bind_form
 
 
 def register(request: HttpRequest) -> HttpResponse:

@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.crypto import canonical_bytes
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.net import client_address
 from carevault.web.vault import service
 
@@ -92,8 +93,12 @@ def record(
     patient_id: Any = "",
     request: HttpRequest | None = None,
     details: dict[str, Any] | None = None,
+    client: ClientInfo | None = None,
 ) -> AuditEntry:
-    """Append one entry. Call inside the action's transaction so both land or neither does."""
+    """Append one entry. Call inside the action's transaction so both land or neither does.
+
+    Below the views, the client comes as ``client`` (its address is the entry's); ``request``
+    is for callers that still hold one."""
     if target is not None:
         target_type = target_type or target._meta.label_lower
         target_id = target_id or str(target.pk)
@@ -113,7 +118,7 @@ def record(
             target_type=_text(target_type, 64),
             target_id=_text(target_id, 64),
             patient_id=_text(patient_id or "", 64),
-            address=_text(client_address(request), 64),
+            address=_text(client.address if client is not None else client_address(request), 64),
             details=_storable(details or {}),
             prev_digest=head.digest,
         )

@@ -11,10 +11,11 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.security.response import ActionKind, Level, execute
-from carevault.web.accounts import handled, throttle
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.errors import Conflict, NotAllowed
+from carevault.web.login import handled, throttle
 
 from . import engine
 from . import state as security_state
@@ -127,7 +128,9 @@ def do_escalate_incident(
 def _lift_effect(acting_user: User, response: ResponseRecord, request: HttpRequest | None) -> str:
     kind = ActionKind(response.action)
     if kind is ActionKind.THROTTLE_ADDRESS:
-        ended = throttle.unblock_address(response.target, actor=acting_user, request=request)
+        ended = throttle.unblock_address(
+            response.target, actor=acting_user, client=ClientInfo.from_request(request)
+        )
         return "address unblocked" if ended else "the block had ended already"
     if kind is ActionKind.SUSPEND_ACCOUNT:
         person = User.objects.filter(username=response.target).first()
@@ -137,7 +140,7 @@ def _lift_effect(acting_user: User, response: ResponseRecord, request: HttpReque
             person,
             actor=acting_user,
             reason=f"security response #{response.pk} lifted by a security officer",
-            request=request,
+            client=ClientInfo.from_request(request),
         )
         return "suspension lifted" if lifted else "the account was not suspended any more"
     if kind is ActionKind.RAISE_FLOOR:

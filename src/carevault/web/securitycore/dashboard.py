@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from carevault.crypto import MasterKey
 from carevault.security.response import ActionKind, Level
-from carevault.web.accounts import throttle
 from carevault.web.accounts.models import User
+from carevault.web.login import throttle
 from carevault.web.vault import service
 from carevault.web.vault.models import PatientKey
 

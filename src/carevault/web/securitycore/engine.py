@@ -37,7 +37,7 @@ account's run of failures, the extraction guard's cut-offs), and
 :class:`~.sink.WebResponseSink` carries out. The evidence caps the plan (issue 12): failed
 sign-ins never block an address, raise the floor or rotate keys; an incident is rated no higher
 than its evidence permits. Subjects an officer has unblocked or lifted are marked handled
-(accounts/handled.py) and left alone unless fresh evidence names them.
+(login/handled.py) and left alone unless fresh evidence names them.
 Each action becomes a :class:`~.models.ResponseRecord` and a ``security.response`` audit entry
 with its explanation (which event, which detectors, which features).
 """
@@ -87,10 +87,10 @@ from carevault.security.response import (
     is_at_rest,
 )
 from carevault.security.telemetry import HostSample, HostSampler, LatencyWindow
-from carevault.web.accounts import handled, throttle, twofactor
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import factor_state, handled, throttle
 
 from . import context
 from . import state as security_state
@@ -739,7 +739,7 @@ def state_for(observed: Observed, incident: Incident) -> ResponseState:
     )
     return ResponseState(
         live_session=event.session if observed.live else "",
-        step_up_pending=bool(request is not None and twofactor.step_up_demanded(request)),
+        step_up_pending=bool(request is not None and factor_state.step_up_demanded(request)),
         second_factor_proven=bool(
             event.kind is EventKind.LOGIN_SUCCESS and user is not None and user.has_totp
         ),

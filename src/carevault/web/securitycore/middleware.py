@@ -16,9 +16,9 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
-from carevault.web.accounts import sessions
-from carevault.web.accounts.login_views import LOGIN_FAILED
-from carevault.web.accounts.middleware import SessionGuardMiddleware
+from carevault.web.login import sessions
+from carevault.web.login.middleware import SessionGuardMiddleware
+from carevault.web.login.views import LOGIN_FAILED
 
 from . import context, engine
 

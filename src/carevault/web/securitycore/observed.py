@@ -24,10 +24,10 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest
 
 from carevault.security.events import Event, EventKind
-from carevault.web.accounts import sessions
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clientinfo import session_hash
+from carevault.web.login import sessions
 
 # Audit action -> event kind. Prefix rules follow (WRITE_PREFIXES).
 ACTION_KINDS: dict[str, EventKind] = {

@@ -23,9 +23,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from carevault.security.response import ActionKind, Level, lifts
-from carevault.web.accounts import handled, throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import record
+from carevault.web.login import handled, throttle
 
 from . import state as security_state
 from .models import ACTIVE_STATUSES, Incident, ResponseRecord, ResponseStatus, SecurityEvent

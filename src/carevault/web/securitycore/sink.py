@@ -17,8 +17,9 @@ from django.utils import timezone
 
 from carevault.crypto import Suite
 from carevault.security.response import ResponseAction
-from carevault.web.accounts import sessions, throttle, twofactor
 from carevault.web.accounts.models import User
+from carevault.web.login import actions as login_actions
+from carevault.web.login import factor_state, sessions, throttle
 from carevault.web.vault import reencrypt, service
 
 from . import context
@@ -48,7 +49,7 @@ class WebResponseSink:
         return self.request
 
     def step_up(self, action: ResponseAction) -> str:
-        twofactor.demand_step_up(self._live(), self._reason(action), actor=None)
+        factor_state.demand_step_up(self._live(), self._reason(action), actor=None)
         return "a fresh second factor is required"
 
     def block_session(self, action: ResponseAction) -> str:
@@ -57,7 +58,7 @@ class WebResponseSink:
 
     def throttle_address(self, action: ResponseAction) -> str:
         created = throttle.block_address(
-            action.target, self._reason(action), seconds=action.seconds, request=None
+            action.target, self._reason(action), seconds=action.seconds
         )
         return f"blocked for {action.seconds} s" if created else "already blocked"
 
@@ -76,9 +77,7 @@ class WebResponseSink:
         user = User.objects.filter(username=action.target).first()
         if user is None:
             raise LookupError("no such account")
-        sessions.revoke_all_sessions(
-            user, actor=self.ordered_by, reason=self._reason(action), request=None
-        )
+        login_actions.do_revoke_all_sessions(self.ordered_by, user, reason=self._reason(action))
         request = self.request
         if request is not None and getattr(request.user, "pk", None) == user.pk:
             # The current response is not delivered either.

@@ -26,17 +26,19 @@ from carevault import config
 from carevault.crypto import KeyProviderError
 from carevault.web.access import deny, role_required
 from carevault.web.accounts import actions as account_actions
-from carevault.web.accounts import throttle
 from carevault.web.accounts.forms import RoleForm, StaffUserForm
 from carevault.web.accounts.models import Role, User
-from carevault.web.accounts.sealed_forms import Purpose, bind_form
 from carevault.web.audit.log import Outcome, verify_chain
 from carevault.web.audit.models import AuditEntry
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.clinic import actions as clinic_actions
 from carevault.web.clinic.models import BreakGlassGrant
 from carevault.web.diagnosis import actions as diagnosis_actions
 from carevault.web.diagnosis.models import ClientCutOff
 from carevault.web.errors import ActionError
+from carevault.web.login import actions as login_actions
+from carevault.web.login import throttle
+from carevault.web.login.sealed_forms import Purpose, bind_form
 from carevault.web.securitycore import actions as security_actions
 from carevault.web.securitycore import dashboard as security_dashboard
 from carevault.web.securitycore import engine as security_engine
@@ -204,7 +206,9 @@ def lift_suspension(request: OfficerRequest, user_id: int) -> HttpResponse:
         deny(request, reason="no such user", target_type="accounts.user", target_id=user_id)
         raise AssertionError("deny() raises")  # pragma: no cover
     try:
-        lifted = account_actions.do_lift_suspension(request.user, person, request)
+        lifted = login_actions.do_lift_suspension(
+            request.user, person, client=ClientInfo.from_request(request)
+        )
     except ActionError as exc:
         notice = exc.message
     else:
@@ -230,7 +234,9 @@ def unblock_address(request: OfficerRequest) -> HttpResponse:
         notice = "That is not a client address."
     else:
         try:
-            unblocked = account_actions.do_unblock_address(request.user, address, request)
+            unblocked = login_actions.do_unblock_address(
+                request.user, address, client=ClientInfo.from_request(request)
+            )
         except ActionError as exc:
             notice = exc.message
         else:

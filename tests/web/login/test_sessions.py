@@ -9,9 +9,9 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
-from carevault.web.accounts import sessions
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import actions, sessions
 
 pytestmark = pytest.mark.django_db
 
@@ -221,8 +221,8 @@ def test_log_out_everywhere_takes_only_post(client_for):
 
 def test_revoke_all_sessions_ends_every_session_of_the_user_and_is_audited(client_for, users):
     browser, script = client_for("patient2"), client_for("patient2")
-    sessions.revoke_all_sessions(
-        users["patient2"], actor=users["admin"], reason="security response: token theft"
+    actions.do_revoke_all_sessions(
+        users["admin"], users["patient2"], reason="security response: token theft"
     )
     assert User.objects.get(username="patient2").session_epoch == users["patient2"].session_epoch
     assert users["patient2"].session_epoch == 1
@@ -234,7 +234,7 @@ def test_revoke_all_sessions_ends_every_session_of_the_user_and_is_audited(clien
 
 
 def test_a_new_login_after_revocation_works(client_for, users):
-    sessions.revoke_all_sessions(users["patient3"], actor=None, reason="test")
+    actions.do_revoke_all_sessions(None, users["patient3"], reason="test")
     fresh = User.objects.get(username="patient3")
     client = Client()
     client.force_login(fresh)
@@ -245,6 +245,6 @@ def test_a_new_login_after_revocation_works(client_for, users):
 def test_revocations_never_lose_a_bump(users):
     user = users["labtech1"]
     stale_copy = User.objects.get(pk=user.pk)
-    sessions.revoke_all_sessions(user, actor=None, reason="first")
-    sessions.revoke_all_sessions(stale_copy, actor=None, reason="second")
+    actions.do_revoke_all_sessions(None, user, reason="first")
+    actions.do_revoke_all_sessions(None, stale_copy, reason="second")
     assert User.objects.get(pk=user.pk).session_epoch == 2

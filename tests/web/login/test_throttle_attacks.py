@@ -1,4 +1,4 @@
-"""Attacks on the login, through the flow every login takes (login_flow.attempt_password_login):
+"""Attacks on the login, through the flow every login takes (login/flow.attempt_password_login):
 brute force from one address, credential stuffing from many addresses against one account,
 password spraying, forged forwarding headers, and the way back in for the real owner. Run on
 the local memory cache and on the real Redis."""
@@ -9,10 +9,10 @@ import pytest
 from django.core.cache import cache
 from throttle_helpers import ATTACKER, FakeClock, attempt, redis_cache, use_fast_hashes
 
-from carevault.web.accounts import throttle
-from carevault.web.accounts.login_flow import LoginOutcome, LoginResult
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import throttle
+from carevault.web.login.flow import LoginOutcome, LoginResult
 
 pytestmark = pytest.mark.django_db
 
@@ -192,7 +192,7 @@ def test_a_suspended_owner_gets_back_in_once_the_suspension_is_lifted(settings, 
         throttle.record_failure("patient2", f"203.0.113.{n + 1}")
     patient = User.objects.get(username="patient2")
     assert attempt("patient2", cast_password, address="192.0.2.8").outcome is LoginOutcome.PAUSED
-    # What the second factor and the password reset call (accounts/twofactor, password reset).
+    # What the second factor and the password reset call (login/twofactor, password reset).
     assert throttle.lift_suspension(patient, actor=patient, reason="second factor")
     result = attempt("patient2", cast_password, address="192.0.2.8")
     assert result.outcome is LoginOutcome.SUCCESS

@@ -4,13 +4,14 @@ A session is started by :func:`complete_login` (Django's ``login()``, which rota
 key, so a key planted before login is worthless after it). At that moment the session records:
 
 * the user's ``session_epoch``: bumping it in the database ends every session of the user at
-  once (:func:`revoke_all_sessions`: "log out everywhere", the security layer's response);
+  once (:func:`carevault.web.login.actions.do_revoke_all_sessions`: "log out everywhere", the
+  security layer's response);
 * the login time and the last-seen time (absolute and idle timeouts, HIPAA automatic logoff);
 * a client binding: an HMAC, under a server secret, of the client's User-Agent and address. A
   session cookie copied to another client (another browser, another address) does not match it
   and is refused. The HMAC keeps the values themselves out of the session store.
 
-:class:`~carevault.web.accounts.middleware.SessionGuardMiddleware` checks all of this on every
+:class:`~carevault.web.login.middleware.SessionGuardMiddleware` checks all of this on every
 request (:func:`check`).
 
 Which sessions are guarded: every session started by Django's ``login()`` is stamped here,
@@ -23,6 +24,11 @@ database; a session from before this code was deployed). Such a session is refus
 ``unbound``), never silently bound to whoever presents it first: binding on first use would hand a
 stolen unbound cookie to the thief. The web tests therefore log in through
 :func:`complete_login` (tests/web/conftest.py).
+
+Most of these take the request, because the session is the request's and logging in is
+Django's ``login(request, user)``: they are the views' and the middleware's side, never called
+below the views. What a session is bound to is a :class:`~carevault.web.clientinfo.ClientInfo`
+(:func:`client_binding`); ending every session of an account is a write, in actions.py.
 """
 
 from __future__ import annotations
@@ -37,22 +43,20 @@ from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.signals import user_logged_in
 from django.contrib.sessions.backends.base import SessionBase
-from django.db.models import F
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
-from carevault.web.net import client_address
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.vault import service
-
-from .models import User
 
 EPOCH_KEY = "cv_epoch"
 LOGIN_AT_KEY = "cv_login_at"
 SEEN_AT_KEY = "cv_seen_at"
 BINDING_KEY = "cv_binding"
 # When the session last proved the second factor (login, step-up, enrolment): see
-# twofactor.require_recent_second_factor.
+# factor_state.require_recent_second_factor.
 SECOND_FACTOR_AT_KEY = "cv_2fa_at"
 STAMP_KEYS = (EPOCH_KEY, LOGIN_AT_KEY, SEEN_AT_KEY, BINDING_KEY)
 
@@ -66,7 +70,7 @@ BINDING = "binding"
 REVOKED = "revoked"
 IDLE = "idle"
 EXPIRED = "expired"
-TOO_MANY_CODES = "too-many-codes"  # see twofactor.check_in_session
+TOO_MANY_CODES = "too-many-codes"  # see factor_state.wrong_code_in_session
 
 MESSAGES = {
     IDLE: "You were logged out after a period without activity. Please log in again.",
@@ -91,10 +95,9 @@ def absolute_seconds() -> int:
     return int(settings.SESSION_ABSOLUTE_HOURS) * 3600
 
 
-def client_binding(request: HttpRequest) -> str:
+def client_binding(client: ClientInfo) -> str:
     """HMAC of what identifies the client: its User-Agent and its address."""
-    agent = str(request.META.get("HTTP_USER_AGENT", ""))[:512]
-    message = f"{agent}\x00{client_address(request)}".encode()
+    message = f"{client.user_agent}\x00{client.address}".encode()
     key = service.service_secret("session-binding").expose()
     return hmac.new(key, message, sha256).hexdigest()
 
@@ -106,7 +109,7 @@ def stamp(request: HttpRequest, user: User) -> None:
     session[EPOCH_KEY] = int(user.session_epoch)
     session[LOGIN_AT_KEY] = moment
     session[SEEN_AT_KEY] = moment
-    session[BINDING_KEY] = client_binding(request)
+    session[BINDING_KEY] = client_binding(ClientInfo.from_request(request))
 
 
 @receiver(user_logged_in, dispatch_uid="carevault.sessions.stamp")
@@ -150,7 +153,9 @@ def check(request: HttpRequest, user: User) -> Verdict:
     session = request.session
     if any(key not in session for key in STAMP_KEYS):
         return Verdict(UNBOUND)
-    if not hmac.compare_digest(str(session[BINDING_KEY]), client_binding(request)):
+    if not hmac.compare_digest(
+        str(session[BINDING_KEY]), client_binding(ClientInfo.from_request(request))
+    ):
         return Verdict(BINDING)
     if session[EPOCH_KEY] != user.session_epoch:
         return Verdict(REVOKED)
@@ -183,22 +188,6 @@ def end_session(request: HttpRequest) -> None:
 
     request.session.flush()
     request.user = AnonymousUser()
-
-
-def revoke_all_sessions(
-    user: User, *, actor: Any, reason: str, request: HttpRequest | None = None
-) -> None:
-    """End every session of ``user`` at once, on every server: their stamped epoch no longer
-    matches. One UPDATE (F() expression), so concurrent revocations never lose a bump."""
-    User.objects.filter(pk=user.pk).update(session_epoch=F("session_epoch") + 1)
-    user.refresh_from_db(fields=["session_epoch"])
-    record(
-        "session.revoke_all",
-        actor=actor,
-        target=user,
-        request=request,
-        details={"username": user.username, "reason": reason[:200]},
-    )
 
 
 def start_client_session(client: Any, user: User) -> None:

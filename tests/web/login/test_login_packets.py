@@ -1,4 +1,4 @@
-"""Logging in with encrypted login packets (accounts/login_views.py, crypto/packets.py).
+"""Logging in with encrypted login packets (login/views.py, crypto/packets.py).
 
 The credentials arrive only inside a packet sealed to the server's login key for a single-use
 challenge. A replayed, reused, tampered, expired, foreign or malformed packet is refused with the
@@ -23,9 +23,9 @@ from django.utils import timezone
 
 from carevault.crypto import packets
 from carevault.crypto.packets import CHALLENGE_TTL, b64url, seal_login_packet, seal_payload
-from carevault.web.accounts import challenges, throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import challenges, throttle
 from carevault.web.vault import service
 from carevault.web.vault.models import ServiceSecret
 

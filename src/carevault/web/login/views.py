@@ -16,7 +16,7 @@ Every failure gets the same status and body, whatever the cause: a malformed, ta
 replayed, expired or foreign packet, a wrong password, an unknown account. A paused sign-in
 (the name's back-off or suspension, the address's block) gets the paused answer, decided before
 any password check and worded the same for every name, so it tells neither whether the account
-exists nor whether the password was right (login_flow).
+exists nor whether the password was right (flow.py).
 
 A refused packet is audited with its reason (``auth.packet_rejected``) and counted towards the
 address's forged-packet limit; from a blocked address it is only counted (one summary row per
@@ -41,11 +41,11 @@ from carevault.crypto import DecryptionError
 from carevault.crypto.errors import RejectedPacketError
 from carevault.crypto.packets import MAX_PACKET_BYTES, LoginPacket, open_login_packet
 from carevault.web.audit.log import Outcome, record
-from carevault.web.net import client_address
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.vault import service
 
-from . import challenges, login_flow, throttle
-from .login_flow import LoginOutcome
+from . import challenges, flow, throttle
+from .flow import LoginOutcome
 
 LOGIN_FAILED = "Login failed."
 
@@ -62,18 +62,18 @@ def _json(data: dict[str, object], status: int = 200) -> JsonResponse:
 def login_page(request: HttpRequest) -> HttpResponse:
     """The login form. Its fields have no ``name``, so even a form submitted without JavaScript
     carries no credentials; and a POST here is refused (405) whatever it carries."""
-    return render(request, "accounts/login.html", {"next": request.GET.get("next", "")})
+    return render(request, "login/login.html", {"next": request.GET.get("next", "")})
 
 
 @require_GET
 def login_challenge(request: HttpRequest) -> HttpResponse:
-    address = client_address(request)
+    client = ClientInfo.from_request(request)
     try:
-        challenges.check_rate(address)
+        challenges.check_rate(client.address)
     except challenges.TooManyChallenges as exc:
         # Counted with the address's other refused sign-ins (one counter; a summary row per
         # window, and one for a run no person makes: the security layer's event).
-        throttle.count_refused(address, "challenge rate", request=request)
+        throttle.count_refused(client.address, "challenge rate", client=client)
         # A rate, not a block: it ends with the minute, and says so (a whole clinic behind one
         # NAT address may meet it at a shift change; the next minute is a new window).
         seconds = max(1, int(exc.retry_after))
@@ -120,7 +120,7 @@ def login_packet(request: HttpRequest) -> HttpResponse:
         return _refused(request, "tampered")
     except RejectedPacketError as exc:
         return _refused(request, exc.reason)
-    result = login_flow.attempt_password_login(request, credentials.username, credentials.password)
+    result = flow.attempt_password_login(request, credentials.username, credentials.password)
     if result.outcome is LoginOutcome.SUCCESS:
         home = resolve_url(settings.LOGIN_REDIRECT_URL)
         return _json({"ok": True, "next": _next_url(request) or home})
@@ -152,7 +152,7 @@ def _failed() -> JsonResponse:
 def _paused(retry_after: int) -> JsonResponse:
     seconds = max(1, int(retry_after))
     response = _json(
-        {"ok": False, "error": login_flow.paused_message(seconds), "retry_after": seconds},
+        {"ok": False, "error": flow.paused_message(seconds), "retry_after": seconds},
         status=429,
     )
     response["Retry-After"] = str(seconds)
@@ -160,16 +160,17 @@ def _paused(retry_after: int) -> JsonResponse:
 
 
 def _refused(request: HttpRequest, reason: str) -> JsonResponse:
-    address = client_address(request)
+    client = ClientInfo.from_request(request)
+    address = client.address
     decision = throttle.address_decision(address)
     if decision.blocked:
         # Counted, not audited one row each (nor turned into a security event each).
-        throttle.count_refused(address, f"packet {reason}", request=request)
+        throttle.count_refused(address, f"packet {reason}", client=client)
         return _paused(decision.retry_after)
     record(
         "auth.packet_rejected", outcome=Outcome.FAILED, request=request, details={"reason": reason}
     )
-    throttle.record_forged_packet(address, reason, request=request)
+    throttle.record_forged_packet(address, reason, client=client)
     return _failed()
 
 
@@ -185,7 +186,7 @@ def _next_url(request: HttpRequest) -> str:
 
 def _second_factor_url(request: HttpRequest) -> str:
     """The second-factor page (security_views.verify), passing ``next`` on: the password step is
-    remembered in the session (twofactor.begin), and no session starts before the code."""
+    remembered in the session (factor_state.begin), and no session starts before the code."""
     url = reverse("account_security:verify")
     target = _next_url(request)
     return f"{url}?{urlencode({'next': target})}" if target else url

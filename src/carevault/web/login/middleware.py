@@ -6,7 +6,7 @@
    audited (``session.refused``), ended, and sent to the login page with a message (JSON 401 for
    the API; an ``HX-Redirect`` for htmx requests, which would otherwise swap the login page into
    a fragment).
-2. Step-up (:func:`twofactor.demand_step_up`): while demanded, every request goes to the step-up
+2. Step-up (:func:`factor_state.demand_step_up`): while demanded, every request goes to the step-up
    page (users without TOTP: to enrolment) except that page and logging out (JSON 403
    ``step_up_required`` for the API). Static files never reach here (WhiteNoise answers first).
 
@@ -24,8 +24,9 @@ from django.contrib.messages.storage import default_storage
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import NoReverseMatch, reverse
 
-from . import sessions, twofactor
-from .models import User
+from carevault.web.accounts.models import User
+
+from . import factor_state, sessions
 
 API_PREFIX = "/api/"
 
@@ -75,7 +76,7 @@ class SessionGuardMiddleware:
             if verdict.refused:
                 sessions.refuse(request, user, verdict.reason)
                 return self.to_login(request, sessions.MESSAGES.get(verdict.reason, ""))
-            if twofactor.step_up_demanded(request) and request.path not in _exempt_paths(user):
+            if factor_state.step_up_demanded(request) and request.path not in _exempt_paths(user):
                 return self.to_step_up(request)
         return self.get_response(request)
 
@@ -104,4 +105,4 @@ class SessionGuardMiddleware:
             }
             return JsonResponse(body, status=403)
         next_url = request.get_full_path() if request.method == "GET" else ""
-        return _redirect(request, twofactor.step_up_url(request, next_url))
+        return _redirect(request, factor_state.step_up_url(request, next_url))

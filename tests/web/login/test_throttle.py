@@ -13,9 +13,9 @@ import pytest
 from django.core.cache import cache
 from throttle_helpers import ATTACKER, FakeClock, redis_cache, require_redis
 
-from carevault.web.accounts import throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import throttle
 
 pytestmark = pytest.mark.django_db
 

@@ -16,9 +16,9 @@ from django.utils import timezone
 from form_sealing import sealed_post
 
 from carevault.crypto import DecryptionError, SecretBytes, otp
-from carevault.web.accounts import recovery, sessions, twofactor
 from carevault.web.accounts.models import RecoveryCode, User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import factor_state, recovery, sessions, twofactor
 from carevault.web.vault import service
 
 pytestmark = pytest.mark.django_db
@@ -215,7 +215,7 @@ def test_login_with_totp_goes_through_the_second_step(
     # The session that starts is a new one (rotated again), bound to this client.
     assert client.cookies[settings.SESSION_COOKIE_NAME].value != pending_key
     assert sessions.BINDING_KEY in client.session
-    assert twofactor.PENDING_KEY not in client.session
+    assert factor_state.PENDING_KEY not in client.session
     assert latest("auth.second_factor_failed").details == {"purpose": "login", "attempt": 1}
     assert latest("auth.login").actor == "doctor1"
 
@@ -284,7 +284,7 @@ def test_too_many_wrong_codes_end_the_pending_login_and_count_as_failed_logins(
     last = client.post(VERIFY, {"code": "000000"})
     assert last.status_code == 302
     assert last["Location"].startswith(LOGIN)
-    assert twofactor.PENDING_KEY not in client.session
+    assert factor_state.PENDING_KEY not in client.session
     assert User.objects.get(username="doctor1").consecutive_failures == twofactor.MAX_ATTEMPTS
 
 
@@ -348,7 +348,7 @@ def test_step_up_holds_every_page_until_a_fresh_code_is_given(client_for, users,
     assert client.get(page).status_code == 200
     # The security layer flags the session (by its key, from outside the request).
     store = sessions.session_store(client.cookies[settings.SESSION_COOKIE_NAME].value)
-    twofactor.demand_step_up(store, "impossible travel")
+    factor_state.demand_step_up(store, "impossible travel")
     assert latest("session.step_up_demanded").details == {"reason": "impossible travel"}
 
     held = client.get(page)
@@ -372,7 +372,7 @@ def test_step_up_holds_every_page_until_a_fresh_code_is_given(client_for, users,
 def test_logging_out_stays_possible_during_step_up(client_for, users):
     give_totp(users["doctor1"])
     client = client_for("doctor1")
-    twofactor.demand_step_up(sessions.session_store(client.session.session_key), "risk")
+    factor_state.demand_step_up(sessions.session_store(client.session.session_key), "risk")
     response = client.post(reverse("accounts:logout"))
     assert response.status_code == 302
     assert response["Location"].startswith(LOGIN)
@@ -381,7 +381,7 @@ def test_logging_out_stays_possible_during_step_up(client_for, users):
 def test_five_wrong_step_up_codes_end_the_session(client_for, users):
     give_totp(users["doctor1"])
     client = client_for("doctor1")
-    twofactor.demand_step_up(sessions.session_store(client.session.session_key), "risk")
+    factor_state.demand_step_up(sessions.session_store(client.session.session_key), "risk")
     for _ in range(twofactor.MAX_ATTEMPTS - 1):
         assert client.post(STEP_UP, {"code": "000000"}).status_code == 400
     last = client.post(STEP_UP, {"code": "000000"})
@@ -392,7 +392,7 @@ def test_five_wrong_step_up_codes_end_the_session(client_for, users):
 
 def test_step_up_without_totp_sends_the_user_to_enrol_first(client_for, clock, cast_password):
     client = client_for("labtech1")
-    twofactor.demand_step_up(sessions.session_store(client.session.session_key), "new device")
+    factor_state.demand_step_up(sessions.session_store(client.session.session_key), "new device")
     held = client.get(reverse("labs:queue"))
     assert held["Location"].startswith(SETUP)
     assert client.get(STEP_UP)["Location"].startswith(SETUP)
@@ -406,7 +406,7 @@ def test_step_up_without_totp_sends_the_user_to_enrol_first(client_for, clock, c
 def test_a_view_can_require_a_recent_second_factor(users, clock):
     give_totp(users["doctor1"])
 
-    @twofactor.require_recent_second_factor(max_age_minutes=10)
+    @factor_state.require_recent_second_factor(max_age_minutes=10)
     def sensitive(request):
         return HttpResponse("done")
 
@@ -418,7 +418,7 @@ def test_a_view_can_require_a_recent_second_factor(users, clock):
     clock.next_step(21)  # 10 min 30 s later
     response = sensitive(request)
     assert response["Location"] == f"{STEP_UP}?next=%2Fsensitive%2F"
-    assert twofactor.step_up_demanded(request)
+    assert factor_state.step_up_demanded(request)
 
 
 # -- turning it off, new recovery codes ------------------------------------------------------------

@@ -27,7 +27,7 @@ from carevault.crypto import DecryptionError
 from carevault.crypto.errors import RejectedPacketError
 from carevault.crypto.packets import MAX_PACKET_BYTES, LoginPacket, open_form_packet
 from carevault.web.audit.log import Outcome, record
-from carevault.web.net import client_address
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.vault import service
 
 from . import challenges, throttle
@@ -120,11 +120,12 @@ def refuse(request: HttpRequest, purpose: str, reason: str) -> None:
     login packet is (``auth.packet_rejected``, with the form's purpose), so the security layer
     weighs it the same way; a form that came without any packet is ``auth.form_unsealed``.
     """
-    address = client_address(request)
+    client = ClientInfo.from_request(request)
+    address = client.address
     if throttle.is_blocked(address):
         # From a blocked address refusals are counted (one summary audit row per window), never
         # audited one row each: junk posted at a blocked address cannot fill the audit log.
-        throttle.count_refused(address, f"form {purpose} {reason}", request=request)
+        throttle.count_refused(address, f"form {purpose} {reason}", client=client)
         return
     if reason in UNSEALED_REASONS:
         record(
@@ -141,7 +142,7 @@ def refuse(request: HttpRequest, purpose: str, reason: str) -> None:
         details={"reason": reason, "form": purpose},
     )
     # A forged or replayed form packet is the same evidence as a forged login packet.
-    throttle.record_forged_packet(address, reason, request=request)
+    throttle.record_forged_packet(address, reason, client=client)
 
 
 def open_packet(request: HttpRequest, purpose: str, fields: tuple[str, ...]) -> dict[str, str]:

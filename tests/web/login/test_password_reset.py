@@ -14,9 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 from form_sealing import sealed_post
 
-from carevault.web.accounts import outbox, recovery
+from carevault.web.accounts import outbox
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import recovery
 
 pytestmark = pytest.mark.django_db
 

@@ -20,9 +20,9 @@ from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 
-from carevault.web.accounts import login_flow
-from carevault.web.accounts.login_flow import LoginResult
 from carevault.web.accounts.models import User
+from carevault.web.login import flow
+from carevault.web.login.flow import LoginResult
 
 # CI has Redis here; the tests use their own key prefix and delete only their own keys, so the
 # database number may be shared with anything else.
@@ -63,7 +63,7 @@ def attempt(
     username: str, password: str, address: str = ATTACKER, forwarded: str | None = None
 ) -> LoginResult:
     """One password login through the flow every login takes."""
-    return login_flow.attempt_password_login(login_request(address, forwarded), username, password)
+    return flow.attempt_password_login(login_request(address, forwarded), username, password)
 
 
 def use_fast_hashes(settings: Any, password: str) -> None:

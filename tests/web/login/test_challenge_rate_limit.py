@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from carevault.web.accounts import challenges
+from carevault.web.login import challenges
 
 pytestmark = pytest.mark.django_db
 
@@ -57,8 +57,8 @@ def test_the_counter_keeps_no_address_in_clear(settings, at) -> None:
 
 
 def test_refused_challenges_are_counted_with_the_addresss_refused_sign_ins(settings, at) -> None:
-    from carevault.web.accounts import throttle
     from carevault.web.audit.models import AuditEntry
+    from carevault.web.login import throttle
 
     settings.LOGIN_CHALLENGES_PER_MINUTE = 2
     flood = Client(REMOTE_ADDR="192.0.2.12")

@@ -18,7 +18,11 @@ password of a paused account.
 The way back in is never closed to the owner of a second factor: a security officer (and the
 owner of a suspended account) who has TOTP is sent to the second-factor step instead of being
 refused, whatever the password was; the step accepts only the right password *and* a valid code
-(:func:`twofactor.begin` remembers whether the password matched).
+(:func:`factor_state.begin` remembers whether the password matched).
+
+The flow takes the request: a login is Django's ``authenticate(request, ...)`` and
+``login(request, user)``, and the second step is kept in the session. What it passes below
+(the throttle, the audit log) is the request's :class:`~carevault.web.clientinfo.ClientInfo`.
 """
 
 from __future__ import annotations
@@ -33,10 +37,10 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.http import HttpRequest
 from django.utils.crypto import get_random_string
 
-from carevault.web.net import client_address
+from carevault.web.accounts.models import User
+from carevault.web.clientinfo import ClientInfo
 
-from . import sessions, throttle, twofactor
-from .models import User
+from . import factor_state, sessions, throttle, twofactor
 
 
 class LoginOutcome(enum.Enum):
@@ -64,7 +68,8 @@ def paused_message(retry_after: int) -> str:
 
 
 def attempt_password_login(request: HttpRequest, username: str, password: str) -> LoginResult:
-    address = client_address(request)
+    client = ClientInfo.from_request(request)
+    address = client.address
     username = username.strip()[:150]
     decision = throttle.check(username, address)
     # One lookup on every path (usernames are unique regardless of case, as the throttle counts).
@@ -72,14 +77,14 @@ def attempt_password_login(request: HttpRequest, username: str, password: str) -
     if decision.blocked or (account is not None and account.is_suspended):
         reason = decision.reason if decision.blocked else throttle.REASON_SUSPENDED
         retry = decision.retry_after or throttle.suspension_retry_seconds()
-        return _paused(request, account, password, address, reason, retry)
+        return _paused(request, account, password, client, reason, retry)
     user = authenticate(request, username=username, password=password)
     if not isinstance(user, User):
-        throttle.record_failure(username, address, request=request)
+        throttle.record_failure(username, address, client=client)
         return LoginResult(LoginOutcome.FAILED)
     if user.has_totp:
         # The password was right; the second factor decides.
-        twofactor.begin(request, user)
+        factor_state.begin(request, user)
         return LoginResult(LoginOutcome.SECOND_FACTOR)
     throttle.record_success(user, address)
     sessions.complete_login(request, user)
@@ -90,14 +95,14 @@ def _paused(
     request: HttpRequest,
     account: User | None,
     password: str,
-    address: str,
+    client: ClientInfo,
     reason: str,
     retry_after: int,
 ) -> LoginResult:
     password_ok = password_matches(account, password)
-    throttle.count_refused(address, reason, request=request)
+    throttle.count_refused(client.address, reason, client=client)
     if account is not None and twofactor.paused_path_open(account, reason):
-        twofactor.begin(request, account, password_ok=password_ok)
+        factor_state.begin(request, account, password_ok=password_ok)
         return LoginResult(LoginOutcome.SECOND_FACTOR)
     return LoginResult(LoginOutcome.PAUSED, retry_after)
 

@@ -27,7 +27,7 @@ WORKER = """
 import json, sys
 import django
 django.setup()
-from carevault.web.accounts import throttle
+from carevault.web.login import throttle
 
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
@@ -34,11 +35,12 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from carevault.crypto.otp import base32_secret
+from carevault.web.accounts.models import User
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.errors import ActionError
 from carevault.web.forms import BootstrapForm
 
-from . import recovery, sessions, twofactor
-from .models import User
+from . import actions, factor_state, recovery, sessions, twofactor
 from .sealed_forms import Purpose, SealedPasswordInput, bind_form
 
 # -- forms -----------------------------------------------------------------------------------------
@@ -129,6 +131,13 @@ def _add_error(form: forms.Form, exc: ActionError, default_field: str) -> None:
     form.add_error(field, exc.message)
 
 
+def _site_url(request: HttpRequest) -> str:
+    """Where reset links point: the configured site address when there is one (a link must
+    never be built from a Host header an attacker chose; ALLOWED_HOSTS guards that too), else
+    this request's scheme and host."""
+    return str(settings.SITE_URL) or request.build_absolute_uri("/").rstrip("/")
+
+
 def _session_ended(request: HttpRequest) -> HttpResponse:
     messages.warning(request, sessions.MESSAGES[sessions.TOO_MANY_CODES])
     return redirect("accounts:login")
@@ -154,8 +163,11 @@ def overview(request: SignedInRequest) -> HttpResponse:
 @login_required
 @require_POST
 def logout_everywhere(request: SignedInRequest) -> HttpResponse:
-    sessions.revoke_all_sessions(
-        request.user, actor=request.user, reason="log out everywhere", request=request
+    actions.do_revoke_all_sessions(
+        request.user,
+        request.user,
+        reason="log out everywhere",
+        client=ClientInfo.from_request(request),
     )
     logout(request)
     messages.info(request, "You were logged out everywhere, on every device.")
@@ -173,16 +185,24 @@ def totp_setup(request: SignedInRequest) -> HttpResponse:
         messages.info(request, "Two-factor authentication is already on.")
         return redirect("account_security:overview")
     next_url = _next(request)
-    secret = twofactor.start_enrolment(request, user)
+    client = ClientInfo.from_request(request)
+    enrolment = twofactor.start_enrolment(user, shown=factor_state.shown_enrolment(request))
+    factor_state.remember_enrolment(request, enrolment.mark)
+    secret = enrolment.secret
     form = bind_form(request, EnrolForm, Purpose.TOTP_ENROL)
     if request.method == "POST" and form.is_valid():
         try:
-            codes = twofactor.confirm_enrolment(
-                request, user, form.cleaned_data["code"], form.cleaned_data["password"]
+            codes = actions.do_enable_totp(
+                user,
+                code=form.cleaned_data["code"],
+                password=form.cleaned_data["password"],
+                shown=enrolment.mark,
+                client=client,
             )
         except ActionError as exc:
             _add_error(form, exc, "code")
         else:
+            factor_state.enrolled(request)
             return render(
                 request,
                 "account_security/recovery_codes.html",
@@ -196,7 +216,7 @@ def totp_setup(request: SignedInRequest) -> HttpResponse:
             "form": form,
             "secret_groups": [plain[i : i + 4] for i in range(0, len(plain), 4)],
             "qr_svg": twofactor.qr_svg(twofactor.enrolment_uri(user, secret)),
-            "step_up": twofactor.step_up_demanded(request),
+            "step_up": factor_state.step_up_demanded(request),
             "next": next_url,
         },
         status=400 if form.errors else 200,
@@ -212,13 +232,19 @@ def totp_disable(request: SignedInRequest) -> HttpResponse:
     elif not form.is_valid():
         messages.error(request, "Enter a code to turn two-factor authentication off.")
     else:
+        user = request.user
         try:
-            twofactor.disable(request, request.user, form.cleaned_data["code"])
+            actions.do_disable_totp(
+                user, code=form.cleaned_data["code"], client=ClientInfo.from_request(request)
+            )
         except ActionError as exc:
+            if isinstance(exc, twofactor.SecondFactorFailed):
+                factor_state.wrong_code_in_session(request, user, "disable")
             if not request.user.is_authenticated:
                 return _session_ended(request)
             messages.error(request, exc.message)
         else:
+            factor_state.right_code_in_session(request)
             messages.success(request, "Two-factor authentication is off.")
     return redirect("account_security:overview")
 
@@ -232,15 +258,19 @@ def recovery_codes(request: SignedInRequest) -> HttpResponse:
     elif not form.is_valid():
         messages.error(request, "Enter a code to get new recovery codes.")
     else:
+        user = request.user
         try:
-            codes = twofactor.regenerate_recovery_codes(
-                request, request.user, form.cleaned_data["code"]
+            codes = actions.do_regenerate_recovery_codes(
+                user, code=form.cleaned_data["code"], client=ClientInfo.from_request(request)
             )
         except ActionError as exc:
+            if isinstance(exc, twofactor.SecondFactorFailed):
+                factor_state.wrong_code_in_session(request, user, "recovery-codes")
             if not request.user.is_authenticated:
                 return _session_ended(request)
             messages.error(request, exc.message)
         else:
+            factor_state.right_code_in_session(request)
             return render(
                 request, "account_security/recovery_codes.html", {"codes": codes, "next": ""}
             )
@@ -255,7 +285,7 @@ def verify(request: HttpRequest) -> HttpResponse:
     next_url = _next(request)
     if request.user.is_authenticated:
         return redirect(next_url or "home")
-    user = twofactor.pending_user(request)
+    user = factor_state.pending_user(request)
     if user is None:
         if request.method == "POST":
             messages.warning(request, "Your login expired. Please log in again.")
@@ -263,14 +293,14 @@ def verify(request: HttpRequest) -> HttpResponse:
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            twofactor.verify_pending(request, user, form.cleaned_data["code"])
+            factor_state.verify_pending(request, user, form.cleaned_data["code"])
         except twofactor.SecondFactorFailed as exc:
-            if twofactor.pending_user(request) is None:
+            if factor_state.pending_user(request) is None:
                 messages.warning(request, "Too many wrong codes. Please log in again.")
                 return redirect(_with_next("accounts:login", next_url))
             form.add_error("code", exc.message)
         else:
-            twofactor.finish(request, user)
+            factor_state.finish(request, user)
             return redirect(next_url or "home")
     return render(
         request,
@@ -284,14 +314,14 @@ def verify(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def step_up(request: SignedInRequest) -> HttpResponse:
     next_url = _next(request)
-    if not twofactor.step_up_demanded(request):
+    if not factor_state.step_up_demanded(request):
         return redirect(next_url or "home")
     if not request.user.has_totp:
         return redirect(_with_next("account_security:totp_setup", next_url))
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            twofactor.complete_step_up(request, request.user, form.cleaned_data["code"])
+            factor_state.complete_step_up(request, request.user, form.cleaned_data["code"])
         except twofactor.SecondFactorFailed as exc:
             if not request.user.is_authenticated:
                 return _session_ended(request)
@@ -313,7 +343,11 @@ def step_up(request: SignedInRequest) -> HttpResponse:
 def password_reset(request: HttpRequest) -> HttpResponse:
     form = ResetRequestForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        recovery.request_password_reset(request, form.cleaned_data["identifier"])
+        actions.do_request_password_reset(
+            form.cleaned_data["identifier"],
+            site_url=_site_url(request),
+            client=ClientInfo.from_request(request),
+        )
         return redirect("account_security:password_reset_done")
     return render(request, "account_security/password_reset.html", {"form": form})
 
@@ -331,7 +365,11 @@ def password_reset_confirm(request: HttpRequest, uidb64: str, token: str) -> Htt
     form = bind_form(request, NewPasswordForm, Purpose.PASSWORD_RESET, ("password1", "password2"))
     if request.method == "POST" and form.is_valid():
         try:
-            recovery.complete_password_reset(request, user, form.cleaned_data["password1"])
+            actions.do_reset_password(
+                user,
+                password=form.cleaned_data["password1"],
+                client=ClientInfo.from_request(request),
+            )
         except ActionError as exc:
             _add_error(form, exc, "password1")
         else:

@@ -23,10 +23,11 @@ from django.utils import timezone
 from throttle_helpers import ATTACKER, FakeClock, attempt
 
 from carevault.crypto import otp
-from carevault.web.accounts import login_flow, names, sessions, throttle, twofactor
-from carevault.web.accounts.login_flow import LoginOutcome
+from carevault.web.accounts import names
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import flow, sessions, throttle, twofactor
+from carevault.web.login.flow import LoginOutcome
 from carevault.web.securitycore.models import SecurityEvent
 from carevault.web.vault import service
 
@@ -54,10 +55,10 @@ def _fresh(settings, users, cast_password):
     settings.PASSWORD_HASHERS = [f"{__name__}.CountingHasher"]
     User.objects.update(password=make_password(cast_password))
     cache.clear()
-    login_flow._stand_ins.clear()
+    flow._stand_ins.clear()
     yield
     cache.clear()
-    login_flow._stand_ins.clear()
+    flow._stand_ins.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +76,7 @@ def suspend_by_guessing(username: str, settings: Any) -> None:
 def observed(username: str, password: str, address: str = ATTACKER) -> dict[str, Any]:
     """One attempt, and everything it did: hashes, answer, audit rows, security events, the
     account's row, the name's throttle state and the address's refusal count."""
-    login_flow._stand_in()  # made once per process, before anything is counted
+    flow._stand_in()  # made once per process, before anything is counted
     audit_before = AuditEntry.objects.count()
     events_before = SecurityEvent.objects.count()
     refused_before = throttle.refused_count(address)
@@ -117,7 +118,7 @@ def test_a_suspended_account_does_the_same_work_for_the_right_and_the_wrong_pass
     wrong = observed("doctor2", WRONG)
     assert right["hashes"] == wrong["hashes"] == 1
     assert right == wrong
-    assert right["result"] == login_flow.LoginResult(
+    assert right["result"] == flow.LoginResult(
         LoginOutcome.PAUSED, settings.LOGIN_BACKOFF_MAX_SECONDS
     )
     # A name no account has, paused the same way: the same work and the same answer.
@@ -157,7 +158,7 @@ def test_an_account_in_back_off_does_the_same_work_for_the_right_and_the_wrong_p
 
 
 def test_a_sign_in_that_is_not_paused_still_checks_one_password(cast_password):
-    login_flow._stand_in()
+    flow._stand_in()
     CountingHasher.hashed = 0
     assert attempt("doctor1", WRONG).outcome is LoginOutcome.FAILED
     assert CountingHasher.hashed == 1

@@ -7,10 +7,9 @@ from typing import Any
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
+from carevault.web.accounts.models import User
+from carevault.web.accounts.names import username_hash
 from carevault.web.audit.log import Outcome, record
-
-from .models import User
-from .names import username_hash
 
 
 @receiver(user_logged_in)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
-from carevault.web.accounts import handled, throttle
+from carevault.web.login import handled, throttle
 
 pytestmark = pytest.mark.django_db
 

@@ -49,15 +49,15 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, QuerySet
-from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from carevault.security.rules import REFUSED_PER_WINDOW
+from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clientinfo import ClientInfo
 
 from . import handled
-from .models import User
 
 PREFIX = "cv:login"
 # How many of the most recent blocks the dashboard's registry remembers. Each block is one slot
@@ -129,7 +129,7 @@ def check(username: str, address: str) -> ThrottleDecision:
     return ThrottleDecision(False)
 
 
-def record_failure(username: str, address: str, *, request: HttpRequest | None = None) -> None:
+def record_failure(username: str, address: str, *, client: ClientInfo | None = None) -> None:
     """Count a failed password check against the name and the address; block or suspend when a
     threshold is crossed."""
     now = clock()
@@ -151,7 +151,7 @@ def record_failure(username: str, address: str, *, request: HttpRequest | None =
     if cache.add(f"{base}:name:{_digest(name)}", 1, ttl):
         _increment(f"{base}:names", ttl)
 
-    exists = _count_consecutive_failure(username, request)
+    exists = _count_consecutive_failure(username, client)
     if not exists:
         _increment(f"{_address_key(address)}:unknown:{int(now // 60)}", 120)
         if int(cache.get(f"{account}:n") or 0) >= int(settings.LOGIN_SUSPEND_AFTER):
@@ -159,7 +159,7 @@ def record_failure(username: str, address: str, *, request: HttpRequest | None =
             cache.set(f"{account}:suspended", 1, NAME_SUSPENSION_SECONDS)
     evidence = address_evidence(address, now=now)
     if evidence:
-        _block(address, evidence[0][1], now, request, evidence=evidence[0][0])
+        _block(address, evidence[0][1], now, client, evidence=evidence[0][0])
 
 
 def address_evidence(address: str, *, now: float | None = None) -> list[tuple[str, str]]:
@@ -200,7 +200,7 @@ def forged_packets(address: str, *, now: float | None = None) -> int:
     return math.ceil(current + previous * (1 - elapsed))
 
 
-def record_forged_packet(address: str, reason: str, *, request: HttpRequest | None = None) -> bool:
+def record_forged_packet(address: str, reason: str, *, client: ClientInfo | None = None) -> bool:
     """Count a refused login packet; block the address at the limit. Returns whether the
     packet counted as forged (an expired packet does not)."""
     if reason in NOT_FORGED:
@@ -214,19 +214,19 @@ def record_forged_packet(address: str, reason: str, *, request: HttpRequest | No
             address,
             f"{forged} replayed or forged login packets in {window}",
             now,
-            request,
+            client,
             evidence=EVIDENCE_FORGED,
         )
     return True
 
 
-def count_refused(address: str, reason: str, *, request: HttpRequest | None = None) -> int:
+def count_refused(address: str, reason: str, *, client: ClientInfo | None = None) -> int:
     """Count one attempt refused while sign-in is paused (or a packet refused from a blocked
     address): one counter per address and window, and one summary audit row when the window's
     first refusal arrives, instead of a row (and a security event) per attempt; one more row,
     ``auth.refused_run`` (a security event), when the run reaches ``REFUSED_RUN``. Constant
     work per attempt, at most two rows per address and window. Returns the window's count so
-    far. The same work whatever the password was (login_flow)."""
+    far. The same work whatever the password was (flow.py)."""
     now = clock()
     key = f"{_address_key(address)}:{_bucket(now)}:refused"
     count = _increment(key, _bucket_ttl())
@@ -234,7 +234,7 @@ def count_refused(address: str, reason: str, *, request: HttpRequest | None = No
         record(
             "auth.refused_counted",
             outcome=Outcome.DENIED,
-            request=request,
+            client=client,
             details={
                 "reason": reason,
                 "window_seconds": _window(),
@@ -247,7 +247,7 @@ def count_refused(address: str, reason: str, *, request: HttpRequest | None = No
         record(
             "auth.refused_run",
             outcome=Outcome.DENIED,
-            request=request,
+            client=client,
             details={
                 "reason": reason,
                 "refused": count,
@@ -282,7 +282,7 @@ def record_success(user: User, address: str) -> None:
 
 
 def lift_suspension(
-    user: User, *, actor: User | None, reason: str, request: HttpRequest | None = None
+    user: User, *, actor: User | None, reason: str, client: ClientInfo | None = None
 ) -> bool:
     """Lift the account's suspension (second factor, password reset, the security officer),
     reset its failure counts and back-off. Audited when there was a suspension to lift; returns
@@ -299,7 +299,7 @@ def lift_suspension(
                 "account.unsuspended",
                 actor=actor,
                 target=locked,
-                request=request,
+                client=client,
                 details={
                     "username": locked.username,
                     "reason": reason[:200],
@@ -322,7 +322,7 @@ def suspended_users() -> QuerySet[User]:
     return User.objects.filter(suspended_at__isnull=False).order_by("-suspended_at")
 
 
-def _count_consecutive_failure(username: str, request: HttpRequest | None) -> bool:
+def _count_consecutive_failure(username: str, client: ClientInfo | None) -> bool:
     """One more consecutive failure for the account of that name, if there is one; suspend it at
     the threshold. The increment is a single UPDATE, so concurrent failures all count. Returns
     whether an account has that name."""
@@ -348,7 +348,7 @@ def _count_consecutive_failure(username: str, request: HttpRequest | None) -> bo
                 "account.suspended",
                 outcome=Outcome.ALERT,
                 target=user,
-                request=request,
+                client=client,
                 details={
                     "username": user.username,
                     "reason": user.suspension_reason,
@@ -421,9 +421,7 @@ def blocked_addresses() -> list[BlockedAddress]:
     return sorted(blocked, key=lambda item: item.since, reverse=True)
 
 
-def unblock_address(
-    address: str, *, actor: User | None, request: HttpRequest | None = None
-) -> bool:
+def unblock_address(address: str, *, actor: User | None, client: ClientInfo | None = None) -> bool:
     """End the address's block and forget the evidence behind it (the officer vouches for it):
     its window's counts are reset and the address is marked handled (handled.py), so neither
     the throttle nor the security layer blocks it again on what happened before. Audited when
@@ -449,7 +447,7 @@ def unblock_address(
     record(
         "auth.address_unblocked",
         actor=actor,
-        request=request,
+        client=client,
         details={"address": address, "reason": str(block.get("reason", ""))},
     )
     return True
@@ -460,13 +458,13 @@ def block_address(
     reason: str,
     *,
     seconds: int | None = None,
-    request: HttpRequest | None = None,
+    client: ClientInfo | None = None,
 ) -> bool:
     """Block the address now, for ``seconds`` (default LOGIN_ADDRESS_BLOCK_SECONDS): the
     security layer's "throttle the address" response. Listed on the dashboard and audited
     like the throttle's own blocks; returns False (and changes nothing) if it is blocked
     already."""
-    return _block(address, reason[:200], clock(), request, seconds)
+    return _block(address, reason[:200], clock(), client, seconds)
 
 
 def address_decision(address: str) -> ThrottleDecision:
@@ -487,7 +485,7 @@ def _block(
     address: str,
     reason: str,
     now: float,
-    request: HttpRequest | None,
+    client: ClientInfo | None,
     seconds: int | None = None,
     *,
     evidence: str = "",
@@ -512,7 +510,7 @@ def _block(
     record(
         "auth.address_blocked",
         outcome=Outcome.ALERT,
-        request=request,
+        client=client,
         details={
             "address": address,
             "reason": reason,

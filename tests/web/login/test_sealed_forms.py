@@ -9,13 +9,12 @@ import re
 
 import pytest
 from django.core.cache import caches
-from django.test import RequestFactory
 from django.urls import reverse
 from form_sealing import seal_form, sealed_post
 
-from carevault.web.accounts import challenges, recovery, sealed_forms, throttle
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.login import challenges, recovery, sealed_forms, throttle
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +58,7 @@ def test_every_password_form_renders_its_password_without_a_name(client_for, who
 
 
 def reset_path(user: User) -> str:
-    link = recovery.reset_link(RequestFactory().get("/"), user)
+    link = recovery.reset_link(user, site_url="http://testserver")
     return "/" + link.split("/", 3)[3]
 
 

@@ -14,19 +14,20 @@ single-use (it is derived from the password hash and the last login, both of whi
 and expires after ``PASSWORD_RESET_TIMEOUT`` (30 minutes).
 
 Who can reset by e-mail: patients, at the address on their (encrypted) patient record, found
-through its blind index (:func:`carevault.web.clinic.actions.find_patients_by_email`) or by
-their username. Staff accounts have no e-mail address in CareVault: the form answers them the
-same way and sends nothing; a member of staff who forgot their password asks a security
-officer (a reset by the officer is not part of this release). Completing a reset revokes every
-session of the account and lifts a suspension (recovery must work for the owner of an account
-under attack), and is audited as ``account.password_reset``.
+through its blind index (:func:`carevault.web.clinic.reset_recipients.reset_recipients`,
+registered with :func:`set_recipients`) or by their username. Staff accounts have no e-mail
+address in CareVault: the form answers them the same way and sends nothing; a member of staff
+who forgot their password asks a security officer (a reset by the officer is not part of this
+release). Completing a reset revokes every session of the account and lifts a suspension
+(recovery must work for the owner of an account under attack), and is audited as
+``account.password_reset``.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-import time
+from collections.abc import Callable
 from hashlib import sha256
 
 from django.conf import settings
@@ -34,7 +35,6 @@ from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -42,13 +42,10 @@ from django.utils.crypto import salted_hmac
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
+from carevault.web.accounts.models import RecoveryCode, User
 from carevault.web.audit.log import Outcome, record
-from carevault.web.net import client_address
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.vault import service
-
-from . import sessions, throttle
-from .models import RecoveryCode, User
-from .passwords import set_validated_password
 
 RECOVERY_CODE_COUNT = 10
 # 12 characters from 31 without look-alikes (no 0/o, 1/l/i): about 59 bits.
@@ -104,13 +101,15 @@ def remaining_recovery_codes(user: User) -> int:
 
 
 class ResetTokenGenerator(PasswordResetTokenGenerator):
-    key_salt = "carevault.web.accounts.recovery.ResetTokenGenerator"
+    key_salt = "carevault.web.login.recovery.ResetTokenGenerator"
 
 
 tokens = ResetTokenGenerator()
 
 
-def reset_link(request: HttpRequest, user: User) -> str:
+def reset_link(user: User, *, site_url: str) -> str:
+    """The link for ``user``, on ``site_url`` (the configured site address; the view builds it
+    from the request only when none is configured: see security_views)."""
     path = reverse(
         "account_security:password_reset_confirm",
         kwargs={
@@ -118,10 +117,7 @@ def reset_link(request: HttpRequest, user: User) -> str:
             "token": tokens.make_token(user),
         },
     )
-    # A configured site address, when there is one: a reset link must never be built from a
-    # Host header an attacker chose (ALLOWED_HOSTS guards that too).
-    base = str(settings.SITE_URL)
-    return f"{base}{path}" if base else request.build_absolute_uri(path)
+    return f"{site_url}{path}"
 
 
 def user_from_link(uidb64: str, token: str) -> User | None:
@@ -133,38 +129,42 @@ def user_from_link(uidb64: str, token: str) -> User | None:
     user = User.objects.filter(pk=pk, is_active=True).first() if pk is not None else None
     if user is None:
         # The same token work as for a real account.
-        tokens.check_token(_stand_in(), token)
+        tokens.check_token(stand_in(), token)
         return None
     return user if tokens.check_token(user, token) else None
 
 
-def _stand_in() -> User:
+def stand_in() -> User:
     """A user that exists nowhere, to do the work a real account would cost."""
     user = User(pk=0, username="password-reset", last_login=None)
     user.set_unusable_password()
     return user
 
 
-def _recipients(identifier: str) -> list[tuple[User, str]]:
-    """(account, e-mail address) pairs the identifier designates; empty when none can be sent."""
-    from carevault.web.clinic.actions import find_patients_by_email
-    from carevault.web.clinic.models import Patient
+# Who receives a reset link for an identifier: (account, e-mail address) pairs. Only patients
+# have an address in CareVault, on their encrypted patient record, so the clinic (which sits
+# above this app) registers the lookup at start-up (ClinicConfig.ready); until it does, no
+# identifier has a recipient (the form still answers the same and does the same work).
+Recipients = Callable[[str], list[tuple[User, str]]]
+_recipients_lookup: Recipients | None = None
 
+
+def set_recipients(lookup: Recipients | None) -> None:
+    """Register how an identifier (a username or an e-mail address) finds its recipients."""
+    global _recipients_lookup
+    _recipients_lookup = lookup
+
+
+def recipients(identifier: str) -> list[tuple[User, str]]:
+    """(account, e-mail address) pairs the identifier designates; empty when none can be sent."""
     identifier = identifier.strip()[:254]
-    if not identifier:
+    if not identifier or _recipients_lookup is None:
         return []
-    if "@" in identifier:
-        # The lookup is anonymous; find_patients_by_email does not use its actor.
-        patients = find_patients_by_email(_stand_in(), identifier)
-        found = [(p.user, p.unseal_or_none("email") or "") for p in patients if p.user]
-    else:
-        user = User.objects.filter(username__iexact=identifier).first()
-        patient = Patient.objects.filter(user=user).first() if user is not None else None
-        found = [(user, patient.unseal_or_none("email") or "")] if patient and user else []
+    found = _recipients_lookup(identifier)
     return [(user, email) for user, email in found if user.is_active and email]
 
 
-def _within_rate(user: User) -> bool:
+def within_rate(user: User) -> bool:
     """At most RESETS_PER_HOUR messages per account: the form must not become a way to flood a
     patient's mailbox. Excess requests get the same answer and send nothing."""
     key = f"cv:pwreset:{user.pk}"
@@ -175,12 +175,12 @@ def _within_rate(user: User) -> bool:
         return True
 
 
-def _message(request: HttpRequest, user: User, email: str) -> EmailMessage:
+def message(user: User, email: str, *, site_url: str) -> EmailMessage:
     body = render_to_string(
         "account_security/password_reset_email.txt",
         {
             "username": user.username,
-            "link": reset_link(request, user),
+            "link": reset_link(user, site_url=site_url),
             "minutes": int(settings.PASSWORD_RESET_TIMEOUT) // 60,
         },
     )
@@ -192,11 +192,11 @@ def _message(request: HttpRequest, user: User, email: str) -> EmailMessage:
     )
 
 
-def _address_within_rate(request: HttpRequest) -> bool:
+def address_within_rate(client: ClientInfo) -> bool:
     """At most RESET_REQUESTS_PER_ADDRESS requests per hour from one client address: beyond
     that, the form answers at once and does nothing (the same answer for every identifier, so
     it tells nothing; and a flood cannot hold workers in the minimum answer time)."""
-    address = client_address(request)
+    address = client.address
     key = "cv:pwreset:addr:" + salted_hmac("carevault.pwreset", address).hexdigest()[:32]
     cache.add(key, 0, 3600)
     try:
@@ -207,59 +207,7 @@ def _address_within_rate(request: HttpRequest) -> bool:
         record(
             "account.password_reset_throttled",
             outcome=Outcome.ALERT,
-            request=request,
+            client=client,
             details={"address": address, "limit_per_hour": RESET_REQUESTS_PER_ADDRESS},
         )
     return count <= RESET_REQUESTS_PER_ADDRESS
-
-
-def request_password_reset(request: HttpRequest, identifier: str) -> None:
-    """Send a reset link to the account(s) the identifier designates, if any. Says nothing
-    about the outcome, and takes at least PASSWORD_RESET_MIN_SECONDS either way."""
-    if not _address_within_rate(request):
-        return
-    started = time.monotonic()
-    sent = 0
-    for user, email in _recipients(identifier):
-        if not _within_rate(user):
-            continue
-        _message(request, user, email).send()
-        sent += 1
-        record(
-            "account.password_reset_requested",
-            actor=None,
-            target=user,
-            request=request,
-            details={"username": user.username, "channel": "email"},
-        )
-    if not sent:
-        # The work a real message costs (token, link, rendering), thrown away.
-        _message(request, _stand_in(), "nobody@invalid")
-    remaining = float(settings.PASSWORD_RESET_MIN_SECONDS) - (time.monotonic() - started)
-    if remaining > 0:
-        time.sleep(remaining)
-
-
-def complete_password_reset(request: HttpRequest, user: User, password: str) -> None:
-    """Set the new password (Django's validators), end every session, lift a suspension."""
-    with transaction.atomic():
-        locked = User.objects.select_for_update().get(pk=user.pk)
-        set_validated_password(locked, password)
-        locked.save(update_fields=["password"])
-        sessions.revoke_all_sessions(locked, actor=locked, reason="password reset", request=request)
-        record(
-            "account.password_reset",
-            actor=locked,
-            target=locked,
-            request=request,
-            details={"username": locked.username, "sessions_revoked": True},
-        )
-        if locked.is_suspended:
-            throttle.lift_suspension(
-                locked,
-                actor=locked,
-                reason="unlocked by its owner with a password reset",
-                request=request,
-            )
-    user.password, user.session_epoch = locked.password, locked.session_epoch
-    user.suspended_at = None
