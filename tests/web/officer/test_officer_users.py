@@ -12,13 +12,13 @@ from carevault.web.audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 
-USERS = reverse("securityops:users")
-CREATE = reverse("securityops:user_create")
+USERS = reverse("officer:users")
+CREATE = reverse("officer:user_create")
 STRONG = "Sturdy-Lantern-Orbit-42"
 
 
 def edit_url(user):
-    return reverse("securityops:user_edit", args=[user.pk])
+    return reverse("officer:user_edit", args=[user.pk])
 
 
 def latest(action):
@@ -200,12 +200,10 @@ def test_the_officer_cannot_deactivate_themself(client_for, users):
 
 
 def test_an_unknown_user_is_a_404(client_for):
-    assert (
-        client_for("admin").get(reverse("securityops:user_edit", args=[999999])).status_code == 404
-    )
+    assert client_for("admin").get(reverse("officer:user_edit", args=[999999])).status_code == 404
 
 
 def test_the_admin_nav_links_to_the_dashboard_and_users(client_for):
     html = client_for("admin").get(USERS).content.decode()
-    assert f'href="{reverse("securityops:dashboard")}"' in html
+    assert f'href="{reverse("officer:dashboard")}"' in html
     assert f'href="{USERS}"' in html

@@ -10,13 +10,13 @@ from carevault.web import demo
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic import actions as clinic
 from carevault.web.clinic.models import BreakGlassGrant
-from carevault.web.securityops.views import AUDIT_PAGE_SIZE
+from carevault.web.officer.views import AUDIT_PAGE_SIZE
 from carevault.web.vault.models import PatientKey
 
 pytestmark = pytest.mark.django_db
 
-DASHBOARD = reverse("securityops:dashboard")
-AUDIT_TABLE = reverse("securityops:audit_table")
+DASHBOARD = reverse("officer:dashboard")
+AUDIT_TABLE = reverse("officer:audit_table")
 EMERGENCY_REASON = "Brought in unconscious to the emergency room; own doctor unreachable."
 
 
@@ -55,7 +55,7 @@ def test_the_dashboard_shows_no_decrypted_clinical_text(client_for, grant):
     pages = [
         client.get(DASHBOARD).content.decode(),
         client.get(AUDIT_TABLE).content.decode(),
-        client.get(reverse("securityops:users")).content.decode(),
+        client.get(reverse("officer:users")).content.decode(),
     ]
     for html in pages:
         for text in clinical_strings():
@@ -67,8 +67,8 @@ def test_no_officer_page_decrypts_clinical_records(client_for, users, grant):
     for url in [
         DASHBOARD,
         AUDIT_TABLE,
-        reverse("securityops:users"),
-        reverse("securityops:user_edit", args=[users["patient1"].pk]),
+        reverse("officer:users"),
+        reverse("officer:user_edit", args=[users["patient1"].pk]),
     ]:
         assert client.get(url).status_code == 200
     reads = AuditEntry.objects.filter(actor="admin", action__startswith="phi.")
@@ -90,9 +90,9 @@ def test_a_tampered_grant_reason_shows_as_tampered(client_for, grant):
     [
         DASHBOARD,
         AUDIT_TABLE,
-        reverse("securityops:users"),
-        reverse("securityops:user_create"),
-        reverse("securityops:user_edit", args=[1]),
+        reverse("officer:users"),
+        reverse("officer:user_create"),
+        reverse("officer:user_edit", args=[1]),
     ],
 )
 def test_other_roles_get_403_and_an_audit_entry(client_for, username, url):
@@ -182,7 +182,7 @@ def test_active_grants_show_the_doctor_the_patient_id_and_the_reason_not_the_nam
     assert str(patients["patient1"].pk) in html
     assert EMERGENCY_REASON in html
     assert "Alice Wonderland-Smith" not in html
-    assert f'hx-post="{reverse("securityops:revoke_break_glass", args=[grant.pk])}"' in html
+    assert f'hx-post="{reverse("officer:revoke_break_glass", args=[grant.pk])}"' in html
 
 
 def test_reading_the_grant_reasons_is_audited(client_for, grant):
@@ -206,7 +206,7 @@ def test_the_officer_revokes_break_glass_with_htmx(client_for, grant, patients):
     record_url = reverse("api:patient_record", args=[patients["patient1"].pk])
     assert doctor.get(record_url).status_code == 200
     response = client_for("admin").post(
-        reverse("securityops:revoke_break_glass", args=[grant.pk]), HTTP_HX_REQUEST="true"
+        reverse("officer:revoke_break_glass", args=[grant.pk]), HTTP_HX_REQUEST="true"
     )
     assert response.status_code == 200
     html = response.content.decode()
@@ -222,7 +222,7 @@ def test_the_officer_revokes_break_glass_with_htmx(client_for, grant, patients):
 
 
 def test_revoking_without_htmx_redirects_to_the_dashboard(client_for, grant):
-    response = client_for("admin").post(reverse("securityops:revoke_break_glass", args=[grant.pk]))
+    response = client_for("admin").post(reverse("officer:revoke_break_glass", args=[grant.pk]))
     assert response.status_code == 302
     assert response["Location"] == DASHBOARD
     grant.refresh_from_db()
@@ -231,7 +231,7 @@ def test_revoking_without_htmx_redirects_to_the_dashboard(client_for, grant):
 
 def test_revoking_an_ended_grant_changes_nothing(client_for, grant):
     client = client_for("admin")
-    url = reverse("securityops:revoke_break_glass", args=[grant.pk])
+    url = reverse("officer:revoke_break_glass", args=[grant.pk])
     client.post(url, HTTP_HX_REQUEST="true")
     revocations = AuditEntry.objects.filter(action="breakglass.revoke").count()
     response = client.post(url, HTTP_HX_REQUEST="true")
@@ -240,9 +240,7 @@ def test_revoking_an_ended_grant_changes_nothing(client_for, grant):
 
 
 def test_a_doctor_cannot_revoke_break_glass(client_for, grant):
-    response = client_for("doctor1").post(
-        reverse("securityops:revoke_break_glass", args=[grant.pk])
-    )
+    response = client_for("doctor1").post(reverse("officer:revoke_break_glass", args=[grant.pk]))
     assert response.status_code == 403
     grant.refresh_from_db()
     assert not grant.revoked
@@ -250,12 +248,12 @@ def test_a_doctor_cannot_revoke_break_glass(client_for, grant):
 
 
 def test_revoke_needs_a_post(client_for, grant):
-    response = client_for("admin").get(reverse("securityops:revoke_break_glass", args=[grant.pk]))
+    response = client_for("admin").get(reverse("officer:revoke_break_glass", args=[grant.pk]))
     assert response.status_code == 405
 
 
 def test_revoking_an_unknown_grant_is_a_404(client_for):
     response = client_for("admin").post(
-        reverse("securityops:revoke_break_glass", args=["00000000-0000-0000-0000-000000000000"])
+        reverse("officer:revoke_break_glass", args=["00000000-0000-0000-0000-000000000000"])
     )
     assert response.status_code == 404

@@ -21,8 +21,8 @@ from carevault.web.errors import NotAllowed
 
 pytestmark = pytest.mark.django_db
 
-DASHBOARD = reverse("securityops:dashboard")
-UNBLOCK = reverse("securityops:unblock_address")
+DASHBOARD = reverse("officer:dashboard")
+UNBLOCK = reverse("officer:unblock_address")
 ATTACKER = "198.51.100.66"
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -35,7 +35,7 @@ def _clear_cache():
 
 
 def lift_url(user):
-    return reverse("securityops:lift_suspension", args=[user.pk])
+    return reverse("officer:lift_suspension", args=[user.pk])
 
 
 def suspend(username, settings):
@@ -108,9 +108,7 @@ def test_lifting_an_account_that_is_not_suspended_says_so_and_audits_nothing(cli
 
 
 def test_lifting_an_unknown_account_is_refused_and_audited(client_for):
-    response = client_for("admin").post(
-        reverse("securityops:lift_suspension", args=[987654]), **HTMX
-    )
+    response = client_for("admin").post(reverse("officer:lift_suspension", args=[987654]), **HTMX)
     assert response.status_code == 404
     assert AuditEntry.objects.filter(action="access.denied", target_id="987654").exists()
 

@@ -12,7 +12,7 @@ from carevault.web.securitycore import state
 from carevault.web.vault import reencrypt
 from carevault.web.vault.models import EncryptionDecision, JobStatus, ReencryptionJob
 
-PAGE = reverse("securityops:encryption")
+PAGE = reverse("officer:encryption")
 
 
 def test_it_shows_each_records_suite_and_why_without_any_patient_data(client_for, patients):
@@ -49,7 +49,7 @@ def test_a_bad_filter_is_explained_and_not_applied(client_for, patients):
 
 
 def test_starting_a_reencryption_needs_a_raised_floor(client_for, users):
-    response = client_for("admin").post(reverse("securityops:start_reencryption"), follow=True)
+    response = client_for("admin").post(reverse("officer:start_reencryption"), follow=True)
     assert "no floor is raised" in response.content.decode()
     assert not ReencryptionJob.objects.exists()
 
@@ -59,7 +59,7 @@ def test_an_officer_starts_a_reencryption_to_the_raised_floor_and_sees_its_progr
 ):
     state.raise_floor("RSA-3072-OAEP-AES-256-GCM", seconds=600, reason="incident 7")
     admin = client_for("admin")
-    response = admin.post(reverse("securityops:start_reencryption"), follow=True)
+    response = admin.post(reverse("officer:start_reencryption"), follow=True)
     assert response.status_code == 200
     job = ReencryptionJob.objects.get()
     assert job.target_suite == "RSA-3072-OAEP-AES-256-GCM"
@@ -68,11 +68,11 @@ def test_an_officer_starts_a_reencryption_to_the_raised_floor_and_sees_its_progr
     assert entry.details == {"job": job.pk, "suite": "RSA-3072-OAEP-AES-256-GCM"}
     # The jobs table polls while the job is open, and shows how far it got.
     reencrypt.run(job.pk, batch=1, max_batches=1)
-    partial = admin.get(reverse("securityops:reencryption_jobs")).content.decode()
+    partial = admin.get(reverse("officer:reencryption_jobs")).content.decode()
     assert 'hx-trigger="every 5s"' in partial
     assert f"1 / {job.total} records" in partial
     reencrypt.run(job.pk)
-    done = admin.get(reverse("securityops:reencryption_jobs")).content.decode()
+    done = admin.get(reverse("officer:reencryption_jobs")).content.decode()
     assert ReencryptionJob.objects.get().status == JobStatus.DONE
     assert "every 5s" not in done  # nothing open: it stops polling
     assert "100%" in done
@@ -82,6 +82,6 @@ def test_an_officer_starts_a_reencryption_to_the_raised_floor_and_sees_its_progr
 def test_others_cannot_start_a_reencryption(client_for):
     state.raise_floor("AES-256-GCM", seconds=600, reason="incident")
     for username in ("doctor1", "patient1", "labtech1"):
-        response = client_for(username).post(reverse("securityops:start_reencryption"))
+        response = client_for(username).post(reverse("officer:start_reencryption"))
         assert response.status_code in (302, 403, 404)
     assert not ReencryptionJob.objects.exists()

@@ -38,11 +38,11 @@ from carevault.web.diagnosis import actions as diagnosis_actions
 from carevault.web.diagnosis.models import ClientCutOff
 from carevault.web.errors import ActionError
 from carevault.web.securitycore import actions as security_actions
-from carevault.web.securitycore import dashboard as security_dashboard
 from carevault.web.securitycore import engine as security_engine
 from carevault.web.securitycore.models import Incident, ResponseRecord
 from carevault.web.vault.models import ClinicianKey, PatientKey
 
+from . import dashboard as security_dashboard
 from . import encryption
 from .actions import active_grants_for_review
 from .forms import AuditFilterForm
@@ -148,14 +148,14 @@ def dashboard(request: OfficerRequest) -> HttpResponse:
         "keys": _key_status(),
         "recent_hours": int(RECENT.total_seconds() // 3600),
     }
-    return render(request, "securityops/dashboard.html", context)
+    return render(request, "officer/dashboard.html", context)
 
 
 @require_GET
 @role_required(Role.ADMIN)
 def audit_table(request: OfficerRequest) -> HttpResponse:
     """The audit table alone: the dashboard polls it (htmx, every 10 s)."""
-    return render(request, "securityops/_audit_table.html", _audit_page(request))
+    return render(request, "officer/_audit_table.html", _audit_page(request))
 
 
 @require_POST
@@ -182,10 +182,10 @@ def revoke_break_glass(request: OfficerRequest, grant_id: uuid.UUID) -> HttpResp
             notice = f"Emergency access of {grant.doctor.username} revoked."
     if request.headers.get("HX-Request"):
         return render(
-            request, "securityops/_grants.html", {**_grants_context(request), "notice": notice}
+            request, "officer/_grants.html", {**_grants_context(request), "notice": notice}
         )
     messages.info(request, notice)
-    return redirect("securityops:dashboard")
+    return redirect("officer:dashboard")
 
 
 def _answer(request: OfficerRequest, template: str, context: dict[str, Any]) -> HttpResponse:
@@ -193,7 +193,7 @@ def _answer(request: OfficerRequest, template: str, context: dict[str, Any]) -> 
     if request.headers.get("HX-Request"):
         return render(request, template, context)
     messages.info(request, context["notice"])
-    return redirect("securityops:dashboard")
+    return redirect("officer:dashboard")
 
 
 @require_POST
@@ -214,7 +214,7 @@ def lift_suspension(request: OfficerRequest, user_id: int) -> HttpResponse:
             else f"{person.username} was not suspended."
         )
     return _answer(
-        request, "securityops/_suspensions.html", {**_suspensions_context(), "notice": notice}
+        request, "officer/_suspensions.html", {**_suspensions_context(), "notice": notice}
     )
 
 
@@ -235,7 +235,7 @@ def unblock_address(request: OfficerRequest) -> HttpResponse:
             notice = exc.message
         else:
             notice = f"{address} unblocked." if unblocked else f"{address} was not blocked."
-    return _answer(request, "securityops/_blocks.html", {**_blocks_context(), "notice": notice})
+    return _answer(request, "officer/_blocks.html", {**_blocks_context(), "notice": notice})
 
 
 def _cut_offs_context() -> dict[str, Any]:
@@ -256,7 +256,7 @@ def lift_cut_off(request: OfficerRequest, cut_off_id: int) -> HttpResponse:
     else:
         name = cut_off.user.username
         notice = f"{name} may query the diagnosis models again." if lifted else "Already lifted."
-    return _answer(request, "securityops/_cut_offs.html", {**_cut_offs_context(), "notice": notice})
+    return _answer(request, "officer/_cut_offs.html", {**_cut_offs_context(), "notice": notice})
 
 
 # -- the security layer: incidents, responses, the floor (issue 5) ---------------------------------
@@ -266,14 +266,14 @@ def lift_cut_off(request: OfficerRequest, cut_off_id: int) -> HttpResponse:
 @role_required(Role.ADMIN)
 def incidents(request: OfficerRequest) -> HttpResponse:
     """The active incidents alone: the dashboard polls them (htmx, every 10 s)."""
-    return render(request, "securityops/_incidents.html", _incidents_context())
+    return render(request, "officer/_incidents.html", _incidents_context())
 
 
 @require_GET
 @role_required(Role.ADMIN)
 def security_state(request: OfficerRequest) -> HttpResponse:
     """Responses in force, the floor, detector health, key versions (polled every 10 s)."""
-    return render(request, "securityops/_security_state.html", _security_state_context())
+    return render(request, "officer/_security_state.html", _security_state_context())
 
 
 @require_GET
@@ -313,7 +313,7 @@ def _incident_decision(
         notice = exc.message
     else:
         notice = done.format(pk=incident.pk)
-    return _answer(request, "securityops/_incidents.html", _incidents_context(notice))
+    return _answer(request, "officer/_incidents.html", _incidents_context(notice))
 
 
 @require_POST
@@ -361,7 +361,7 @@ def lift_response(request: OfficerRequest, response_id: int) -> HttpResponse:
         notice = exc.message
     else:
         notice = f"Response #{response.pk} ({response.action} {response.target}) lifted."
-    return _answer(request, "securityops/_security_state.html", _security_state_context(notice))
+    return _answer(request, "officer/_security_state.html", _security_state_context(notice))
 
 
 @require_POST
@@ -373,7 +373,7 @@ def lower_floor(request: OfficerRequest) -> HttpResponse:
         notice = exc.message
     else:
         notice = "Encryption floor lowered." if lowered else "No raised floor was in force."
-    return _answer(request, "securityops/_security_state.html", _security_state_context(notice))
+    return _answer(request, "officer/_security_state.html", _security_state_context(notice))
 
 
 # -- user administration ---------------------------------------------------------------------------
@@ -389,7 +389,7 @@ def users(request: OfficerRequest) -> HttpResponse:
     page = Paginator(people, USERS_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
-        "securityops/users.html",
+        "officer/users.html",
         {"page": page, "roles": Role.choices, "selected_role": role},
     )
 
@@ -407,8 +407,8 @@ def user_create(request: OfficerRequest) -> HttpResponse:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
             messages.success(request, f"Account {user.username} created.")
-            return redirect("securityops:user_edit", user_id=user.pk)
-    return render(request, "securityops/user_create.html", {"form": form})
+            return redirect("officer:user_edit", user_id=user.pk)
+    return render(request, "officer/user_create.html", {"form": form})
 
 
 @require_http_methods(["GET", "POST"])
@@ -436,10 +436,10 @@ def user_edit(request: OfficerRequest, user_id: int) -> HttpResponse:
         except ActionError as exc:
             error = exc.message
         if not error:
-            return redirect("securityops:user_edit", user_id=person.pk)
+            return redirect("officer:user_edit", user_id=person.pk)
     return render(
         request,
-        "securityops/user_edit.html",
+        "officer/user_edit.html",
         {
             "person": person,
             "role_form": RoleForm(initial={"role": person.role}),
@@ -470,14 +470,14 @@ def _encryption_context(request: OfficerRequest, notice: str = "") -> dict[str, 
 @role_required(Role.ADMIN)
 def encryption_page(request: OfficerRequest) -> HttpResponse:
     """How each record is encrypted and why; the policy, the floor, re-encryption jobs."""
-    return render(request, "securityops/encryption.html", _encryption_context(request))
+    return render(request, "officer/encryption.html", _encryption_context(request))
 
 
 @require_GET
 @role_required(Role.ADMIN)
 def reencryption_jobs(request: OfficerRequest) -> HttpResponse:
     """The jobs table alone: the page polls it while a job is open (htmx, every 5 s)."""
-    return render(request, "securityops/_reencryption_jobs.html", encryption.jobs())
+    return render(request, "officer/_reencryption_jobs.html", encryption.jobs())
 
 
 @require_POST
@@ -490,4 +490,4 @@ def start_reencryption(request: OfficerRequest) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Re-encryption job {job.pk} to {job.target_suite} started.")
-    return redirect("securityops:encryption")
+    return redirect("officer:encryption")

@@ -17,18 +17,17 @@ from carevault.crypto import MasterKey
 from carevault.security.response import ActionKind, Level
 from carevault.web.accounts import throttle
 from carevault.web.accounts.models import User
-from carevault.web.vault import service
-from carevault.web.vault.models import PatientKey
-
-from . import engine
-from . import state as security_state
-from .models import (
+from carevault.web.securitycore import engine
+from carevault.web.securitycore import state as security_state
+from carevault.web.securitycore.models import (
     ACTIVE_STATUSES,
     Incident,
     ResponseRecord,
     ResponseStatus,
     SecurityEvent,
 )
+from carevault.web.vault import service
+from carevault.web.vault.models import PatientKey
 
 INCIDENTS_SHOWN = 50
 TIMELINE_MINUTES = 60

@@ -2,7 +2,7 @@ from django.urls import path
 
 from . import views
 
-app_name = "securityops"
+app_name = "officer"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("audit/", views.audit_table, name="audit_table"),
