@@ -1,5 +1,7 @@
-"""What the security dashboard shows about the security layer: the risk timeline, active
-incidents, responses in force, the encryption floor, detector health and key versions.
+"""What the security officer's dashboard shows: the audit log and its recent counts, key status,
+login protection (suspended accounts, blocked addresses), and the security layer (the risk
+timeline, active incidents, responses in force, the encryption floor, detector health and key
+versions). Reads only, for the officer's pages; the writes are the apps' ``do_*`` actions.
 Identifiers and numbers only; nothing here decrypts PHI (a patient's key version is read from
 the wrapped keyring's metadata after unwrapping it with the master key, never any data)."""
 
@@ -9,14 +11,17 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Avg, Count, Max
+from django.db.models import Avg, Count, Max, Q, QuerySet
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from carevault.crypto import MasterKey
+from carevault import config
+from carevault.crypto import KeyProviderError, MasterKey
 from carevault.security.response import ActionKind, Level
 from carevault.web.accounts import throttle
 from carevault.web.accounts.models import User
+from carevault.web.audit.log import Outcome
+from carevault.web.audit.models import AuditEntry
 from carevault.web.securitycore import engine
 from carevault.web.securitycore import state as security_state
 from carevault.web.securitycore.models import (
@@ -27,12 +32,70 @@ from carevault.web.securitycore.models import (
     SecurityEvent,
 )
 from carevault.web.vault import service
-from carevault.web.vault.models import PatientKey
+from carevault.web.vault.models import ClinicianKey, PatientKey
 
 INCIDENTS_SHOWN = 50
 TIMELINE_MINUTES = 60
 MAX_TIMELINE_MINUTES = 24 * 60
 KEY_VERSIONS_SHOWN = 20
+RECENT = dt.timedelta(hours=24)
+SUSPENDED_SHOWN = 200
+
+
+# -- the audit log, keys, login protection ---------------------------------------------------------
+
+
+def audit_entries(*, action: str = "", outcome: str = "", actor: str = "") -> QuerySet[AuditEntry]:
+    """The audit log, newest first: actions starting with ``action``, one outcome, one actor."""
+    entries: QuerySet[AuditEntry] = AuditEntry.objects.order_by("-seq")
+    if action:
+        entries = entries.filter(action__startswith=action.strip())
+    if outcome:
+        entries = entries.filter(outcome=outcome)
+    if actor:
+        entries = entries.filter(actor__iexact=actor.strip())
+    return entries
+
+
+def recent_counts(now: dt.datetime) -> dict[str, int]:
+    """Denials, failed logins and alerts in the last RECENT."""
+    counts = AuditEntry.objects.filter(at__gte=now - RECENT).aggregate(
+        denials=Count("pk", filter=Q(action="access.denied")),
+        login_failures=Count("pk", filter=Q(action="auth.login_failed")),
+        alerts=Count("pk", filter=Q(outcome=Outcome.ALERT)),
+    )
+    return {key: int(value or 0) for key, value in counts.items()}
+
+
+def key_status() -> dict[str, Any]:
+    try:
+        provider = config.master_key_provider().description
+    except KeyProviderError as exc:
+        # The page still loads (and says why) when the master key cannot be reached.
+        provider = f"not configured ({exc})"
+    return {
+        "patient_keys": PatientKey.objects.count(),
+        "signing_keys": ClinicianKey.objects.filter(active=True).count(),
+        "provider": provider,
+    }
+
+
+def suspensions() -> dict[str, Any]:
+    """The most recently suspended accounts (at most SUSPENDED_SHOWN), how many in all, and the
+    limits that suspend them."""
+    suspended = throttle.suspended_users()
+    return {
+        "suspended": list(suspended[:SUSPENDED_SHOWN]),
+        "suspended_total": suspended.count(),
+        "limits": throttle.describe(),
+    }
+
+
+def blocks() -> dict[str, Any]:
+    return {"blocked": throttle.blocked_addresses(), "limits": throttle.describe()}
+
+
+# -- the security layer ----------------------------------------------------------------------------
 
 
 def active_incidents(limit: int = INCIDENTS_SHOWN) -> list[Incident]:
@@ -79,7 +142,10 @@ def recent_responses(limit: int = 20) -> list[ResponseRecord]:
 
 
 def timeline(minutes: int = TIMELINE_MINUTES, now: dt.datetime | None = None) -> dict[str, Any]:
-    """Per minute: the highest and mean risk and how many events (JSON for the chart)."""
+    """Per minute: the highest and mean risk and how many events (JSON for the chart). Events
+    left unscored (batch mode, see securitycore.engine) are scored first, so the chart shows
+    them."""
+    engine.score_pending()
     minutes = max(5, min(int(minutes), MAX_TIMELINE_MINUTES))
     now = (now or timezone.now()).replace(second=0, microsecond=0)
     start = now - dt.timedelta(minutes=minutes - 1)
