@@ -139,7 +139,7 @@ def test_a_json_body_over_the_limit_is_a_413(client_for, patients, settings):
     ["q=%ff", "role=%ed%bf%bf", "page=1%00", "%00=1", "next=a%c3"],
 )
 def test_a_query_string_that_is_not_valid_text_is_a_400_that_says_so(client_for, query):
-    response = client_for("admin").get(reverse("securityops:users"), QUERY_STRING=query)
+    response = client_for("admin").get(reverse("officer:users"), QUERY_STRING=query)
     assert response.status_code == 400
     text = response.content.decode()
     assert "query string" in text
@@ -168,6 +168,6 @@ def test_a_form_body_that_is_not_valid_text_is_a_400(client, body):
 @pytest.mark.django_db
 def test_ordinary_unicode_passes(client_for):
     response = client_for("admin").get(
-        reverse("securityops:users"), QUERY_STRING="role=%C3%BC%F0%9F%94%91"
+        reverse("officer:users"), QUERY_STRING="role=%C3%BC%F0%9F%94%91"
     )
     assert response.status_code == 200

@@ -84,7 +84,7 @@ INSTALLED_APPS = [
     "carevault.web.clinic",
     "carevault.web.labs",
     "carevault.web.diagnosis",
-    "carevault.web.securityops",
+    "carevault.web.officer",
     "carevault.web.securitycore",
     "carevault.web.api",
     "carevault.web.sharedstate",

@@ -10,6 +10,6 @@ urlpatterns = [
     path("clinic/", include("carevault.web.clinic.urls")),
     path("labs/", include("carevault.web.labs.urls")),
     path("diagnosis/", include("carevault.web.diagnosis.urls")),
-    path("security/", include("carevault.web.securityops.urls")),
+    path("security/", include("carevault.web.officer.urls")),
     path("api/v1/", include("carevault.web.api.urls")),
 ]

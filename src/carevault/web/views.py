@@ -11,7 +11,7 @@ HOME_BY_ROLE = {
     Role.DOCTOR: "clinic:doctor_home",
     Role.PATIENT: "clinic:patient_home",
     Role.LABTECH: "labs:queue",
-    Role.ADMIN: "securityops:dashboard",
+    Role.ADMIN: "officer:dashboard",
 }
 
 

@@ -102,10 +102,10 @@ def test_probing_the_feature_box_gets_the_client_cut_off_and_raises_an_alert(
     assert (again.status_code, again.json()["error"]["code"]) == (403, "cut_off")
     # ...until the security officer lifts it from the dashboard (audited).
     officer = client_for("admin")
-    dashboard = officer.get(reverse("securityops:dashboard")).content.decode()
+    dashboard = officer.get(reverse("officer:dashboard")).content.decode()
     cut = ClientCutOff.objects.get()
-    assert reverse("securityops:lift_cut_off", args=[cut.pk]) in dashboard
-    officer.post(reverse("securityops:lift_cut_off", args=[cut.pk]))
+    assert reverse("officer:lift_cut_off", args=[cut.pk]) in dashboard
+    officer.post(reverse("officer:lift_cut_off", args=[cut.pk]))
     assert ClientCutOff.objects.get().lifted_at is not None
     assert AuditEntry.objects.filter(action="modelguard.cut_off_lifted").exists()
     assert post(doctor, patient, {"features": case(0)}).status_code == 201

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 REGISTER = reverse("accounts:register")
 SETUP = reverse("account_security:totp_setup")
-CREATE = reverse("securityops:user_create")
+CREATE = reverse("officer:user_create")
 STRONG = "Sturdy-Lantern-Orbit-42"
 FORM = {
     "username": "sealedpatient",

@@ -15,16 +15,16 @@ from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Diagnosis
 from carevault.web.login import throttle
-from carevault.web.securitycore import dashboard
+from carevault.web.officer import dashboard
 from carevault.web.securitycore.models import Incident, ResponseRecord
 from carevault.web.securitycore.state import current_floor
 
 pytestmark = pytest.mark.django_db
 
-DASHBOARD = reverse("securityops:dashboard")
-TIMELINE = reverse("securityops:risk_timeline")
-INCIDENTS = reverse("securityops:incidents")
-STATE = reverse("securityops:security_state")
+DASHBOARD = reverse("officer:dashboard")
+TIMELINE = reverse("officer:risk_timeline")
+INCIDENTS = reverse("officer:incidents")
+STATE = reverse("officer:security_state")
 
 
 def clinical_strings() -> list[str]:
@@ -139,7 +139,7 @@ def test_the_officer_acknowledges_an_incident_with_htmx_and_a_worse_event_reopen
         client_for("doctor2").get(reverse("clinic:patient_detail", args=[patients["patient3"].pk]))
     incident = Incident.objects.get(subjects__key="account:doctor2")
     assert incident.level == 2
-    url = reverse("securityops:acknowledge_incident", args=[incident.pk])
+    url = reverse("officer:acknowledge_incident", args=[incident.pk])
     answer = client_for("admin").post(url, HTTP_HX_REQUEST="true")
     assert answer.status_code == 200
     assert "<html" not in answer.content.decode()
@@ -171,7 +171,7 @@ def test_the_officer_lifts_a_suspension_and_lowers_the_floor_and_both_are_audite
     officer = client_for("admin")
     suspension = response("suspend_account", "doctor2")
     answer = officer.post(
-        reverse("securityops:lift_response", args=[suspension.pk]),
+        reverse("officer:lift_response", args=[suspension.pk]),
         {"reason": "the doctor was reading for a clinic audit"},
         HTTP_HX_REQUEST="true",
     )
@@ -189,7 +189,7 @@ def test_the_officer_lifts_a_suspension_and_lowers_the_floor_and_both_are_audite
     assert latest("account.unsuspended").actor == "admin"
 
     assert current_floor() is not None
-    answer = officer.post(reverse("securityops:lower_floor"), HTTP_HX_REQUEST="true")
+    answer = officer.post(reverse("officer:lower_floor"), HTTP_HX_REQUEST="true")
     assert "Encryption floor lowered." in answer.content.decode()
     assert current_floor() is None
     lowered = latest("security.floor_lowered")
@@ -198,10 +198,10 @@ def test_the_officer_lifts_a_suspension_and_lowers_the_floor_and_both_are_audite
 
     # One-off responses and responses lifted already cannot be lifted.
     revoke = response("revoke_sessions")
-    answer = officer.post(reverse("securityops:lift_response", args=[revoke.pk]))
+    answer = officer.post(reverse("officer:lift_response", args=[revoke.pk]))
     assert answer.status_code == 302  # without htmx: back to the dashboard, with the notice
     again = officer.post(
-        reverse("securityops:lift_response", args=[suspension.pk]), HTTP_HX_REQUEST="true"
+        reverse("officer:lift_response", args=[suspension.pk]), HTTP_HX_REQUEST="true"
     )
     assert "lifted already" in again.content.decode()
 
@@ -216,7 +216,7 @@ def test_escalating_an_incident_takes_the_next_levels_actions_against_its_subjec
     # Failed logins alone: observed, nobody acted on.
     assert (incident.level, incident.responses.count()) == (0, 0)
     officer = client_for("admin")
-    url = reverse("securityops:escalate_incident", args=[incident.pk])
+    url = reverse("officer:escalate_incident", args=[incident.pk])
     officer.post(url, HTTP_HX_REQUEST="true")  # step-up: nothing to step up when anonymous
     incident.refresh_from_db()
     assert (incident.level, incident.responses.count()) == (1, 0)
@@ -242,7 +242,7 @@ def test_escalating_an_incident_takes_the_next_levels_actions_against_its_subjec
 
 def test_closing_an_incident_makes_the_next_event_open_a_new_one(client_for, attacked, patients):
     incident = Incident.objects.get(subjects__key=f"patient:{patients['patient1'].pk}")
-    client_for("admin").post(reverse("securityops:close_incident", args=[incident.pk]))
+    client_for("admin").post(reverse("officer:close_incident", args=[incident.pk]))
     incident.refresh_from_db()
     assert (incident.status, incident.closed_by.username) == ("closed", "admin")
     assert latest("security.incident_closed").actor == "admin"
@@ -265,8 +265,8 @@ def test_responses_undone_elsewhere_are_no_longer_shown_in_force(attacked):
 def test_unknown_incidents_and_responses_are_404s_for_the_officer(client_for):
     officer = client_for("admin")
     for url in (
-        reverse("securityops:acknowledge_incident", args=[987654]),
-        reverse("securityops:lift_response", args=[987654]),
+        reverse("officer:acknowledge_incident", args=[987654]),
+        reverse("officer:lift_response", args=[987654]),
     ):
         assert officer.post(url).status_code == 404
         assert latest("access.denied").actor == "admin"

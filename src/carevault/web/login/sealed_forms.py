@@ -73,7 +73,7 @@ _PURPOSE_BY_URL_NAME = {
     "accounts:register": Purpose.REGISTER,
     "account_security:totp_setup": Purpose.TOTP_ENROL,
     "account_security:password_reset_confirm": Purpose.PASSWORD_RESET,
-    "securityops:user_create": Purpose.STAFF_USER,
+    "officer:user_create": Purpose.STAFF_USER,
 }
 
 

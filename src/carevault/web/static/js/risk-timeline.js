@@ -1,7 +1,7 @@
 /* CareVault security dashboard: the risk timeline.
  *
  * Fetches the per-minute risk of security events as JSON from the canvas's data-url
- * (securityops:risk_timeline) every 10 seconds and draws it with the locally served Chart.js:
+ * (officer:risk_timeline) every 10 seconds and draws it with the locally served Chart.js:
  * the highest and the mean risk per minute, the number of events, and the thresholds of the
  * response levels as dashed lines.
  *
