@@ -82,7 +82,7 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     here too for tests that commit (live servers). Tests without the database have no
     database-backed store to clear."""
     from carevault.web.diagnosis import serving
-    from carevault.web.securitycore import engine
+    from carevault.web.securitycore.runtime import reset_runtime
     from carevault.web.sharedstate import sealing
     from carevault.web.sharedstate.backend import SharedStateCache
     from carevault.web.vault import service
@@ -105,7 +105,7 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
                 continue
             cache.clear()
         serving.reset()
-        engine.reset_runtime()
+        reset_runtime()
         service.reset_caches()
         sealing.reset()
 

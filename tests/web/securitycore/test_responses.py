@@ -23,13 +23,14 @@ from carevault.web.accounts.login_flow import LoginOutcome
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Diagnosis, Prescription
-from carevault.web.securitycore import engine
+from carevault.web.securitycore import scoring
 from carevault.web.securitycore.models import (
     Incident,
     ResponseRecord,
     ResponseStatus,
     SecurityEvent,
 )
+from carevault.web.securitycore.runtime import runtime
 from carevault.web.securitycore.state import current_floor
 from carevault.web.vault import reencrypt, service
 
@@ -275,17 +276,17 @@ def test_a_failure_inside_the_security_layer_never_breaks_the_audited_action(
 
     monkeypatch.setattr(BaselineScorer, "assess", broken)
     doctor = client_for("doctor1")
-    before = engine.runtime().errors
+    before = runtime().errors
     page = doctor.get(detail(patients["patient1"]))
     assert page.status_code == 200
     assert audited("phi.read")[-1].actor == "doctor1"
     # The event is kept, unscored, for a later batch; the failure shows on the dashboard.
     event = SecurityEvent.objects.filter(kind="phi_read").latest("pk")
     assert event.risk is None
-    assert engine.runtime().errors > before
-    assert "the scorer fell over" in engine.runtime().last_error
+    assert runtime().errors > before
+    assert "the scorer fell over" in runtime().last_error
     monkeypatch.undo()
-    assert engine.score_pending() >= 1
+    assert scoring.score_pending() >= 1
     event.refresh_from_db()
     assert event.risk is not None
 
@@ -298,7 +299,7 @@ def test_a_database_error_inside_the_security_layer_is_rolled_back_alone(
             cursor.execute("SELECT * FROM no_such_table")
         raise AssertionError("not reached")  # pragma: no cover
 
-    monkeypatch.setattr(engine, "_store", failing_store)
+    monkeypatch.setattr(scoring, "_store", failing_store)
     page = client_for("doctor1").get(detail(patients["patient1"]))
     assert page.status_code == 200
     assert audited("phi.read")[-1].actor == "doctor1"
@@ -313,7 +314,7 @@ def test_a_database_error_inside_the_security_layer_is_rolled_back_alone(
 
 def test_host_samples_are_taken_between_requests_and_scored(client_for, settings):
     settings.SECURITY_TELEMETRY_SECONDS = 1
-    rt = engine.runtime()
+    rt = runtime()
     assert client_for("doctor1").get(reverse("clinic:doctor_home")).status_code == 200
     assert rt.sampler is not None
     rt.sampler._last_at -= 5  # five seconds since the last sample

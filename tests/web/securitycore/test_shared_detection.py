@@ -25,8 +25,8 @@ from carevault.web.accounts.login_flow import LoginOutcome
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
 from carevault.web.audit.models import AuditEntry
-from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import Incident, ResponseRecord, SecurityEvent
+from carevault.web.securitycore.scoring import observe_event
 
 pytestmark = pytest.mark.django_db
 
@@ -197,9 +197,9 @@ def test_a_run_of_refused_uploads_by_one_account_opens_an_incident_at_its_tenth(
 
     with scoring_with(BLIND):
         for _ in range(rules.REJECTED_UPLOADS_PER_10_MINUTES - 1):
-            engine.observe_event(refused_upload())
+            observe_event(refused_upload())
         assert not Incident.objects.exists()
-        engine.observe_event(refused_upload())
+        observe_event(refused_upload())
     incident = Incident.objects.get(subjects__key="account:labtech1")
     assert "upload_run" in incident.rules
 

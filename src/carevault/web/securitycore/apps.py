@@ -9,6 +9,6 @@ class SecuritycoreConfig(AppConfig):
         # Every audited action is offered to the security layer once it is written.
         from carevault.web.audit import log
 
-        from . import engine
+        from . import scoring
 
-        log.add_observer(engine.observe)
+        log.add_observer(scoring.observe)

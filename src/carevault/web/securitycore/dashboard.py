@@ -20,7 +20,6 @@ from carevault.web.accounts.models import User
 from carevault.web.vault import service
 from carevault.web.vault.models import PatientKey
 
-from . import engine
 from . import state as security_state
 from .models import (
     ACTIVE_STATUSES,
@@ -29,6 +28,7 @@ from .models import (
     ResponseStatus,
     SecurityEvent,
 )
+from .runtime import response_config, runtime, thresholds
 
 INCIDENTS_SHOWN = 50
 TIMELINE_MINUTES = 60
@@ -104,7 +104,7 @@ def timeline(minutes: int = TIMELINE_MINUTES, now: dt.datetime | None = None) ->
                 "events": int(row["events"]) if row else 0,
             }
         )
-    limits = engine.thresholds()
+    limits = thresholds()
     return {
         "minutes": minutes,
         "points": points,
@@ -115,7 +115,7 @@ def timeline(minutes: int = TIMELINE_MINUTES, now: dt.datetime | None = None) ->
 
 
 def detector_health() -> dict[str, Any]:
-    rt = engine.runtime()
+    rt = runtime()
     since = timezone.now() - dt.timedelta(hours=24)
     stored = SecurityEvent.objects.filter(at__gte=since).aggregate(
         events=Count("pk"), highest=Max("risk")
@@ -127,7 +127,7 @@ def detector_health() -> dict[str, Any]:
         "highest_24h": float(stored["highest"] or 0.0),
         "pending": SecurityEvent.objects.filter(risk__isnull=True).count(),
         "host": host,
-        "thresholds": engine.thresholds().as_tuple(),
+        "thresholds": thresholds().as_tuple(),
     }
 
 
@@ -184,5 +184,5 @@ def key_versions() -> dict[str, Any]:
 def floor_context() -> dict[str, Any]:
     return {
         "floor": security_state.current_floor(),
-        "floor_suite": engine.response_config().floor_suite,
+        "floor_suite": response_config().floor_suite,
     }

@@ -2,7 +2,7 @@
 :class:`~carevault.security.events.Event`.
 
 Every audited action passes through :func:`carevault.web.audit.log.record`, so that is where the
-security layer listens (see engine.py). This module decides which actions are events, of which
+security layer listens (see scoring.py). This module decides which actions are events, of which
 kind, and fills the event's fields from the entry and the request. Actions that are the security
 layer's own (responses, blocks, suspensions, officer decisions) and account administration are
 not events: they are what the layer does, not what it watches.

@@ -39,8 +39,8 @@ from carevault.web.diagnosis.models import ClientCutOff
 from carevault.web.errors import ActionError
 from carevault.web.securitycore import actions as security_actions
 from carevault.web.securitycore import dashboard as security_dashboard
-from carevault.web.securitycore import engine as security_engine
 from carevault.web.securitycore.models import Incident, ResponseRecord
+from carevault.web.securitycore.scoring import score_pending
 from carevault.web.vault.models import ClinicianKey, PatientKey
 
 from . import encryption
@@ -280,8 +280,8 @@ def security_state(request: OfficerRequest) -> HttpResponse:
 @role_required(Role.ADMIN)
 def risk_timeline(request: OfficerRequest) -> HttpResponse:
     """The risk per minute as JSON, for the chart (static/js/risk-timeline.js polls it).
-    Events left unscored (batch mode, see securitycore.engine) are scored first."""
-    security_engine.score_pending()
+    Events left unscored (batch mode, see securitycore.scoring) are scored first."""
+    score_pending()
     try:
         minutes = int(request.GET.get("minutes", security_dashboard.TIMELINE_MINUTES))
     except ValueError:

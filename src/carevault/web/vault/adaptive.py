@@ -118,9 +118,9 @@ def _load() -> tuple[float, float, float]:
     """(CPU %, request latency p95 ms, requests per second) from the last host sample this
     process took (zeros before the first one)."""
     try:
-        from carevault.web.securitycore import engine
+        from carevault.web.securitycore.runtime import runtime
 
-        sample = engine.runtime().last_host
+        sample = runtime().last_host
     except Exception:  # telemetry is a hint, never a reason to fail a write
         return 0.0, 0.0, 0.0
     if sample is None:
