@@ -135,6 +135,29 @@ def _force_login_starts_a_real_session(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def requests_commit(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Each request's on-commit callbacks run before its response is finished, as they do in
+    production, where no transaction wraps a request and an action's callbacks run as it
+    commits. The test's own transaction never commits: without this, the security layer's
+    after-commit observer (securitycore/scoring.py) would never see a request's PHI reads and
+    writes, predictions or key operations, nor answer them within the request."""
+    from carevault.web.securitycore.middleware import SecurityMiddleware
+
+    real_init = SecurityMiddleware.__init__
+
+    def init(self: SecurityMiddleware, get_response: Callable[[Any], HttpResponse]) -> None:
+        def committing(request: Any) -> HttpResponse:
+            with django_capture_on_commit_callbacks(execute=True):
+                return get_response(request)
+
+        real_init(self, committing)
+
+    monkeypatch.setattr(SecurityMiddleware, "__init__", init)
+
+
+@pytest.fixture
 def client_for(db: Any, users: dict[str, User]) -> Callable[[str | None], Client]:
     """A logged-in test client for a cast member (None: anonymous)."""
 

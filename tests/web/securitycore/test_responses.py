@@ -53,7 +53,7 @@ def responses(incident):
 
 
 def test_an_ordinary_login_and_record_read_are_low_risk_events_with_no_response(
-    client, packet_login, cast_password, patients
+    client, packet_login, cast_password, patients, requests_commit
 ):
     assert packet_login(client, "doctor1", cast_password).json()["ok"]
     assert client.get(detail(patients["patient1"])).status_code == 200
@@ -173,7 +173,7 @@ def test_a_user_who_mistyped_a_few_times_is_only_asked_for_a_second_factor(
 
 
 def test_a_stolen_session_cookie_used_elsewhere_is_contained_without_locking_out_the_owner(
-    client_for, settings
+    client_for, settings, requests_commit
 ):
     owner = client_for("patient1")
     assert owner.get(reverse("clinic:patient_home")).status_code == 200
@@ -249,7 +249,7 @@ def test_a_stored_record_whose_signature_fails_is_tampering_too(client_for, pati
 # -- any scorer, and a scorer that fails -----------------------------------------------------------
 
 
-def test_any_risk_scorer_drives_the_responses(client_for, patients, users):
+def test_any_risk_scorer_drives_the_responses(client_for, patients, users, requests_commit):
     doctor = client_for("doctor1")
     with scoring_with(FixedScorer(0.9, kinds=("phi_read",))):
         response = doctor.get(detail(patients["patient1"]))
@@ -269,7 +269,7 @@ def test_any_risk_scorer_drives_the_responses(client_for, patients, users):
 
 
 def test_a_failure_inside_the_security_layer_never_breaks_the_audited_action(
-    client_for, patients, monkeypatch
+    client_for, patients, monkeypatch, requests_commit
 ):
     def broken(self, event):
         raise RuntimeError("the scorer fell over")

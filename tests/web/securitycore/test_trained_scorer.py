@@ -40,7 +40,7 @@ def trained(settings, model_dir):
 
 
 def test_the_sealed_ensemble_scores_the_requests_and_an_ordinary_session_stays_quiet(
-    trained, client, packet_login, cast_password, patients
+    trained, client, packet_login, cast_password, patients, requests_commit
 ):
     assert packet_login(client, "doctor1", cast_password).json()["ok"]
     for name in ("patient1", "patient2"):

@@ -28,6 +28,7 @@ from carevault.web.accounts import sessions
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clientinfo import session_hash
+from carevault.web.net import client_address
 
 # Audit action -> event kind. Prefix rules follow (WRITE_PREFIXES).
 ACTION_KINDS: dict[str, EventKind] = {
@@ -226,8 +227,6 @@ def _role(account: User | None) -> str:
 
 
 def _address(request: HttpRequest | None) -> str:
-    from carevault.web.net import client_address
-
     return client_address(request) if request is not None else ""
 
 

@@ -34,6 +34,7 @@ from carevault.security.response import (
 from carevault.web.accounts import handled, throttle, twofactor
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
+from carevault.web.diagnosis.models import ClientCutOff
 
 from . import state as security_state
 from .incidents import attach, done_targets
@@ -88,18 +89,19 @@ def findings_for(observed: Observed, assessment: Assessment) -> tuple[Finding, .
                     f"{windowed} failed logins within the scoring window",
                 )
             )
-    if event.kind is EventKind.PREDICTION and user is not None:
-        from carevault.web.diagnosis.models import ClientCutOff
-
-        if ClientCutOff.objects.filter(user=user, lifted_at__isnull=True).exists():
-            found.append(
-                Finding(
-                    Evidence.EXTRACTION_CUT_OFF,
-                    user.username,
-                    "the extraction guard cut off",
-                    fresh=True,
-                )
+    if (
+        event.kind is EventKind.PREDICTION
+        and user is not None
+        and ClientCutOff.objects.filter(user=user, lifted_at__isnull=True).exists()
+    ):
+        found.append(
+            Finding(
+                Evidence.EXTRACTION_CUT_OFF,
+                user.username,
+                "the extraction guard cut off",
+                fresh=True,
             )
+        )
     return tuple(found)
 
 

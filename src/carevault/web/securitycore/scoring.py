@@ -1,22 +1,31 @@
 """The security layer on the request path: audited action -> event -> score -> stored event,
 then :func:`~.responses.respond` (incident, graduated response).
 
-:func:`observe` is registered with the audit log (apps.py) and sees every entry right after it
-is written. It must never break the action being audited: everything it does runs in a savepoint
-of its own inside a ``try``, so a failure (a scorer that raises, a database error) is logged,
-counted on the dashboard's detector health, rolled back, and the action goes on. It never sees
-its own writes: responses and officer decisions are audited as ``security.*`` (not events), and
-a context flag stops any entry written while it runs from being observed again.
+**When it observes.** The audit log offers every entry to the layer, and the registration says
+when (apps.py). Most kinds (PHI reads and writes, predictions, key operations) are observed by
+:func:`observe_committed` once the action's transaction commits, as Zulip sends its events: an
+action that rolls back never happened and is never scored, and scoring is no part of the
+action's transaction (its locks, its failure). Kinds that gate an attacker (logins, rejected
+packets, denials, uploads, integrity failures: :data:`IMMEDIATE_KINDS`) are the hard rules
+that must block the request being served, so :func:`observe_gating` sees them synchronously,
+inside the action's transaction: their answer (a step-up, an ended session, an address block)
+must be in force before the response leaves and before the attacker's next attempt.
 
-**Scoring on the request path.** Every event is scored synchronously by default: the baseline
+:func:`observe` must never break the action being audited: everything it does runs in a
+transaction of its own (a savepoint inside the action's) inside a ``try``, so a failure (a
+scorer that raises, a database error) is logged, counted on the dashboard's detector health,
+rolled back, and the action goes on. It never sees its own writes: responses and officer
+decisions are audited as ``security.*`` (not events), and entries written while it works are
+offered to no observer (:func:`carevault.web.audit.log.unobserved`).
+
+**Scoring on the request path.** Every event is scored on the request by default: the baseline
 costs one to three indexed COUNT queries, and the trained ensemble is budgeted at p99 <= 1 ms
 per event (issue 5). If the loaded scorer turns out slower than its budget
 (:meth:`.runtime.Runtime.slow`), events of the kinds that do not need an immediate answer (PHI
 reads and writes, predictions, key operations, host samples) are stored unscored and scored in
 one batch by :func:`score_pending` (the dashboard's risk timeline calls it on every poll, and
-:mod:`.batching` at the end of a request). Kinds that gate an attacker (logins, rejected
-packets, denials, uploads, integrity failures) are always scored on the request, because their
-answer (a step-up, an address block) must come before the next attempt.
+:mod:`.batching` at the end of a request). Kinds that gate an attacker are always scored on the
+request, because their answer must come before the next attempt.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import contextvars
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import transaction
@@ -34,18 +45,20 @@ from carevault.security.assessment import Assessment
 from carevault.security.events import AttackClass, Event, EventKind
 from carevault.security.response import Level
 from carevault.web.accounts.models import User
+from carevault.web.audit import log
 from carevault.web.audit.models import AuditEntry
 
 from . import context
 from .models import SecurityEvent
-from .observed import Observed, observe_entry
+from .observed import Observed, kind_of, observe_entry
 from .responses import respond
 from .runtime import Runtime, baseline_limits, policy, runtime
 from .shared_rules import SHARED_KINDS, with_shared_rules
 
 logger = logging.getLogger("carevault.security")
 
-# Kinds whose answer must come before the attacker's next attempt: always scored on the request.
+# Kinds whose answer must come before the attacker's next attempt: observed inside the action's
+# transaction (observe_gating) and always scored on the request.
 IMMEDIATE_KINDS = frozenset(
     {
         EventKind.LOGIN_SUCCESS,
@@ -82,13 +95,27 @@ _busy: contextvars.ContextVar[bool] = contextvars.ContextVar(
 # -- observing -------------------------------------------------------------------------------------
 
 
+def observe_gating(entry: AuditEntry, request: HttpRequest | None) -> None:
+    """The audit log's synchronous observer (registered ``IN_TRANSACTION``): only the kinds
+    that gate an attacker, whose answer must stop the request being served."""
+    if kind_of(entry) in IMMEDIATE_KINDS:
+        observe(entry, request)
+
+
+def observe_committed(entry: AuditEntry, request: HttpRequest | None) -> None:
+    """The audit log's after-commit observer (registered ``AFTER_COMMIT``): every other kind,
+    once the action it stands for has happened."""
+    kind = kind_of(entry)
+    if kind is not None and kind not in IMMEDIATE_KINDS:
+        observe(entry, request)
+
+
 def observe(entry: AuditEntry, request: HttpRequest | None) -> None:
-    """The audit log's observer (never raises; see the module docstring)."""
+    """Turn one audit entry into a scored event (never raises; see the module docstring)."""
     if _busy.get() or not settings.SECURITY_EVENTS:
         return
-    token = _busy.set(True)
     try:
-        with transaction.atomic():
+        with _at_work(), transaction.atomic():
             observed = observe_entry(entry, request or context.current_request())
             if observed is not None:
                 process(observed)
@@ -97,22 +124,29 @@ def observe(entry: AuditEntry, request: HttpRequest | None) -> None:
             "the security layer failed on audit entry %s (%s)", entry.seq, entry.action
         )
         _note_error(exc)
-    finally:
-        _busy.reset(token)
 
 
 def observe_event(event: Event) -> SecurityEvent | None:
     """An event that is not an audit entry (host samples). Never raises."""
     if _busy.get() or not settings.SECURITY_EVENTS:
         return None
-    token = _busy.set(True)
     try:
-        with transaction.atomic():
+        with _at_work(), transaction.atomic():
             return process(Observed(event, 0, None, None, False))
     except Exception as exc:
         logger.exception("the security layer failed on a %s event", event.kind.value)
         _note_error(exc)
         return None
+
+
+@contextmanager
+def _at_work() -> Iterator[None]:
+    """While the layer works it observes nothing again, and the entries it writes (its
+    responses, what the sink does) are offered to no audit observer, now or after commit."""
+    token = _busy.set(True)
+    try:
+        with log.unobserved():
+            yield
     finally:
         _busy.reset(token)
 
@@ -215,35 +249,36 @@ def score_pending(limit: int = PENDING_BATCH) -> int:
     if _busy.get():
         return 0
     done = 0
-    token = _busy.set(True)
     try:
-        rt = runtime()
-        rows = list(SecurityEvent.objects.filter(risk__isnull=True).order_by("at", "pk")[:limit])
-        for row in rows:
-            with transaction.atomic():
-                event = event_of(row)
-                user = User.objects.filter(username=event.actor).first() if event.actor else None
-                assessment, ms = _assess(rt, event)
-                action = ""
-                if row.audit_seq and event.kind in SHARED_KINDS:
-                    found = AuditEntry.objects.filter(seq=row.audit_seq)
-                    action = str(found.values_list("action", flat=True).first() or "")
-                observed = Observed(event, row.audit_seq or 0, user, None, False, action)
-                assessment = with_shared_rules(observed, assessment)
-                row.risk = assessment.risk
-                row.level = int(policy().level(assessment.risk))
-                row.detectors = dict(assessment.detectors)
-                row.features = dict(assessment.features)
-                row.rules = list(assessment.rules)
-                row.score_ms = round(ms, 4)
-                row.save(
-                    update_fields=["risk", "level", "detectors", "features", "rules", "score_ms"]
-                )
-                respond(row, observed, assessment)
-            done += 1
+        with _at_work():
+            rt = runtime()
+            rows = SecurityEvent.objects.filter(risk__isnull=True).order_by("at", "pk")[:limit]
+            for row in list(rows):
+                _score_stored(rt, row)
+                done += 1
     except Exception as exc:
         logger.exception("batch scoring stopped")
         _note_error(exc)
-    finally:
-        _busy.reset(token)
     return done
+
+
+def _score_stored(rt: Runtime, row: SecurityEvent) -> None:
+    """Score one stored event and respond to it, in a transaction of its own."""
+    with transaction.atomic():
+        event = event_of(row)
+        user = User.objects.filter(username=event.actor).first() if event.actor else None
+        assessment, ms = _assess(rt, event)
+        action = ""
+        if row.audit_seq and event.kind in SHARED_KINDS:
+            found = AuditEntry.objects.filter(seq=row.audit_seq)
+            action = str(found.values_list("action", flat=True).first() or "")
+        observed = Observed(event, row.audit_seq or 0, user, None, False, action)
+        assessment = with_shared_rules(observed, assessment)
+        row.risk = assessment.risk
+        row.level = int(policy().level(assessment.risk))
+        row.detectors = dict(assessment.detectors)
+        row.features = dict(assessment.features)
+        row.rules = list(assessment.rules)
+        row.score_ms = round(ms, 4)
+        row.save(update_fields=["risk", "level", "detectors", "features", "rules", "score_ms"])
+        respond(row, observed, assessment)
