@@ -82,7 +82,7 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     here too for tests that commit (live servers). Tests without the database have no
     database-backed store to clear."""
     from carevault.web.diagnosis import serving
-    from carevault.web.securitycore import engine
+    from carevault.web.securitycore.runtime import reset_runtime
     from carevault.web.sharedstate import sealing
     from carevault.web.sharedstate.backend import SharedStateCache
     from carevault.web.vault import service
@@ -105,7 +105,7 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
                 continue
             cache.clear()
         serving.reset()
-        engine.reset_runtime()
+        reset_runtime()
         service.reset_caches()
         sealing.reset()
 
@@ -132,6 +132,29 @@ def _force_login_starts_a_real_session(monkeypatch: pytest.MonkeyPatch) -> None:
         log_in(self, user)
 
     monkeypatch.setattr(Client, "force_login", force_login)
+
+
+@pytest.fixture
+def requests_commit(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Each request's on-commit callbacks run before its response is finished, as they do in
+    production, where no transaction wraps a request and an action's callbacks run as it
+    commits. The test's own transaction never commits: without this, the security layer's
+    after-commit observer (securitycore/scoring.py) would never see a request's PHI reads and
+    writes, predictions or key operations, nor answer them within the request."""
+    from carevault.web.securitycore.middleware import SecurityMiddleware
+
+    real_init = SecurityMiddleware.__init__
+
+    def init(self: SecurityMiddleware, get_response: Callable[[Any], HttpResponse]) -> None:
+        def committing(request: Any) -> HttpResponse:
+            with django_capture_on_commit_callbacks(execute=True):
+                return get_response(request)
+
+        real_init(self, committing)
+
+    monkeypatch.setattr(SecurityMiddleware, "__init__", init)
 
 
 @pytest.fixture

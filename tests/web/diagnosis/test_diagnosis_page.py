@@ -30,7 +30,7 @@ def form_data(features: dict[str, float], model: str = "logistic") -> dict[str, 
 
 
 def test_a_doctor_runs_a_diagnosis_and_it_is_kept_encrypted_in_the_record(
-    client_for, patients, served
+    client_for, patients, served, requests_commit
 ):
     patient = patients["patient1"]
     doctor = client_for("doctor1")

@@ -8,7 +8,7 @@ import pytest
 from security_helpers import FakeClock
 
 from carevault.web.login import throttle
-from carevault.web.securitycore import engine
+from carevault.web.securitycore.runtime import reset_runtime
 
 
 @pytest.fixture(autouse=True)
@@ -17,9 +17,9 @@ def _quiet_and_fresh(settings):
     settings.SECURITY_SYNC_BUDGET_MS = 60_000
     # The shared store is emptied by tests/web/conftest.py (only for tests that use a database:
     # the store is a table unless REDIS_URL is set).
-    engine.reset_runtime()
+    reset_runtime()
     yield
-    engine.reset_runtime()
+    reset_runtime()
 
 
 @pytest.fixture

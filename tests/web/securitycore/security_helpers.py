@@ -20,7 +20,7 @@ from carevault.security.events import Event
 from carevault.web.accounts.models import User
 from carevault.web.login import flow, throttle
 from carevault.web.login.flow import LoginResult
-from carevault.web.securitycore import engine
+from carevault.web.securitycore.runtime import runtime
 
 ATTACKER = "198.51.100.7"
 WRONG = "Tr0ub4dor&3-but-wrong"
@@ -82,7 +82,7 @@ class FixedScorer:
 
 @contextmanager
 def scoring_with(scorer: Any) -> Iterator[None]:
-    rt = engine.runtime()
+    rt = runtime()
     saved = rt.loaded
     rt.loaded = LoadedScorer(scorer, "trained", "fixed", "1", "", "a test scorer")
     try:

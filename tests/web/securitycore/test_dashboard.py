@@ -53,9 +53,9 @@ def response(action, target=None):
 
 
 @pytest.fixture
-def attacked(client_for, patients):
+def attacked(client_for, patients, django_capture_on_commit_callbacks):
     """A doctor found tampered data (level 4), and a doctor2 session read like a scraper
-    according to the scorer in use (level 3)."""
+    according to the scorer in use (level 3). Reads are scored once they commit."""
     tamper(patients["patient1"])
     assert (
         client_for("doctor1")
@@ -63,7 +63,10 @@ def attacked(client_for, patients):
         .status_code
         == 200
     )
-    with scoring_with(FixedScorer(0.9, kinds=("phi_read",))):
+    with (
+        scoring_with(FixedScorer(0.9, kinds=("phi_read",))),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         client_for("doctor2").get(reverse("clinic:patient_detail", args=[patients["patient3"].pk]))
     assert User.objects.get(username="doctor2").is_suspended
     return patients
@@ -132,10 +135,13 @@ def test_the_security_pages_and_the_chart_data_are_for_officers_only(client_for,
 
 
 def test_the_officer_acknowledges_an_incident_with_htmx_and_a_worse_event_reopens_it(
-    client_for, patients, clock, settings
+    client_for, patients, clock, settings, django_capture_on_commit_callbacks
 ):
     # doctor2 reads like a scraper, by the scorer in use: level 2, the session is ended.
-    with scoring_with(FixedScorer(0.75, kinds=("phi_read",))):
+    with (
+        scoring_with(FixedScorer(0.75, kinds=("phi_read",))),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         client_for("doctor2").get(reverse("clinic:patient_detail", args=[patients["patient3"].pk]))
     incident = Incident.objects.get(subjects__key="account:doctor2")
     assert incident.level == 2

@@ -23,13 +23,14 @@ from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Diagnosis, Prescription
 from carevault.web.login import factor_state, throttle
 from carevault.web.login.flow import LoginOutcome
-from carevault.web.securitycore import engine
+from carevault.web.securitycore import scoring
 from carevault.web.securitycore.models import (
     Incident,
     ResponseRecord,
     ResponseStatus,
     SecurityEvent,
 )
+from carevault.web.securitycore.runtime import runtime
 from carevault.web.securitycore.state import current_floor
 from carevault.web.vault import reencrypt, service
 
@@ -52,7 +53,7 @@ def responses(incident):
 
 
 def test_an_ordinary_login_and_record_read_are_low_risk_events_with_no_response(
-    client, packet_login, cast_password, patients
+    client, packet_login, cast_password, patients, requests_commit
 ):
     assert packet_login(client, "doctor1", cast_password).json()["ok"]
     assert client.get(detail(patients["patient1"])).status_code == 200
@@ -172,7 +173,7 @@ def test_a_user_who_mistyped_a_few_times_is_only_asked_for_a_second_factor(
 
 
 def test_a_stolen_session_cookie_used_elsewhere_is_contained_without_locking_out_the_owner(
-    client_for, settings
+    client_for, settings, requests_commit
 ):
     owner = client_for("patient1")
     assert owner.get(reverse("clinic:patient_home")).status_code == 200
@@ -248,7 +249,7 @@ def test_a_stored_record_whose_signature_fails_is_tampering_too(client_for, pati
 # -- any scorer, and a scorer that fails -----------------------------------------------------------
 
 
-def test_any_risk_scorer_drives_the_responses(client_for, patients, users):
+def test_any_risk_scorer_drives_the_responses(client_for, patients, users, requests_commit):
     doctor = client_for("doctor1")
     with scoring_with(FixedScorer(0.9, kinds=("phi_read",))):
         response = doctor.get(detail(patients["patient1"]))
@@ -268,24 +269,24 @@ def test_any_risk_scorer_drives_the_responses(client_for, patients, users):
 
 
 def test_a_failure_inside_the_security_layer_never_breaks_the_audited_action(
-    client_for, patients, monkeypatch
+    client_for, patients, monkeypatch, requests_commit
 ):
     def broken(self, event):
         raise RuntimeError("the scorer fell over")
 
     monkeypatch.setattr(BaselineScorer, "assess", broken)
     doctor = client_for("doctor1")
-    before = engine.runtime().errors
+    before = runtime().errors
     page = doctor.get(detail(patients["patient1"]))
     assert page.status_code == 200
     assert audited("phi.read")[-1].actor == "doctor1"
     # The event is kept, unscored, for a later batch; the failure shows on the dashboard.
     event = SecurityEvent.objects.filter(kind="phi_read").latest("pk")
     assert event.risk is None
-    assert engine.runtime().errors > before
-    assert "the scorer fell over" in engine.runtime().last_error
+    assert runtime().errors > before
+    assert "the scorer fell over" in runtime().last_error
     monkeypatch.undo()
-    assert engine.score_pending() >= 1
+    assert scoring.score_pending() >= 1
     event.refresh_from_db()
     assert event.risk is not None
 
@@ -298,7 +299,7 @@ def test_a_database_error_inside_the_security_layer_is_rolled_back_alone(
             cursor.execute("SELECT * FROM no_such_table")
         raise AssertionError("not reached")  # pragma: no cover
 
-    monkeypatch.setattr(engine, "_store", failing_store)
+    monkeypatch.setattr(scoring, "_store", failing_store)
     page = client_for("doctor1").get(detail(patients["patient1"]))
     assert page.status_code == 200
     assert audited("phi.read")[-1].actor == "doctor1"
@@ -313,7 +314,7 @@ def test_a_database_error_inside_the_security_layer_is_rolled_back_alone(
 
 def test_host_samples_are_taken_between_requests_and_scored(client_for, settings):
     settings.SECURITY_TELEMETRY_SECONDS = 1
-    rt = engine.runtime()
+    rt = runtime()
     assert client_for("doctor1").get(reverse("clinic:doctor_home")).status_code == 200
     assert rt.sampler is not None
     rt.sampler._last_at -= 5  # five seconds since the last sample

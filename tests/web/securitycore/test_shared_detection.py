@@ -25,8 +25,8 @@ from carevault.web.audit.log import Outcome, record
 from carevault.web.audit.models import AuditEntry
 from carevault.web.login import flow, throttle
 from carevault.web.login.flow import LoginOutcome
-from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import Incident, ResponseRecord, SecurityEvent
+from carevault.web.securitycore.scoring import observe_event
 
 pytestmark = pytest.mark.django_db
 
@@ -197,21 +197,29 @@ def test_a_run_of_refused_uploads_by_one_account_opens_an_incident_at_its_tenth(
 
     with scoring_with(BLIND):
         for _ in range(rules.REJECTED_UPLOADS_PER_10_MINUTES - 1):
-            engine.observe_event(refused_upload())
+            observe_event(refused_upload())
         assert not Incident.objects.exists()
-        engine.observe_event(refused_upload())
+        observe_event(refused_upload())
     incident = Incident.objects.get(subjects__key="account:labtech1")
     assert "upload_run" in incident.rules
 
 
-def test_a_burst_of_break_the_glass_grants_by_one_doctor_opens_an_incident(users, patients):
+def test_a_burst_of_break_the_glass_grants_by_one_doctor_opens_an_incident(
+    users, patients, django_capture_on_commit_callbacks
+):
     doctor = users["doctor2"]
     patient = patients["patient1"]
+
+    def grant() -> None:
+        # A grant is a PHI write: observed once it commits.
+        with django_capture_on_commit_callbacks(execute=True):
+            record("breakglass.open", actor=doctor, outcome=Outcome.ALERT, patient_id=patient.pk)
+
     with scoring_with(BLIND):
         for _ in range(rules.BREAKGLASS_PER_HOUR - 1):
-            record("breakglass.open", actor=doctor, outcome=Outcome.ALERT, patient_id=patient.pk)
+            grant()
         assert not Incident.objects.exists()
-        record("breakglass.open", actor=doctor, outcome=Outcome.ALERT, patient_id=patient.pk)
+        grant()
     incident = Incident.objects.get(subjects__key="account:doctor2")
     assert "breakglass_burst" in incident.rules
     # No live session to step up here: watched, nobody locked out.

@@ -11,8 +11,8 @@ from carevault.modelstore.datadir import model_store
 from carevault.security import training
 from carevault.security.scoring import MODEL_NAME
 from carevault.web.login import throttle
-from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import Incident, SecurityEvent
+from carevault.web.securitycore.runtime import reset_runtime, runtime
 
 pytestmark = pytest.mark.django_db
 
@@ -36,12 +36,12 @@ def model_dir(tmp_path_factory):
 @pytest.fixture
 def trained(settings, model_dir):
     settings.DATA_DIR = model_dir
-    engine.reset_runtime()
+    reset_runtime()
     return model_dir
 
 
 def test_the_sealed_ensemble_scores_the_requests_and_an_ordinary_session_stays_quiet(
-    trained, client, packet_login, cast_password, patients
+    trained, client, packet_login, cast_password, patients, requests_commit
 ):
     assert packet_login(client, "doctor1", cast_password).json()["ok"]
     for name in ("patient1", "patient2"):
@@ -59,7 +59,7 @@ def test_the_sealed_ensemble_scores_the_requests_and_an_ordinary_session_stays_q
     assert all(set(e.detectors) == DETECTORS for e in events)
     assert max(e.risk for e in events) < 0.5
     assert not Incident.objects.exists()
-    health = engine.runtime().health()
+    health = runtime().health()
     assert (health["kind"], health["name"], health["version"]) == ("trained", MODEL_NAME, "1")
 
 
@@ -89,10 +89,10 @@ def test_a_password_guesser_is_flagged_by_the_ensemble_and_answered_on_the_accou
 def test_a_newer_sealed_model_is_picked_up_without_a_restart(settings, tmp_path):
     settings.DATA_DIR = tmp_path
     settings.SECURITY_MODEL_CHECK_SECONDS = 0
-    engine.reset_runtime()
-    assert engine.runtime().loaded.kind == "baseline"
+    reset_runtime()
+    assert runtime().loaded.kind == "baseline"
     train_into(tmp_path)
-    loaded = engine.runtime().loaded
+    loaded = runtime().loaded
     assert (loaded.kind, loaded.version) == ("trained", "1")
 
 
@@ -103,7 +103,7 @@ def test_a_tampered_model_is_refused_and_the_baseline_keeps_guarding(settings, t
     data[len(data) // 2] ^= 0x01
     sealed.write_bytes(bytes(data))
     settings.DATA_DIR = tmp_path
-    engine.reset_runtime()
-    loaded = engine.runtime().loaded
+    reset_runtime()
+    loaded = runtime().loaded
     assert loaded.kind == "baseline"
     assert "refused" in loaded.note

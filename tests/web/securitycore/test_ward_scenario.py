@@ -26,8 +26,8 @@ from carevault.security import training
 from carevault.security.response import Level
 from carevault.web.accounts.models import Role, User
 from carevault.web.login import challenges, throttle
-from carevault.web.securitycore import engine
 from carevault.web.securitycore.models import Incident, ResponseRecord, SecurityEvent
+from carevault.web.securitycore.runtime import reset_runtime
 from carevault.web.securitycore.state import current_floor
 from carevault.web.vault.models import ReencryptionJob
 
@@ -54,7 +54,7 @@ def model_dir(tmp_path_factory):
 def scorer(request, settings) -> Iterator[str]:
     if request.param == "trained":
         settings.DATA_DIR = request.getfixturevalue("model_dir")
-        engine.reset_runtime()
+        reset_runtime()
         yield request.param
     elif request.param == "certain-attack":
         with scoring_with(FixedScorer(1.0, kinds=("login_failure", "packet_rejected"))):

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from carevault.crypto import Suite
 from carevault.security.telemetry import HostSample
-from carevault.web.securitycore import engine, state
+from carevault.web.securitycore import runtime, state, write_risk
 from carevault.web.securitycore.models import SecurityEvent, SecurityState
 from carevault.web.securitycore.write_risk import RISK_WINDOW, SecurityRiskSource
 from carevault.web.vault import context
@@ -50,17 +50,17 @@ def test_a_session_the_detectors_have_not_seen_has_no_risk(db, source):
 def test_the_host_load_is_the_last_sample_this_process_took(source, settings):
     settings.SECURITY_TELEMETRY_SECONDS = 10
     assert source.host_load() == IDLE  # before the first sample
-    engine.runtime().last_host = HostSample(
+    runtime.runtime().last_host = HostSample(
         at=0.0, cpu=0.5, memory=0.4, net_mbps=1.0, latency_p95_ms=120.0, requests=30
     )
     assert source.host_load() == HostLoad(cpu_percent=50.0, latency_ms=120.0, traffic_rps=3.0)
 
 
 def test_a_host_load_that_cannot_be_had_is_idle(source, monkeypatch):
-    def broken() -> engine.Runtime:
+    def broken() -> runtime.Runtime:
         raise RuntimeError("no scorer")
 
-    monkeypatch.setattr(engine, "runtime", broken)
+    monkeypatch.setattr(write_risk, "runtime", broken)
     assert source.host_load() == IDLE
 
 

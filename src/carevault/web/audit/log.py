@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
+import enum
+import functools
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
@@ -25,10 +29,32 @@ GENESIS = "0" * 64
 
 logger = logging.getLogger(__name__)
 
-# Told about every appended entry, after it is written: the security layer turns audited actions
-# into security events (carevault.web.securitycore registers itself when the app is ready).
+# Told about every appended entry: the security layer turns audited actions into security events
+# (carevault.web.securitycore registers itself when the app is ready).
 Observer = Callable[["AuditEntry", "HttpRequest | None"], None]
-_observers: list[Observer] = []
+
+
+class When(enum.Enum):
+    """When an observer is told about an entry; every registration says which."""
+
+    # Once the action's transaction commits (at once when there is none): the observer sees
+    # only actions that happened, and its work is no part of the action's transaction. The
+    # default, as Zulip sends its events.
+    AFTER_COMMIT = "after_commit"
+    # Right after the entry is written, inside the action's transaction: only for an observer
+    # whose answer must stop the request being served (a hard rule that gates an attacker).
+    IN_TRANSACTION = "in_transaction"
+
+
+AFTER_COMMIT = When.AFTER_COMMIT
+IN_TRANSACTION = When.IN_TRANSACTION
+
+_observers: list[tuple[Observer, When]] = []
+# Set while an observer writes entries of its own (its responses): those are what it does, not
+# what it watches, and are offered to no observer (never a loop).
+_unobserved: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "carevault_audit_unobserved", default=False
+)
 
 
 class Outcome:
@@ -134,24 +160,45 @@ def record(
     return entry
 
 
-def add_observer(observer: Observer) -> None:
-    if observer not in _observers:
-        _observers.append(observer)
+def add_observer(observer: Observer, *, when: When = AFTER_COMMIT) -> None:
+    """Tell ``observer`` about every entry appended from now on, ``when`` it says."""
+    remove_observer(observer)
+    _observers.append((observer, when))
 
 
 def remove_observer(observer: Observer) -> None:
-    if observer in _observers:
-        _observers.remove(observer)
+    _observers[:] = [(o, w) for o, w in _observers if o != observer]
+
+
+@contextmanager
+def unobserved() -> Iterator[None]:
+    """Entries written inside are offered to no observer (an observer's own writes)."""
+    token = _unobserved.set(True)
+    try:
+        yield
+    finally:
+        _unobserved.reset(token)
 
 
 def _notify(entry: AuditEntry, request: HttpRequest | None) -> None:
-    """Tell the observers. Whatever happens in one of them, the audited action goes on: the
-    entry is written, and a failure here is logged, never raised."""
-    for observer in tuple(_observers):
-        try:
-            observer(entry, request)
-        except Exception:
-            logger.exception("an audit observer failed on entry %s (%s)", entry.seq, entry.action)
+    """Tell the observers, each when it registered for: a synchronous one now, inside the
+    caller's transaction; the others once it commits (never, if it rolls back)."""
+    if _unobserved.get():
+        return
+    for observer, when in tuple(_observers):
+        if when is IN_TRANSACTION:
+            _tell(observer, entry, request)
+        else:
+            transaction.on_commit(functools.partial(_tell, observer, entry, request), robust=True)
+
+
+def _tell(observer: Observer, entry: AuditEntry, request: HttpRequest | None) -> None:
+    """Whatever happens in an observer, the audited action goes on: the entry is written, and
+    a failure here is logged, never raised."""
+    try:
+        observer(entry, request)
+    except Exception:
+        logger.exception("an audit observer failed on entry %s (%s)", entry.seq, entry.action)
 
 
 @dataclass(frozen=True)

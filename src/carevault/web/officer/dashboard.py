@@ -22,7 +22,6 @@ from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome
 from carevault.web.audit.models import AuditEntry
 from carevault.web.login import throttle
-from carevault.web.securitycore import engine
 from carevault.web.securitycore import state as security_state
 from carevault.web.securitycore.models import (
     ACTIVE_STATUSES,
@@ -31,6 +30,8 @@ from carevault.web.securitycore.models import (
     ResponseStatus,
     SecurityEvent,
 )
+from carevault.web.securitycore.runtime import response_config, runtime, thresholds
+from carevault.web.securitycore.scoring import score_pending
 from carevault.web.vault import service
 from carevault.web.vault.models import ClinicianKey, PatientKey
 
@@ -143,9 +144,9 @@ def recent_responses(limit: int = 20) -> list[ResponseRecord]:
 
 def timeline(minutes: int = TIMELINE_MINUTES, now: dt.datetime | None = None) -> dict[str, Any]:
     """Per minute: the highest and mean risk and how many events (JSON for the chart). Events
-    left unscored (batch mode, see securitycore.engine) are scored first, so the chart shows
+    left unscored (batch mode, see securitycore.scoring) are scored first, so the chart shows
     them."""
-    engine.score_pending()
+    score_pending()
     minutes = max(5, min(int(minutes), MAX_TIMELINE_MINUTES))
     now = (now or timezone.now()).replace(second=0, microsecond=0)
     start = now - dt.timedelta(minutes=minutes - 1)
@@ -169,7 +170,7 @@ def timeline(minutes: int = TIMELINE_MINUTES, now: dt.datetime | None = None) ->
                 "events": int(row["events"]) if row else 0,
             }
         )
-    limits = engine.thresholds()
+    limits = thresholds()
     return {
         "minutes": minutes,
         "points": points,
@@ -180,7 +181,7 @@ def timeline(minutes: int = TIMELINE_MINUTES, now: dt.datetime | None = None) ->
 
 
 def detector_health() -> dict[str, Any]:
-    rt = engine.runtime()
+    rt = runtime()
     since = timezone.now() - dt.timedelta(hours=24)
     stored = SecurityEvent.objects.filter(at__gte=since).aggregate(
         events=Count("pk"), highest=Max("risk")
@@ -192,7 +193,7 @@ def detector_health() -> dict[str, Any]:
         "highest_24h": float(stored["highest"] or 0.0),
         "pending": SecurityEvent.objects.filter(risk__isnull=True).count(),
         "host": host,
-        "thresholds": engine.thresholds().as_tuple(),
+        "thresholds": thresholds().as_tuple(),
     }
 
 
@@ -249,5 +250,5 @@ def key_versions() -> dict[str, Any]:
 def floor_context() -> dict[str, Any]:
     return {
         "floor": security_state.current_floor(),
-        "floor_suite": engine.response_config().floor_suite,
+        "floor_suite": response_config().floor_suite,
     }

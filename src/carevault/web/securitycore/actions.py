@@ -17,9 +17,11 @@ from carevault.web.clientinfo import ClientInfo
 from carevault.web.errors import Conflict, NotAllowed
 from carevault.web.login import handled, throttle
 
-from . import engine
 from . import state as security_state
+from .incidents import state_of_incident, subjects_of_incident
 from .models import Incident, IncidentStatus, ResponseRecord, ResponseStatus
+from .responses import record_response
+from .runtime import policy
 from .sink import WebResponseSink
 
 
@@ -92,13 +94,13 @@ def do_escalate_incident(
     if locked.level >= Level.ROTATE:
         raise Conflict(f"incident #{locked.pk} is at the highest level already")
     level = Level(locked.level + 1)
-    subjects = engine.subjects_of_incident(locked)
-    state = engine.state_of_incident(locked, subjects)
+    subjects = subjects_of_incident(locked)
+    state = state_of_incident(locked, subjects)
     explanation = (
         f"escalated to {level.label} by {acting_user.username}; "
         f"incident #{locked.pk}: {locked.explanation}"
     )[:2000]
-    actions = engine.policy().plan_level(level, subjects, state, explanation)
+    actions = policy().plan_level(level, subjects, state, explanation)
     locked.level = int(level)
     locked.escalations += 1
     locked.status = IncidentStatus.ACKNOWLEDGED
@@ -120,7 +122,7 @@ def do_escalate_incident(
     )
     sink = WebResponseSink(locked, live_request=None, ordered_by=acting_user)
     return [
-        engine.record_response(locked, None, result, request=request, ordered_by=acting_user)
+        record_response(locked, None, result, request=request, ordered_by=acting_user)
         for result in execute(actions, sink)
     ]
 

@@ -11,10 +11,13 @@ class SecuritycoreConfig(AppConfig):
         from carevault.web.audit import log
         from carevault.web.vault import context
 
-        from . import engine, write_risk
+        from . import scoring, write_risk
 
-        # Every audited action is offered to the security layer once it is written.
-        log.add_observer(engine.observe)
+        # Every audited action is offered to the security layer once it is written: the kinds
+        # that gate an attacker inside the action's transaction (their answer must stop the
+        # request), every other kind once the action commits (see scoring.py).
+        log.add_observer(scoring.observe_gating, when=log.IN_TRANSACTION)
+        log.add_observer(scoring.observe_committed, when=log.AFTER_COMMIT)
         # Every write's context asks the security layer for its session's risk and the host's
         # load, and every encryption decision for the raised floor.
         context.register_risk_source(write_risk.SecurityRiskSource())

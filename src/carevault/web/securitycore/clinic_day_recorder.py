@@ -7,7 +7,7 @@ and usernames, an e-mail address typed as the username, a doctor working through
 a lab technician uploading a batch of results, night-shift logins, patients on phones behind a
 carrier's NAT (several patients on one address, one moved mid-session), an officer reviewing the
 dashboard. The server writes security events as it always does; when the day is over they are
-read back (``engine.event_of``, the very objects the engine scores) and written as a JSONL log.
+read back (``scoring.event_of``, the very objects the engine scores) and written as a JSONL log.
 
 **The clock.** A day of clicks is played in a few minutes, and the features count per minute
 and per hour, so real time would make forty patients in two minutes look like scraping. Each
@@ -472,8 +472,8 @@ def record(out: Path, *, short: bool = False, keep: Path | None = None) -> dict[
     from carevault.web.demo import DEMO_PDF
 
     from . import clinic_day_setup
-    from .engine import event_of
     from .models import SecurityEvent
+    from .scoring import event_of
 
     password = "day-" + secrets.token_urlsafe(12)
     started = time.perf_counter()

@@ -20,7 +20,8 @@ from carevault.web.login import sessions
 from carevault.web.login.middleware import SessionGuardMiddleware
 from carevault.web.login.views import LOGIN_FAILED
 
-from . import context, engine
+from . import context
+from .batching import after_request
 
 logger = logging.getLogger("carevault.security")
 
@@ -43,7 +44,7 @@ class SecurityMiddleware:
             context.leave(token)
         if pending.end_session:
             response = self._end(request, response, pending.end_session)
-        engine.after_request((time.perf_counter() - started) * 1000)
+        after_request((time.perf_counter() - started) * 1000)
         return response
 
     @staticmethod

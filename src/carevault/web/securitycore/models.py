@@ -97,7 +97,7 @@ class SecurityEvent(models.Model):
     # The event's remaining fields (uploads, host samples, timing): Event(**...) rebuilds it.
     payload = models.JSONField(default=dict)
     audit_seq = models.BigIntegerField(null=True, blank=True)
-    # None until scored (events deferred to batch scoring, see engine.py).
+    # None until scored (events deferred to batch scoring, see scoring.py).
     risk = models.FloatField(null=True, blank=True)
     level = models.PositiveSmallIntegerField(default=0)
     detectors = models.JSONField(default=dict)

@@ -2,7 +2,7 @@
 :class:`~carevault.security.events.Event`.
 
 Every audited action passes through :func:`carevault.web.audit.log.record`, so that is where the
-security layer listens (see engine.py). This module decides which actions are events, of which
+security layer listens (see scoring.py). This module decides which actions are events, of which
 kind, and fills the event's fields from the entry and the request. Actions that are the security
 layer's own (responses, blocks, suspensions, officer decisions) and account administration are
 not events: they are what the layer does, not what it watches.
@@ -28,6 +28,7 @@ from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clientinfo import session_hash
 from carevault.web.login import sessions
+from carevault.web.net import client_address
 
 # Audit action -> event kind. Prefix rules follow (WRITE_PREFIXES).
 ACTION_KINDS: dict[str, EventKind] = {
@@ -226,8 +227,6 @@ def _role(account: User | None) -> str:
 
 
 def _address(request: HttpRequest | None) -> str:
-    from carevault.web.net import client_address
-
     return client_address(request) if request is not None else ""
 
 

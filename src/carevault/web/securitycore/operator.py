@@ -130,9 +130,9 @@ def activity(since: dt.datetime, limit: int = 20_000) -> dict[str, Any]:
     since, whatever its status, with all its responses (in force or not). The attack lab reads
     it after each scenario to say whether, when and how hard the AI layer answered; the officer
     reads it after a drill. Events still unscored are scored first, so nothing is missing."""
-    from . import engine
+    from .scoring import score_pending
 
-    while engine.score_pending():
+    while score_pending():
         pass
     events = [
         {

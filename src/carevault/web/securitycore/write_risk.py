@@ -18,8 +18,9 @@ from django.utils import timezone
 from carevault.crypto import CryptoError, Suite
 from carevault.web.vault.context import IDLE, HostLoad
 
-from . import engine, state
+from . import state
 from .models import SecurityEvent
+from .runtime import runtime
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class SecurityRiskSource:
         """CPU %, request latency p95 (ms) and requests per second from the last host sample
         this process took (idle before the first one: a command or a worker takes none)."""
         try:
-            sample = engine.runtime().last_host
+            sample = runtime().last_host
         except Exception:  # telemetry is a hint, never a reason to fail a write
             return IDLE
         if sample is None:

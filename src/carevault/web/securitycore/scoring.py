@@ -1,0 +1,284 @@
+"""The security layer on the request path: audited action -> event -> score -> stored event,
+then :func:`~.responses.respond` (incident, graduated response).
+
+**When it observes.** The audit log offers every entry to the layer, and the registration says
+when (apps.py). Most kinds (PHI reads and writes, predictions, key operations) are observed by
+:func:`observe_committed` once the action's transaction commits, as Zulip sends its events: an
+action that rolls back never happened and is never scored, and scoring is no part of the
+action's transaction (its locks, its failure). Kinds that gate an attacker (logins, rejected
+packets, denials, uploads, integrity failures: :data:`IMMEDIATE_KINDS`) are the hard rules
+that must block the request being served, so :func:`observe_gating` sees them synchronously,
+inside the action's transaction: their answer (a step-up, an ended session, an address block)
+must be in force before the response leaves and before the attacker's next attempt.
+
+:func:`observe` must never break the action being audited: everything it does runs in a
+transaction of its own (a savepoint inside the action's) inside a ``try``, so a failure (a
+scorer that raises, a database error) is logged, counted on the dashboard's detector health,
+rolled back, and the action goes on. It never sees its own writes: responses and officer
+decisions are audited as ``security.*`` (not events), and entries written while it works are
+offered to no observer (:func:`carevault.web.audit.log.unobserved`).
+
+**Scoring on the request path.** Every event is scored on the request by default: the baseline
+costs one to three indexed COUNT queries, and the trained ensemble is budgeted at p99 <= 1 ms
+per event (issue 5). If the loaded scorer turns out slower than its budget
+(:meth:`.runtime.Runtime.slow`), events of the kinds that do not need an immediate answer (PHI
+reads and writes, predictions, key operations, host samples) are stored unscored and scored in
+one batch by :func:`score_pending` (the dashboard's risk timeline calls it on every poll, and
+:mod:`.batching` at the end of a request). Kinds that gate an attacker are always scored on the
+request, because their answer must come before the next attempt.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+
+from carevault.security.assessment import Assessment
+from carevault.security.events import AttackClass, Event, EventKind
+from carevault.security.response import Level
+from carevault.web.accounts.models import User
+from carevault.web.audit import log
+from carevault.web.audit.models import AuditEntry
+
+from . import context
+from .models import SecurityEvent
+from .observed import Observed, kind_of, observe_entry
+from .responses import respond
+from .runtime import Runtime, baseline_limits, policy, runtime
+from .shared_rules import SHARED_KINDS, with_shared_rules
+
+logger = logging.getLogger("carevault.security")
+
+# Kinds whose answer must come before the attacker's next attempt: observed inside the action's
+# transaction (observe_gating) and always scored on the request.
+IMMEDIATE_KINDS = frozenset(
+    {
+        EventKind.LOGIN_SUCCESS,
+        EventKind.LOGIN_FAILURE,
+        EventKind.PACKET_REJECTED,
+        EventKind.ACCESS_DENIED,
+        EventKind.UPLOAD,
+        EventKind.SIGNATURE_FAILURE,
+        EventKind.DECRYPTION_FAILURE,
+    }
+)
+# Event fields kept in SecurityEvent.payload (the others have columns).
+_PAYLOAD_FIELDS = (
+    "rtt_ms",
+    "upload_bytes",
+    "declared_type",
+    "sniffed_type",
+    "suite_id",
+    "key_bytes",
+    "header_ok",
+    "stored_data",
+    "cpu",
+    "net_mbps",
+    "latency_ms",
+    "refused",
+)
+PENDING_BATCH = 200
+
+_busy: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "carevault_security_busy", default=False
+)
+
+
+# -- observing -------------------------------------------------------------------------------------
+
+
+def observe_gating(entry: AuditEntry, request: HttpRequest | None) -> None:
+    """The audit log's synchronous observer (registered ``IN_TRANSACTION``): only the kinds
+    that gate an attacker, whose answer must stop the request being served."""
+    if kind_of(entry) in IMMEDIATE_KINDS:
+        observe(entry, request)
+
+
+def observe_committed(entry: AuditEntry, request: HttpRequest | None) -> None:
+    """The audit log's after-commit observer (registered ``AFTER_COMMIT``): every other kind,
+    once the action it stands for has happened."""
+    kind = kind_of(entry)
+    if kind is not None and kind not in IMMEDIATE_KINDS:
+        observe(entry, request)
+
+
+def observe(entry: AuditEntry, request: HttpRequest | None) -> None:
+    """Turn one audit entry into a scored event (never raises; see the module docstring)."""
+    if _busy.get() or not settings.SECURITY_EVENTS:
+        return
+    try:
+        with _at_work(), transaction.atomic():
+            observed = observe_entry(entry, request or context.current_request())
+            if observed is not None:
+                process(observed)
+    except Exception as exc:
+        logger.exception(
+            "the security layer failed on audit entry %s (%s)", entry.seq, entry.action
+        )
+        _note_error(exc)
+
+
+def observe_event(event: Event) -> SecurityEvent | None:
+    """An event that is not an audit entry (host samples). Never raises."""
+    if _busy.get() or not settings.SECURITY_EVENTS:
+        return None
+    try:
+        with _at_work(), transaction.atomic():
+            return process(Observed(event, 0, None, None, False))
+    except Exception as exc:
+        logger.exception("the security layer failed on a %s event", event.kind.value)
+        _note_error(exc)
+        return None
+
+
+@contextmanager
+def _at_work() -> Iterator[None]:
+    """While the layer works it observes nothing again, and the entries it writes (its
+    responses, what the sink does) are offered to no audit observer, now or after commit."""
+    token = _busy.set(True)
+    try:
+        with log.unobserved():
+            yield
+    finally:
+        _busy.reset(token)
+
+
+def _note_error(exc: BaseException) -> None:
+    try:
+        runtime().record_error(exc)
+    except Exception:  # the runtime itself could not be built: already logged
+        logger.debug("no runtime to count the error in")
+
+
+def process(observed: Observed) -> SecurityEvent:
+    """Score, store, attach to an incident and respond (inside the caller's savepoint)."""
+    rt = runtime()
+    event = observed.event
+    if event.kind not in IMMEDIATE_KINDS and rt.slow():
+        rt.deferred += 1
+        return _store(observed, None, 0.0, rt)
+    try:
+        assessment, ms = _assess(rt, event)
+    except Exception as exc:
+        # Kept unscored (not lost): score_pending() tries again once the scorer works.
+        logger.exception("the risk scorer failed on a %s event", event.kind.value)
+        rt.record_error(exc)
+        rt.deferred += 1
+        return _store(observed, None, 0.0, rt)
+    assessment = with_shared_rules(observed, assessment)
+    row = _store(observed, assessment, ms, rt)
+    respond(row, observed, assessment)
+    return row
+
+
+def _assess(rt: Runtime, event: Event) -> tuple[Assessment, float]:
+    if rt.loaded.scorer is rt.baseline:
+        rt.baseline.limits = baseline_limits()
+    started = time.perf_counter()
+    assessment = rt.loaded.scorer.assess(event)
+    ms = (time.perf_counter() - started) * 1000
+    rt.record_timing(ms)
+    risk = float(assessment.risk)
+    if not 0.0 <= risk <= 1.0:  # also catches NaN
+        raise ValueError(f"the scorer returned a risk outside [0, 1]: {risk!r}")
+    return assessment, ms
+
+
+def _store(
+    observed: Observed, assessment: Assessment | None, ms: float, rt: Runtime
+) -> SecurityEvent:
+    event = observed.event
+    level = policy().level(assessment.risk) if assessment is not None else Level.NONE
+    return SecurityEvent.objects.create(
+        at=dt.datetime.fromtimestamp(event.at, tz=dt.UTC),
+        kind=event.kind.value,
+        actor=event.actor[:150],
+        role=event.role[:16],
+        address=event.address[:64],
+        network=event.network[:64],
+        client=event.client[:64],
+        session=event.session[:64],
+        outcome=event.outcome[:16],
+        records=max(0, event.records),
+        patient=event.patients[0] if len(event.patients) == 1 else "",
+        patients=list(event.patients),
+        payload={name: getattr(event, name) for name in _PAYLOAD_FIELDS},
+        audit_seq=observed.entry_seq or None,
+        risk=assessment.risk if assessment is not None else None,
+        level=int(level),
+        detectors=dict(assessment.detectors) if assessment is not None else {},
+        features=dict(assessment.features) if assessment is not None else {},
+        rules=list(assessment.rules) if assessment is not None else [],
+        scorer=f"{rt.loaded.name} {rt.loaded.version}".strip()[:64],
+        score_ms=round(ms, 4) if assessment is not None else None,
+    )
+
+
+def event_of(row: SecurityEvent) -> Event:
+    """The stored event, rebuilt (batch scoring, retraining)."""
+    payload = row.payload if isinstance(row.payload, dict) else {}
+    known = {name: payload[name] for name in _PAYLOAD_FIELDS if name in payload}
+    return Event(
+        at=row.at.timestamp(),
+        kind=EventKind(row.kind),
+        actor=row.actor,
+        role=row.role,
+        address=row.address,
+        network=row.network,
+        client=row.client,
+        session=row.session,
+        outcome=row.outcome,
+        records=row.records,
+        label=AttackClass.BENIGN,
+        patients=tuple(str(p) for p in row.patients),
+        **known,
+    )
+
+
+def score_pending(limit: int = PENDING_BATCH) -> int:
+    """Score events stored unscored (deferred, or the scorer failed); returns how many. Stops at
+    the first failure (a broken scorer is not retried on every row)."""
+    if _busy.get():
+        return 0
+    done = 0
+    try:
+        with _at_work():
+            rt = runtime()
+            rows = SecurityEvent.objects.filter(risk__isnull=True).order_by("at", "pk")[:limit]
+            for row in list(rows):
+                _score_stored(rt, row)
+                done += 1
+    except Exception as exc:
+        logger.exception("batch scoring stopped")
+        _note_error(exc)
+    return done
+
+
+def _score_stored(rt: Runtime, row: SecurityEvent) -> None:
+    """Score one stored event and respond to it, in a transaction of its own."""
+    with transaction.atomic():
+        event = event_of(row)
+        user = User.objects.filter(username=event.actor).first() if event.actor else None
+        assessment, ms = _assess(rt, event)
+        action = ""
+        if row.audit_seq and event.kind in SHARED_KINDS:
+            found = AuditEntry.objects.filter(seq=row.audit_seq)
+            action = str(found.values_list("action", flat=True).first() or "")
+        observed = Observed(event, row.audit_seq or 0, user, None, False, action)
+        assessment = with_shared_rules(observed, assessment)
+        row.risk = assessment.risk
+        row.level = int(policy().level(assessment.risk))
+        row.detectors = dict(assessment.detectors)
+        row.features = dict(assessment.features)
+        row.rules = list(assessment.rules)
+        row.score_ms = round(ms, 4)
+        row.save(update_fields=["risk", "level", "detectors", "features", "rules", "score_ms"])
+        respond(row, observed, assessment)
