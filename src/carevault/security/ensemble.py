@@ -48,8 +48,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from .calibration import MAX_SURPRISAL, BenignCalibrator
-from .detectors import Detector, attack_mask, default_detectors
-from .detectors._base import as_matrix, as_row
+from .detectors import Detector, as_matrix, as_row, attack_mask, default_detectors
 
 FUSIONS = ("stacking", "max", "fisher")
 _LIMIT = 1e6  # thresholds are kept finite (a tiny validation set may give +-inf)

@@ -27,3 +27,15 @@ class BootstrapForm(forms.Form):
                 widget = self.fields[name].widget
                 if "is-invalid" not in widget.attrs.get("class", ""):
                     widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
+
+
+class ActionErrorsForm(BootstrapForm):
+    """Marks a field invalid also when the error comes from an action after validation
+    (``form.add_error(exc.field, exc.message)``), not only from the form's own cleaning."""
+
+    def add_error(self, field: str | None, error: Any) -> None:
+        super().add_error(field, error)
+        if field in self.fields:
+            widget = self.fields[field].widget
+            if "is-invalid" not in widget.attrs.get("class", ""):
+                widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()

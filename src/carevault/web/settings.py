@@ -218,7 +218,7 @@ UPLOAD_DIR = DATA_DIR / "uploads"
 AUDIT_ANCHOR_DIR = DATA_DIR
 # JSON bodies (web/inputs.py parse_json): larger ones are refused (413) before they are parsed.
 JSON_MAX_BODY_BYTES = _env_int("CAREVAULT_JSON_MAX_BODY_BYTES", 1_000_000, minimum=1024)
-# Self-registrations per client address and hour (accounts/registration.py); 0 turns them off.
+# Self-registrations per client address and hour (clinic/registration.py); 0 turns them off.
 REGISTRATIONS_PER_HOUR = _env_int("CAREVAULT_REGISTRATIONS_PER_HOUR", 20)
 
 # Login hardening (issue 4).

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import Detector
+from ._base import Detector, as_matrix, as_row
 from .autoencoder import AutoencoderDetector
 from .forest import RandomForestDetector, attack_mask
 from .iforest import IsolationForestDetector
@@ -39,6 +39,8 @@ __all__ = [
     "IsolationForestDetector",
     "OneClassSVMDetector",
     "RandomForestDetector",
+    "as_matrix",
+    "as_row",
     "attack_mask",
     "default_detectors",
 ]

@@ -23,8 +23,8 @@ from typing import Any
 from django.conf import settings
 
 from carevault.modelstore.anchor import Anchor, AnchorState, checkpoints_path
-from carevault.web.vault import service
 
+from . import keys
 from .models import AuditEntry, AuditHead
 
 CHECKPOINT_EVERY = 100
@@ -37,7 +37,7 @@ def checkpoint_file() -> Path:
 
 
 def anchor() -> Anchor:
-    return Anchor(settings.AUDIT_ANCHOR_DIR, service.master())
+    return Anchor(settings.AUDIT_ANCHOR_DIR, keys.keys().master())
 
 
 def write_checkpoint() -> dict[str, Any]:

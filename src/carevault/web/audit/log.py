@@ -20,9 +20,8 @@ from django.utils import timezone
 from carevault.crypto import canonical_bytes
 from carevault.web.clientinfo import ClientInfo
 from carevault.web.net import client_address
-from carevault.web.vault import service
 
-from . import anchor
+from . import anchor, keys
 from .models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
@@ -82,7 +81,7 @@ def _entry_fields(entry: AuditEntry) -> dict[str, Any]:
 
 
 def _digest(prev: str, entry: AuditEntry) -> str:
-    key = service.service_secret("audit-chain").expose()
+    key = keys.keys().chain_secret().expose()
     message = prev.encode() + b"\x00" + canonical_bytes(_entry_fields(entry))
     return hmac.new(key, message, sha256).hexdigest()
 

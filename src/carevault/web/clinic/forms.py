@@ -4,12 +4,14 @@ which report them as :class:`carevault.web.errors.ActionError` on the same field
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from django import forms
 
 from carevault.web.accounts.models import Role, User
-from carevault.web.forms import BootstrapForm
+from carevault.web.forms import ActionErrorsForm, BootstrapForm
+from carevault.web.login.sealed_forms import SealedPasswordInput
 
 from .models import DataClass
 
@@ -109,3 +111,25 @@ class AppointmentForm(_PrefixedIds):
 
 class DecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=[("confirm", "Confirm"), ("decline", "Decline")])
+
+
+class RegistrationForm(ActionErrorsForm):
+    username = forms.CharField(max_length=150)
+    # Sealed by the browser (sealed_forms.py): the input has no name, the packet carries it.
+    password = forms.CharField(
+        widget=SealedPasswordInput(attrs={"autocomplete": "new-password"}),
+        max_length=200,
+        strip=False,
+    )
+    name = forms.CharField(label="Full name", max_length=200)
+    birth_date = forms.DateField(
+        label="Date of birth", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    email = forms.EmailField(required=False)
+    phone = forms.CharField(required=False, max_length=40)
+
+    def clean_birth_date(self) -> Any:
+        value = self.cleaned_data["birth_date"]
+        if value > dt.date.today():
+            raise forms.ValidationError("Date of birth must be in the past.")
+        return value

@@ -41,7 +41,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +53,7 @@ from django.utils.crypto import salted_hmac
 
 from carevault.security.rules import REFUSED_PER_WINDOW
 from carevault.web.accounts.models import User
+from carevault.web.accounts.names import normalise
 from carevault.web.audit.log import Outcome, record
 from carevault.web.clientinfo import ClientInfo
 
@@ -522,12 +522,6 @@ def _block(
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def normalise(username: str) -> str:
-    """The name the counters know an account by: "Doctor1", " doctor1" and the same name in
-    fullwidth letters are one account to an attacker, so they are one to the counters."""
-    return unicodedata.normalize("NFKC", str(username)).strip().casefold()
 
 
 def backoff_seconds(failures: int) -> int:

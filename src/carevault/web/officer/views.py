@@ -22,7 +22,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from carevault.web.access import deny, role_required
 from carevault.web.accounts import actions as account_actions
-from carevault.web.accounts.forms import RoleForm, StaffUserForm
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import verify_chain
 from carevault.web.clientinfo import ClientInfo
@@ -39,7 +38,7 @@ from carevault.web.securitycore.models import Incident, ResponseRecord
 from . import dashboard as security_dashboard
 from . import encryption
 from .actions import active_grants_for_review
-from .forms import AuditFilterForm
+from .forms import AuditFilterForm, RoleForm, StaffUserForm
 
 AUDIT_PAGE_SIZE = 50
 USERS_PAGE_SIZE = 25

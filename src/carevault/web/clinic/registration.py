@@ -25,11 +25,11 @@ from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpRequest
 
-from carevault.web.clinic import actions
+from carevault.web.accounts.models import User
 from carevault.web.errors import ValidationFailed
 from carevault.web.net import client_address
 
-from .models import User
+from . import actions
 
 WINDOW_SECONDS = 3600
 LIMITED_MESSAGE = (

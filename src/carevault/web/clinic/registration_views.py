@@ -1,3 +1,5 @@
+"""Patients register themselves (the sign-up page); every other role is made by an officer."""
+
 from __future__ import annotations
 
 from django.contrib import messages
