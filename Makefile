@@ -21,9 +21,12 @@ run: $(STAMP)
 
 test: $(STAMP) lint typecheck unit unit-pg attack-lab
 
+# ruff, and the architecture: imports point down, no cycles, no private imports across packages
+# (the contracts in pyproject.toml, drawn in docs/architecture.md).
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+	$(BIN)/lint-imports --no-logo --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
