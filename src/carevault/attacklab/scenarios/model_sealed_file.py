@@ -3,7 +3,7 @@
 The attacker has write access to the data directory's ``models/`` (a stolen backup put back, a
 compromised deploy job) and changes the sealed logistic model under the running server
 (layout: ``models/diagnosis-logistic/v<N>/{manifest.json, manifest.sig, model.skops.enc}`` and
-``high-water.enc``; modelguard/sealed.py, security/store.py):
+``high-water.enc``; modelguard/sealed.py, modelstore/store.py):
 
 * **tamper**: one bit of the encrypted model flipped; one number of the signed manifest changed;
 * **replay**: the forest's sealed files copied in as a newer logistic version;
