@@ -8,8 +8,8 @@ one does what the dashboard's button does (through the same throttle and state f
 marks the evidence handled so the response does not fire again on it, marks the responses it
 ends as lifted, and writes the audit log (actor: the system, ``via: command line``).
 
-The CLI (cli/security.py) only parses arguments and prints; everything is here, so it is tested without
-a subprocess.
+The CLI (cli/security.py) only parses arguments and prints; everything is here, so it is tested
+without a subprocess.
 """
 
 from __future__ import annotations
