@@ -1,5 +1,6 @@
 """Shared by the security-layer tests: a throttle clock moved by hand, login attempts through
-the flow every login takes, and a scorer of fixed risk (the layer works with any RiskScorer)."""
+the flow every login takes (inside the security middleware, as a served request is), and a scorer
+of fixed risk (the layer works with any RiskScorer)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from carevault.security.events import Event
 from carevault.web.accounts.models import User
 from carevault.web.login import flow, throttle
 from carevault.web.login.flow import LoginResult
+from carevault.web.securitycore.middleware import SecurityMiddleware
 from carevault.web.securitycore.runtime import runtime
 
 ATTACKER = "198.51.100.7"
@@ -60,7 +62,15 @@ def attempt(
     would (a refused attempt is no guess)."""
     clock.advance(throttle.check(username, address).retry_after)
     request = login_request(address)
-    return flow.attempt_password_login(request, username, password), request
+    results: list[LoginResult] = []
+
+    def view(served: HttpRequest) -> HttpResponse:
+        results.append(flow.attempt_password_login(served, username, password))
+        return HttpResponse()
+
+    # The security layer acts on a live session through the middleware, once the view is done.
+    SecurityMiddleware(view)(request)
+    return results[0], request
 
 
 class FixedScorer:

@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from carevault.crypto import canonical_bytes
 from carevault.web.clientinfo import ClientInfo
-from carevault.web.net import client_address
 
 from . import anchor, keys
 from .models import AuditEntry, AuditHead
@@ -28,9 +27,10 @@ GENESIS = "0" * 64
 
 logger = logging.getLogger(__name__)
 
-# Told about every appended entry: the security layer turns audited actions into security events
-# (carevault.web.securitycore registers itself when the app is ready).
-Observer = Callable[["AuditEntry", "HttpRequest | None"], None]
+# Told about every appended entry and the client it was written for (None: written without one;
+# the security layer then looks to the request being served): the security layer turns audited
+# actions into security events (carevault.web.securitycore registers itself when the app is ready).
+Observer = Callable[["AuditEntry", "ClientInfo | None"], None]
 
 
 class When(enum.Enum):
@@ -129,6 +129,7 @@ def record(
         target_id = target_id or str(target.pk)
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
+    who = client if client is not None or request is None else ClientInfo.from_request(request)
     with transaction.atomic():
         head, _ = AuditHead.objects.select_for_update().get_or_create(id=1)
         entry = AuditEntry(
@@ -143,7 +144,7 @@ def record(
             target_type=_text(target_type, 64),
             target_id=_text(target_id, 64),
             patient_id=_text(patient_id or "", 64),
-            address=_text(client.address if client is not None else client_address(request), 64),
+            address=_text(who.address if who is not None else "", 64),
             details=_storable(details or {}),
             prev_digest=head.digest,
         )
@@ -155,7 +156,7 @@ def record(
             # Anchored outside the database once the entry is committed (never a rolled-back
             # head, which would then read as a rewound chain).
             transaction.on_commit(anchor.write_checkpoint_quietly)
-    _notify(entry, request)
+    _notify(entry, who)
     return entry
 
 
@@ -179,23 +180,23 @@ def unobserved() -> Iterator[None]:
         _unobserved.reset(token)
 
 
-def _notify(entry: AuditEntry, request: HttpRequest | None) -> None:
+def _notify(entry: AuditEntry, client: ClientInfo | None) -> None:
     """Tell the observers, each when it registered for: a synchronous one now, inside the
     caller's transaction; the others once it commits (never, if it rolls back)."""
     if _unobserved.get():
         return
     for observer, when in tuple(_observers):
         if when is IN_TRANSACTION:
-            _tell(observer, entry, request)
+            _tell(observer, entry, client)
         else:
-            transaction.on_commit(functools.partial(_tell, observer, entry, request), robust=True)
+            transaction.on_commit(functools.partial(_tell, observer, entry, client), robust=True)
 
 
-def _tell(observer: Observer, entry: AuditEntry, request: HttpRequest | None) -> None:
+def _tell(observer: Observer, entry: AuditEntry, client: ClientInfo | None) -> None:
     """Whatever happens in an observer, the audited action goes on: the entry is written, and
     a failure here is logged, never raised."""
     try:
-        observer(entry, request)
+        observer(entry, client)
     except Exception:
         logger.exception("an audit observer failed on entry %s (%s)", entry.seq, entry.action)
 

@@ -120,7 +120,7 @@ def do_escalate_incident(
             "actions": [f"{a.kind.value}:{a.target}" for a in actions],
         },
     )
-    sink = WebResponseSink(locked, live_request=None, ordered_by=acting_user)
+    sink = WebResponseSink(locked, serving=None, ordered_by=acting_user)
     return [
         record_response(locked, None, result, request=request, ordered_by=acting_user)
         for result in execute(actions, sink)

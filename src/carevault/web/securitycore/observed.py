@@ -1,9 +1,10 @@
-"""From an audit entry (and the request it was written for) to a security
+"""From an audit entry (and the client it was written for) to a security
 :class:`~carevault.security.events.Event`.
 
 Every audited action passes through :func:`carevault.web.audit.log.record`, so that is where the
 security layer listens (see scoring.py). This module decides which actions are events, of which
-kind, and fills the event's fields from the entry and the request. Actions that are the security
+kind, and fills the event's fields from the entry, its client and the request being served (a
+:class:`~.context.Serving`, when there is one). Actions that are the security
 layer's own (responses, blocks, suspensions, officer decisions) and account administration are
 not events: they are what the layer does, not what it watches.
 
@@ -14,21 +15,18 @@ the name field), patients are their random record ids.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.sessions.backends.base import SessionBase
-from django.http import HttpRequest
-
 from carevault.security.events import Event, EventKind
 from carevault.web.accounts.models import User
 from carevault.web.audit.models import AuditEntry
-from carevault.web.clientinfo import session_hash
+from carevault.web.clientinfo import NO_CLIENT, ClientInfo
 from carevault.web.login import sessions
-from carevault.web.net import client_address
+
+from .context import Serving
 
 # Audit action -> event kind. Prefix rules follow (WRITE_PREFIXES).
 ACTION_KINDS: dict[str, EventKind] = {
@@ -86,7 +84,7 @@ class Observed:
     event: Event
     entry_seq: int
     user: User | None  # the account the event names, if it exists
-    request: HttpRequest | None  # the request being served, when it is this event's
+    serving: Serving | None  # the request being served, when it is this event's
     live: bool  # the request's logged-in session is the event's and can be acted on now
     action: str = ""  # the audit action the event stands for ("" when it is no audit entry)
 
@@ -116,14 +114,23 @@ def kind_of(entry: AuditEntry) -> EventKind | None:
 
 
 def observe_entry(
-    entry: AuditEntry, request: HttpRequest | None, *, now: float | None = None
+    entry: AuditEntry,
+    client: ClientInfo | None,
+    *,
+    serving: Serving | None = None,
+    now: float | None = None,
 ) -> Observed | None:
-    """The event an audit entry stands for, or None when the action is not one."""
+    """The event an audit entry stands for, or None when the action is not one. ``client`` is
+    the one the entry was written for (None: written without one, so the request being
+    served's); ``serving`` the request being served, if any."""
     kind = kind_of(entry)
     if kind is None:
         return None
     details = _details(entry)
-    user = _request_user(request)
+    user = serving.user() if serving is not None else None
+    # The client now, when a request is being served: a login changes its session as it goes.
+    live_client = serving.client() if serving is not None else None
+    client = client if client is not None else (live_client or NO_CLIENT)
     if kind is EventKind.LOGIN_FAILURE and entry.action in ("auth.login_failed", "auth.throttled"):
         # The entry names the account tried (its target, when it exists), not a logged-in actor;
         # an attempted name that is no account is known only by its keyed hash.
@@ -142,11 +149,10 @@ def observe_entry(
         account, actor, role = user, user.username, user.role
     else:
         account, actor, role = None, "", ""
-    address = entry.address or _address(request)
+    address = entry.address or client.address or (live_client.address if live_client else "")
     patients = _patients(entry, details)
     stored = kind in (EventKind.DECRYPTION_FAILURE, EventKind.SIGNATURE_FAILURE)
-    session_key = _session_key(request) if user is not None else ""
-    session = session_hash(session_key) if session_key else ""
+    session = live_client.session if live_client is not None and user is not None else ""
     event = Event(
         at=time.time() if now is None else now,
         kind=kind,
@@ -154,26 +160,26 @@ def observe_entry(
         role=role,
         address=address,
         network=network_of(address),
-        client=client_hash(request),
+        client=client.agent_hash or (live_client.agent_hash if live_client else ""),
         session=session,
         rtt_ms=0.0,
         outcome=_outcome(kind, entry.outcome),
         records=_records(entry, details, patients),
         stored_data=stored,
-        latency_ms=_elapsed_ms(request),
+        latency_ms=client.elapsed_ms() or (live_client.elapsed_ms() if live_client else 0.0),
         patients=patients,
         refused=_refused(entry, details),
         **(_upload_facts(details) if kind is EventKind.UPLOAD else {}),
     )
     live = bool(
-        request is not None
+        serving is not None
         and session
         and user is not None
         and account is not None
         and user.pk == account.pk
         and not stored
     )
-    return Observed(event, entry.seq, account, request if live else None, live, entry.action)
+    return Observed(event, entry.seq, account, serving if live else None, live, entry.action)
 
 
 def _upload_facts(details: dict[str, Any]) -> dict[str, Any]:
@@ -206,11 +212,6 @@ def _details(entry: AuditEntry) -> dict[str, Any]:
     return entry.details if isinstance(entry.details, dict) else {}
 
 
-def _request_user(request: HttpRequest | None) -> User | None:
-    user = getattr(request, "user", None) if request is not None else None
-    return user if isinstance(user, User) and user.is_authenticated else None
-
-
 def _account_targeted(entry: AuditEntry) -> User | None:
     if entry.target_type != User._meta.label_lower or not entry.target_id.isdigit():
         return None
@@ -226,10 +227,6 @@ def _role(account: User | None) -> str:
     return account.role if account is not None else ""
 
 
-def _address(request: HttpRequest | None) -> str:
-    return client_address(request) if request is not None else ""
-
-
 def network_of(address: str) -> str:
     """The /16 (IPv4) or /48 (IPv6) the address belongs to ("" if it is not one)."""
     try:
@@ -238,20 +235,6 @@ def network_of(address: str) -> str:
         return ""
     prefix = 16 if ip.version == 4 else 48
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
-
-
-def client_hash(request: HttpRequest | None) -> str:
-    if request is None:
-        return ""
-    agent = str(request.META.get("HTTP_USER_AGENT", ""))[:512]
-    return hashlib.sha256(agent.encode()).hexdigest()[:16]
-
-
-def _session_key(request: HttpRequest | None) -> str:
-    session = getattr(request, "session", None)
-    if not isinstance(session, SessionBase):
-        return ""
-    return str(session.session_key or "")
 
 
 def _outcome(kind: EventKind, outcome: str) -> str:
@@ -275,10 +258,3 @@ def _records(entry: AuditEntry, details: dict[str, Any], patients: tuple[str, ..
     if entry.action == "phi.list":
         return len(patients)
     return 1 if patients else 0
-
-
-def _elapsed_ms(request: HttpRequest | None) -> float:
-    started = getattr(request, "_cv_started", None) if request is not None else None
-    if not isinstance(started, float):
-        return 0.0
-    return round((time.perf_counter() - started) * 1000, 3)

@@ -33,8 +33,9 @@ from carevault.security.response import (
 )
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.diagnosis.models import ClientCutOff
-from carevault.web.login import factor_state, handled, throttle
+from carevault.web.login import handled, throttle
 
 from . import state as security_state
 from .incidents import attach, done_targets
@@ -118,14 +119,15 @@ def respond(row: SecurityEvent, observed: Observed, assessment: Assessment) -> N
     actions = current.plan(assessment, observed.event, state, findings)
     if not actions:
         return
-    sink = WebResponseSink(incident, live_request=observed.request)
+    sink = WebResponseSink(incident, serving=observed.serving)
+    client = observed.serving.client() if observed.serving is not None else None
     for result in execute(actions, sink):
-        record_response(incident, row, result, request=observed.request, ordered_by=None)
+        record_response(incident, row, result, client=client, ordered_by=None)
 
 
 def state_for(observed: Observed, incident: Incident) -> ResponseState:
     """What is in force already for this event's subjects."""
-    event, user, request = observed.event, observed.user, observed.request
+    event, user, serving = observed.event, observed.user, observed.serving
     touched: set[str] = set()
     if event.actor:
         listed = SecurityEvent.objects.filter(incident=incident, actor=event.actor)
@@ -136,7 +138,9 @@ def state_for(observed: Observed, incident: Incident) -> ResponseState:
     )
     return ResponseState(
         live_session=event.session if observed.live else "",
-        step_up_pending=bool(request is not None and factor_state.step_up_demanded(request)),
+        step_up_pending=bool(
+            serving is not None and (serving.pending.step_up or serving.step_up_demanded())
+        ),
         second_factor_proven=bool(
             event.kind is EventKind.LOGIN_SUCCESS and user is not None and user.has_totp
         ),
@@ -169,7 +173,8 @@ def record_response(
     row: SecurityEvent | None,
     result: Executed,
     *,
-    request: HttpRequest | None,
+    client: ClientInfo | None = None,
+    request: HttpRequest | None = None,
     ordered_by: User | None,
 ) -> ResponseRecord:
     """Keep and audit one executed action (ok or not)."""
@@ -204,7 +209,7 @@ def record_response(
         outcome=Outcome.ALERT if result.ok else Outcome.FAILED,
         target=response,
         patient_id=action.target if action.kind is ActionKind.ROTATE_KEYS else "",
-        request=request,
+        client=client if request is None else ClientInfo.from_request(request),
         details={
             "incident": incident.pk,
             "event": row.pk if row is not None else None,

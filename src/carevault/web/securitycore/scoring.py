@@ -39,7 +39,6 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
 
 from carevault.security.assessment import Assessment
 from carevault.security.events import AttackClass, Event, EventKind
@@ -47,6 +46,7 @@ from carevault.security.response import Level
 from carevault.web.accounts.models import User
 from carevault.web.audit import log
 from carevault.web.audit.models import AuditEntry
+from carevault.web.clientinfo import ClientInfo
 
 from . import context
 from .models import SecurityEvent
@@ -95,28 +95,28 @@ _busy: contextvars.ContextVar[bool] = contextvars.ContextVar(
 # -- observing -------------------------------------------------------------------------------------
 
 
-def observe_gating(entry: AuditEntry, request: HttpRequest | None) -> None:
+def observe_gating(entry: AuditEntry, client: ClientInfo | None) -> None:
     """The audit log's synchronous observer (registered ``IN_TRANSACTION``): only the kinds
     that gate an attacker, whose answer must stop the request being served."""
     if kind_of(entry) in IMMEDIATE_KINDS:
-        observe(entry, request)
+        observe(entry, client)
 
 
-def observe_committed(entry: AuditEntry, request: HttpRequest | None) -> None:
+def observe_committed(entry: AuditEntry, client: ClientInfo | None) -> None:
     """The audit log's after-commit observer (registered ``AFTER_COMMIT``): every other kind,
     once the action it stands for has happened."""
     kind = kind_of(entry)
     if kind is not None and kind not in IMMEDIATE_KINDS:
-        observe(entry, request)
+        observe(entry, client)
 
 
-def observe(entry: AuditEntry, request: HttpRequest | None) -> None:
+def observe(entry: AuditEntry, client: ClientInfo | None) -> None:
     """Turn one audit entry into a scored event (never raises; see the module docstring)."""
     if _busy.get() or not settings.SECURITY_EVENTS:
         return
     try:
         with _at_work(), transaction.atomic():
-            observed = observe_entry(entry, request or context.current_request())
+            observed = observe_entry(entry, client, serving=context.current())
             if observed is not None:
                 process(observed)
     except Exception as exc:

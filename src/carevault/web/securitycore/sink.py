@@ -3,27 +3,26 @@ module that owns it (the session guard's step-up, the login throttle's address b
 account's suspension fields and session epoch, the vault's key rotation, the floor).
 
 Sessions are acted on only through the request being served (the sink never holds a session
-key it did not see): a step-up marks that session; ending it is left to the security middleware
-at the end of the request, so the view finishes with the user it started with and the response
-it built is replaced by a redirect to the login page (the page that triggered the response is
-not delivered). Without the middleware (a login flow called directly) the session ends at once.
-A session seen earlier is reached through its account: revoking all of them bumps the epoch.
+key it did not see, nor the request): a step-up or an ended session is left on its
+:class:`~.context.Serving` for the security middleware to carry out at the end of the request,
+so the view finishes with the user it started with; an ended session's response is replaced by a
+redirect to the login page (the page that triggered the response is not delivered). A session
+seen earlier is reached through its account: revoking all of them bumps the epoch.
 """
 
 from __future__ import annotations
 
-from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.crypto import Suite
 from carevault.security.response import ResponseAction
 from carevault.web.accounts.models import User
 from carevault.web.login import actions as login_actions
-from carevault.web.login import factor_state, sessions, throttle
+from carevault.web.login import throttle
 from carevault.web.vault import reencrypt, service
 
-from . import context
 from . import state as security_state
+from .context import Serving
 from .models import Incident
 
 
@@ -32,28 +31,28 @@ class WebResponseSink:
         self,
         incident: Incident,
         *,
-        live_request: HttpRequest | None,
+        serving: Serving | None,
         ordered_by: User | None = None,
     ) -> None:
         self.incident = incident
-        self.request = live_request
+        self.serving = serving
         self.ordered_by = ordered_by
 
     def _reason(self, action: ResponseAction) -> str:
         who = f" (ordered by {self.ordered_by.username})" if self.ordered_by else ""
         return f"security incident #{self.incident.pk}, {action.level.label}{who}"
 
-    def _live(self) -> HttpRequest:
-        if self.request is None:
+    def _live(self) -> Serving:
+        if self.serving is None:
             raise RuntimeError("no live session to act on")
-        return self.request
+        return self.serving
 
     def step_up(self, action: ResponseAction) -> str:
-        factor_state.demand_step_up(self._live(), self._reason(action), actor=None)
+        self._live().pending.step_up = self._reason(action)
         return "a fresh second factor is required"
 
     def block_session(self, action: ResponseAction) -> str:
-        self._end_session(self._live(), self._reason(action))
+        self._live().pending.end_session = self._reason(action)
         return "session ended"
 
     def throttle_address(self, action: ResponseAction) -> str:
@@ -78,10 +77,11 @@ class WebResponseSink:
         if user is None:
             raise LookupError("no such account")
         login_actions.do_revoke_all_sessions(self.ordered_by, user, reason=self._reason(action))
-        request = self.request
-        if request is not None and getattr(request.user, "pk", None) == user.pk:
+        serving = self.serving
+        served = serving.user() if serving is not None else None
+        if serving is not None and served is not None and served.pk == user.pk:
             # The current response is not delivered either.
-            self._end_session(request, self._reason(action))
+            serving.pending.end_session = self._reason(action)
         return f"session epoch {user.session_epoch}"
 
     def rotate_keys(self, action: ResponseAction) -> str:
@@ -109,11 +109,3 @@ class WebResponseSink:
             f"floor {floor.suite} until {floor.until.isoformat(timespec='seconds')}; "
             f"re-encryption job {job.pk}"
         )
-
-    @staticmethod
-    def _end_session(request: HttpRequest, reason: str) -> None:
-        pending = context.pending(request)
-        if pending is not None:
-            pending.end_session = reason
-        else:
-            sessions.end_session(request)
