@@ -5,25 +5,11 @@ see it)."""
 from __future__ import annotations
 
 import pytest
-from security_helpers import FakeClock
+from security_helpers import clock, fresh_security
 
-from carevault.web.login import throttle
-from carevault.web.securitycore.runtime import reset_runtime
+__all__ = ["clock", "fresh_security"]
 
 
 @pytest.fixture(autouse=True)
-def _quiet_and_fresh(settings):
-    settings.SECURITY_TELEMETRY_SECONDS = 0
-    settings.SECURITY_SYNC_BUDGET_MS = 60_000
-    # The shared store is emptied by tests/web/conftest.py (only for tests that use a database:
-    # the store is a table unless REDIS_URL is set).
-    reset_runtime()
-    yield
-    reset_runtime()
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    fake = FakeClock()
-    monkeypatch.setattr(throttle, "clock", fake)
-    return fake
+def _fresh(fresh_security: None) -> None:
+    """fresh_security for every test here."""

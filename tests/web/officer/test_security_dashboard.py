@@ -19,7 +19,7 @@ from carevault.web.officer import dashboard
 from carevault.web.securitycore.models import Incident, ResponseRecord
 from carevault.web.securitycore.state import current_floor
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_security")]
 
 DASHBOARD = reverse("officer:dashboard")
 TIMELINE = reverse("officer:risk_timeline")

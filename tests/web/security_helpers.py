@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.middleware import SessionMiddleware
@@ -22,7 +23,7 @@ from carevault.web.accounts.models import User
 from carevault.web.login import flow, throttle
 from carevault.web.login.flow import LoginResult
 from carevault.web.securitycore.middleware import SecurityMiddleware
-from carevault.web.securitycore.runtime import runtime
+from carevault.web.securitycore.runtime import reset_runtime, runtime
 
 ATTACKER = "198.51.100.7"
 WRONG = "Tr0ub4dor&3-but-wrong"
@@ -40,6 +41,26 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@pytest.fixture
+def fresh_security(settings: Any) -> Iterator[None]:
+    """A fresh scorer, no host sampling and no batch scoring, so every event is scored where the
+    test can see it. (The shared store is emptied by tests/web/conftest.py for tests that use a
+    database: it is a table unless REDIS_URL is set.)"""
+    settings.SECURITY_TELEMETRY_SECONDS = 0
+    settings.SECURITY_SYNC_BUDGET_MS = 60_000
+    reset_runtime()
+    yield
+    reset_runtime()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The throttle's clock, moved by hand."""
+    fake = FakeClock()
+    monkeypatch.setattr(throttle, "clock", fake)
+    return fake
 
 
 def use_fast_hashes(settings: Any, password: str) -> None:
