@@ -119,12 +119,13 @@ def revoke_break_glass(request: OfficerRequest, grant_id: uuid.UUID) -> HttpResp
             target_type="clinic.breakglassgrant",
             target_id=grant_id,
         )
+    client = ClientInfo.from_request(request)
     notice = ""
     if not grant.active:
         notice = "That emergency access had already ended."
     else:
         try:
-            clinic_actions.do_revoke_break_glass(request.user, grant, request)
+            clinic_actions.do_revoke_break_glass(request.user, grant, client=client)
         except ActionError as exc:
             notice = exc.message
         else:
