@@ -213,7 +213,7 @@ def patient_diagnoses(request: ApiRequest, patient_id: uuid.UUID) -> HttpRespons
             features,
             model=model,
             client_kind=ClientKind.API,
-            request=request,
+            client=ClientInfo.from_request(request),
         )
     except diagnosis.TooManyQueries as exc:
         response = error(exc.code, exc.message, exc.status)

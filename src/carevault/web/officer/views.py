@@ -204,7 +204,9 @@ def lift_cut_off(request: OfficerRequest, cut_off_id: int) -> HttpResponse:
     if cut_off is None:
         deny(request, reason="no such cut-off", target_type="diagnosis.clientcutoff")
     try:
-        lifted = diagnosis_actions.do_lift_cut_off(request.user, cut_off, request)
+        lifted = diagnosis_actions.do_lift_cut_off(
+            request.user, cut_off, client=ClientInfo.from_request(request)
+        )
     except ActionError as exc:
         notice = exc.message
     else:
