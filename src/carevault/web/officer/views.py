@@ -355,7 +355,7 @@ def user_create(request: OfficerRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             user = account_actions.do_create_staff_user(
-                request.user, request=request, **form.cleaned_data
+                request.user, client=ClientInfo.from_request(request), **form.cleaned_data
             )
         except ActionError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
@@ -373,15 +373,16 @@ def user_edit(request: OfficerRequest, user_id: int) -> HttpResponse:
         deny(request, reason="no such user", target_type="accounts.user", target_id=user_id)
     error = ""
     if request.method == "POST":
+        client = ClientInfo.from_request(request)
         op = request.POST.get("op", "")
         try:
             if op == "role":
                 # The action, not a form, refuses patient <-> staff changes: its message says why.
                 role = request.POST.get("role", "")
-                account_actions.do_change_role(request.user, person, role, request)
+                account_actions.do_change_role(request.user, person, role, client=client)
                 messages.success(request, f"{person.username} is now {person.get_role_display()}.")
             elif op in ("activate", "deactivate"):
-                account_actions.do_set_active(request.user, person, op == "activate", request)
+                account_actions.do_set_active(request.user, person, op == "activate", client=client)
                 state = "reactivated" if op == "activate" else "deactivated"
                 messages.success(request, f"{person.username} {state}.")
             else:
