@@ -62,8 +62,8 @@ def _audit_page(request: HttpRequest) -> dict[str, Any]:
     return {"filter_form": form, "page": page, "rows": rows}
 
 
-def _grants_context(request: OfficerRequest) -> dict[str, Any]:
-    return {"grants": active_grants_for_review(request.user, request=request)}
+def _grants_context(officer: User, client: ClientInfo) -> dict[str, Any]:
+    return {"grants": active_grants_for_review(officer, client=client)}
 
 
 def _incidents_context(notice: str = "") -> dict[str, Any]:
@@ -87,7 +87,7 @@ def dashboard(request: OfficerRequest) -> HttpResponse:
     now = timezone.now()
     context = {
         **_audit_page(request),
-        **_grants_context(request),
+        **_grants_context(request.user, ClientInfo.from_request(request)),
         **security_dashboard.suspensions(),
         **security_dashboard.blocks(),
         **_cut_offs_context(),
@@ -132,7 +132,9 @@ def revoke_break_glass(request: OfficerRequest, grant_id: uuid.UUID) -> HttpResp
             notice = f"Emergency access of {grant.doctor.username} revoked."
     if request.headers.get("HX-Request"):
         return render(
-            request, "officer/_grants.html", {**_grants_context(request), "notice": notice}
+            request,
+            "officer/_grants.html",
+            {**_grants_context(request.user, client), "notice": notice},
         )
     messages.info(request, notice)
     return redirect("officer:dashboard")
