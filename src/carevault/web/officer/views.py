@@ -264,7 +264,7 @@ def _incident_decision(
 ) -> HttpResponse:
     incident = _incident_or_deny(request, incident_id)
     try:
-        decide(request.user, incident, request)
+        decide(request.user, incident, client=ClientInfo.from_request(request))
     except ActionError as exc:
         notice = exc.message
     else:
@@ -312,7 +312,9 @@ def lift_response(request: OfficerRequest, response_id: int) -> HttpResponse:
         )
     reason = request.POST.get("reason", "").strip()[:200]
     try:
-        security_actions.do_lift_response(request.user, response, request, reason=reason)
+        security_actions.do_lift_response(
+            request.user, response, reason=reason, client=ClientInfo.from_request(request)
+        )
     except ActionError as exc:
         notice = exc.message
     else:
@@ -324,7 +326,9 @@ def lift_response(request: OfficerRequest, response_id: int) -> HttpResponse:
 @role_required(Role.ADMIN)
 def lower_floor(request: OfficerRequest) -> HttpResponse:
     try:
-        lowered = security_actions.do_lower_floor(request.user, request)
+        lowered = security_actions.do_lower_floor(
+            request.user, client=ClientInfo.from_request(request)
+        )
     except ActionError as exc:
         notice = exc.message
     else:
@@ -441,7 +445,9 @@ def reencryption_jobs(request: OfficerRequest) -> HttpResponse:
 def start_reencryption(request: OfficerRequest) -> HttpResponse:
     """Start (or resume) re-encrypting stored data up to the raised floor. Audited."""
     try:
-        job = security_actions.do_start_reencryption(request.user, request=request)
+        job = security_actions.do_start_reencryption(
+            request.user, client=ClientInfo.from_request(request)
+        )
     except ActionError as exc:
         messages.error(request, str(exc))
     else:

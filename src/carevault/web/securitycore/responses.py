@@ -33,6 +33,7 @@ from carevault.security.response import (
 )
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.diagnosis.models import ClientCutOff
 from carevault.web.login import factor_state, handled, throttle
 
@@ -169,10 +170,12 @@ def record_response(
     row: SecurityEvent | None,
     result: Executed,
     *,
-    request: HttpRequest | None,
+    request: HttpRequest | None = None,
+    client: ClientInfo | None = None,
     ordered_by: User | None,
 ) -> ResponseRecord:
-    """Keep and audit one executed action (ok or not)."""
+    """Keep and audit one executed action (ok or not): for the request being served (an
+    automatic response), or for the officer's ``client`` (an officer's decision)."""
     action = result.action
     now = timezone.now()
     if not result.ok:
@@ -205,6 +208,7 @@ def record_response(
         target=response,
         patient_id=action.target if action.kind is ActionKind.ROTATE_KEYS else "",
         request=request,
+        client=client,
         details={
             "incident": incident.pk,
             "event": row.pk if row is not None else None,
