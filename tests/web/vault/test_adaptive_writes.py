@@ -9,16 +9,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from django.contrib.auth.models import AnonymousUser
-from django.contrib.sessions.backends.db import SessionStore
-from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 from vault_policy_helpers import FakeRiskSource, policy_proposing, risk_source_registered
 
 from carevault.crypto import KeyState, Suite, parse_header
 from carevault.security.policy import STRONGEST
-from carevault.web.clientinfo import session_hash
+from carevault.web.clientinfo import ClientInfo, session_hash
 from carevault.web.clinic import actions as clinic
 from carevault.web.clinic.models import ClinicalNote, Diagnosis
 from carevault.web.labs import actions as labs
@@ -136,10 +133,11 @@ def test_a_self_registration_is_written_as_the_system_with_its_sessions_risk(
 ):
     # Nobody is signed in while registering: the new patient's record is the system's write,
     # in the registering client's session (whose risk counts).
-    request = RequestFactory().post("/accounts/register/")
-    request.session = SessionStore()
-    request.session.create()
-    request.user = AnonymousUser()
+    registering = ClientInfo(
+        address="203.0.113.7",
+        user_agent="Mozilla/5.0 (reception desk)",
+        session=session_hash("the-registering-clients-session"),
+    )
     source = FakeRiskSource(risk=0.3)
     with policy_proposing(monkeypatch, Suite.AES_128_GCM), risk_source_registered(source):
         user = clinic.do_register_patient(
@@ -147,11 +145,11 @@ def test_a_self_registration_is_written_as_the_system_with_its_sessions_risk(
             password=cast_password,
             name="New Comer",
             birth_date=dt.date(1990, 1, 1),
-            request=request,
+            client=registering,
         )
     logged = decision_for(user.patient)
     assert (logged.inputs["role"], logged.inputs["risk"]) == ("system", pytest.approx(0.3))
-    assert source.asked == [session_hash(request.session.session_key)]
+    assert source.asked == [registering.session]
 
 
 def test_a_sensitive_lab_tests_file_and_values_are_sealed_at_least_under_aes_256(

@@ -1,4 +1,5 @@
-"""Account administration by the security officer: every change is atomic and audited.
+"""Account administration by the security officer: every change is atomic and audited, and
+takes the acting officer and a :class:`~carevault.web.clientinfo.ClientInfo` (never a request).
 
 Patients are never made here: a patient account is tied to a patient record (self-registration,
 :func:`carevault.web.clinic.actions.do_register_patient`), so the patient role can be neither
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import HttpRequest
 
 from carevault.web.audit.log import record
+from carevault.web.clientinfo import NO_CLIENT, ClientInfo
 from carevault.web.errors import NotAllowed, ValidationFailed
 
 from .models import Role, User
@@ -55,7 +56,7 @@ def do_create_staff_user(
     display_name: str,
     role: str,
     password: str,
-    request: HttpRequest | None = None,
+    client: ClientInfo = NO_CLIENT,
 ) -> User:
     """A doctor, lab technician or officer account with an initial password."""
     require_officer(acting_user)
@@ -79,7 +80,7 @@ def do_create_staff_user(
         "account.create",
         actor=acting_user,
         target=user,
-        request=request,
+        client=client,
         details={"username": user.username, "role": role},
     )
     return user
@@ -87,7 +88,7 @@ def do_create_staff_user(
 
 @transaction.atomic
 def do_change_role(
-    acting_user: User, user: User, role: str, request: HttpRequest | None = None
+    acting_user: User, user: User, role: str, *, client: ClientInfo = NO_CLIENT
 ) -> User:
     """Move a staff account to another staff role."""
     require_officer(acting_user)
@@ -108,7 +109,7 @@ def do_change_role(
         "account.role_change",
         actor=acting_user,
         target=locked,
-        request=request,
+        client=client,
         details={"username": locked.username, "from": previous, "to": role},
     )
     user.role = role
@@ -117,7 +118,7 @@ def do_change_role(
 
 @transaction.atomic
 def do_set_active(
-    acting_user: User, user: User, active: bool, request: HttpRequest | None = None
+    acting_user: User, user: User, active: bool, *, client: ClientInfo = NO_CLIENT
 ) -> User:
     """Deactivate (no login, existing sessions stop working) or reactivate an account."""
     require_officer(acting_user)
@@ -132,7 +133,7 @@ def do_set_active(
         "account.activate" if active else "account.deactivate",
         actor=acting_user,
         target=locked,
-        request=request,
+        client=client,
         details={"username": locked.username, "role": locked.role},
     )
     user.is_active = active

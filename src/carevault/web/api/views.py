@@ -37,6 +37,7 @@ from carevault.modelguard.guard import ClientKind
 from carevault.web.access import deny
 from carevault.web.accounts.models import Role
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.clinic import actions as clinic
 from carevault.web.clinic.access import patient_for_user
 from carevault.web.clinic.models import Patient
@@ -63,7 +64,10 @@ def patients(request: ApiRequest) -> HttpResponse:
     mine = Patient.objects.filter(care_team__doctor=request.user).order_by("created_at", "pk")
     page, facts = paginate(request, mine)
     values = clinic.read_listing(
-        request.user, [(p, ("name", "mrn")) for p in page], purpose="api patients", request=request
+        request.user,
+        [(p, ("name", "mrn")) for p in page],
+        purpose="api patients",
+        client=ClientInfo.from_request(request),
     )
     results = [
         {"id": str(p.pk), "name": v["name"], "mrn": v["mrn"]}
@@ -114,7 +118,7 @@ def patient_record(request: ApiRequest, patient_id: uuid.UUID) -> HttpResponse:
         request.user,
         access.patient,
         via=access.via,
-        request=request,
+        client=ClientInfo.from_request(request),
         include_notes=False,
         extra_sections=["lab_results"],
     )
@@ -163,7 +167,7 @@ def lab_queue(request: ApiRequest) -> HttpResponse:
         request.user,
         [(r, ("test", "notes")) for r in page],
         purpose="api lab queue",
-        request=request,
+        client=ClientInfo.from_request(request),
     )
     results = [
         {"id": str(r.pk), "sample_code": r.sample_code, "test": v["test"], "notes": v["notes"]}
@@ -179,7 +183,9 @@ def patient_notes(request: ApiRequest, patient_id: uuid.UUID) -> HttpResponse:
     body = data.get("body")
     if not isinstance(body, str):
         return error("validation_failed", "body is required (a string)", 400, field="body")
-    note = clinic.do_add_note(request.user, access.patient, body=body, request=request)
+    note = clinic.do_add_note(
+        request.user, access.patient, body=body, client=ClientInfo.from_request(request)
+    )
     return ok({"id": str(note.pk), "patient": str(access.patient.pk)}, status=201)
 
 
@@ -207,7 +213,7 @@ def patient_diagnoses(request: ApiRequest, patient_id: uuid.UUID) -> HttpRespons
             features,
             model=model,
             client_kind=ClientKind.API,
-            request=request,
+            client=ClientInfo.from_request(request),
         )
     except diagnosis.TooManyQueries as exc:
         response = error(exc.code, exc.message, exc.status)

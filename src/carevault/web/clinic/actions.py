@@ -1,5 +1,7 @@
 """Every write (and every PHI read) of the clinic domain. Each ``do_*`` is atomic, takes the
-acting user and writes the audit log in the same transaction."""
+acting user and a :class:`~carevault.web.clientinfo.ClientInfo` (never a request), and writes the
+audit log in the same transaction. The views build the ClientInfo once per request; the command
+line, the demo seed and the benchmarks leave it at :data:`~carevault.web.clientinfo.NO_CLIENT`."""
 
 from __future__ import annotations
 
@@ -11,14 +13,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.crypto import DecryptionError, InvalidSignatureError, Signature
 from carevault.web.accounts.models import Role, User
 from carevault.web.accounts.passwords import set_validated_password
 from carevault.web.audit.log import Outcome, record
-from carevault.web.clientinfo import ClientInfo
+from carevault.web.clientinfo import NO_CLIENT, ClientInfo
 from carevault.web.errors import Conflict, NotAllowed, ValidationFailed
 from carevault.web.vault import service
 from carevault.web.vault.context import WriteContext, write_context
@@ -60,14 +61,14 @@ def store_sealed(
     *,
     action: str,
     acting_user: User,
-    request: HttpRequest | None,
+    client: ClientInfo,
     **values: str,
 ) -> None:
     """Seal the PHI values into a new row, save it, count the encryptions, audit the write."""
-    n = row.seal(write_context(acting_user, ClientInfo.from_request(request)), **values)
+    n = row.seal(write_context(acting_user, client), **values)
     row.save()
     service.count_encryptions(patient.pk, n)
-    record(action, actor=acting_user, target=row, patient_id=patient.pk, request=request)
+    record(action, actor=acting_user, target=row, patient_id=patient.pk, client=client)
 
 
 # -- patients -------------------------------------------------------------------------------------
@@ -88,11 +89,11 @@ def do_create_patient(
     address: str = "",
     user: User | None = None,
     mrn: str | None = None,
-    request: HttpRequest | None = None,
+    client: ClientInfo = NO_CLIENT,
 ) -> Patient:
     return _create_patient(
         acting_user,
-        write_context(acting_user, ClientInfo.from_request(request)),
+        write_context(acting_user, client),
         name=name,
         birth_date=birth_date,
         email=email,
@@ -100,7 +101,7 @@ def do_create_patient(
         address=address,
         user=user,
         mrn=mrn,
-        request=request,
+        client=client,
     )
 
 
@@ -115,7 +116,7 @@ def _create_patient(
     address: str,
     user: User | None,
     mrn: str | None,
-    request: HttpRequest | None,
+    client: ClientInfo,
 ) -> Patient:
     name = _text(name, "name", limit=200)
     if not isinstance(birth_date, dt.date) or birth_date > timezone.localdate():
@@ -138,7 +139,7 @@ def _create_patient(
     patient.save()
     _count(patient, n)
     record(
-        "patient.create", actor=acting_user, target=patient, patient_id=patient.pk, request=request
+        "patient.create", actor=acting_user, target=patient, patient_id=patient.pk, client=client
     )
     return patient
 
@@ -152,7 +153,7 @@ def do_register_patient(
     birth_date: dt.date,
     email: str = "",
     phone: str = "",
-    request: HttpRequest | None = None,
+    client: ClientInfo = NO_CLIENT,
 ) -> User:
     """Self-registration: always and only the patient role."""
     username = _text(username, "username", limit=150)
@@ -165,7 +166,7 @@ def do_register_patient(
     # write outside a signed-in session is (not as the patient the form is creating).
     _create_patient(
         user,
-        write_context(None, ClientInfo.from_request(request)),
+        write_context(None, client),
         name=name,
         birth_date=birth_date,
         email=email,
@@ -173,9 +174,9 @@ def do_register_patient(
         address="",
         user=user,
         mrn=None,
-        request=request,
+        client=client,
     )
-    record("account.register", actor=user, target=user, request=request)
+    record("account.register", actor=user, target=user, client=client)
     return user
 
 
@@ -200,7 +201,7 @@ def find_patients(acting_user: User, query: str) -> list[Patient]:
 
 
 def search_patients(
-    acting_user: User, query: str, *, request: HttpRequest | None = None
+    acting_user: User, query: str, *, client: ClientInfo = NO_CLIENT
 ) -> list[Patient]:
     """:func:`find_patients`, audited: looking a patient up is part of the access trail
     (it usually comes before a break-glass), so each match lands in that patient's history.
@@ -208,14 +209,14 @@ def search_patients(
     matches = find_patients(acting_user, query)
     with transaction.atomic():
         if not matches:
-            record("patient.search", actor=acting_user, request=request, details={"matches": 0})
+            record("patient.search", actor=acting_user, client=client, details={"matches": 0})
         for patient in matches:
             record(
                 "patient.search",
                 actor=acting_user,
                 target=patient,
                 patient_id=patient.pk,
-                request=request,
+                client=client,
                 details={"matches": len(matches)},
             )
     return matches
@@ -223,7 +224,7 @@ def search_patients(
 
 @transaction.atomic
 def do_assign_doctor(
-    acting_user: User, doctor: User, patient: Patient, request: HttpRequest | None = None
+    acting_user: User, doctor: User, patient: Patient, *, client: ClientInfo = NO_CLIENT
 ) -> CareRelationship:
     if doctor.role != Role.DOCTOR:
         raise ValidationFailed("only doctors join a care team", field="doctor")
@@ -234,7 +235,7 @@ def do_assign_doctor(
             actor=acting_user,
             target=relation,
             patient_id=patient.pk,
-            request=request,
+            client=client,
             details={"doctor": doctor.username},
         )
     return relation
@@ -251,7 +252,7 @@ def do_add_diagnosis(
     code: str,
     description: str,
     data_class: str = DataClass.ORDINARY,
-    request: HttpRequest | None = None,
+    client: ClientInfo = NO_CLIENT,
 ) -> Diagnosis:
     if data_class not in DataClass.values:
         raise ValidationFailed("unknown data class", field="data_class")
@@ -261,7 +262,7 @@ def do_add_diagnosis(
         patient,
         action="diagnosis.create",
         acting_user=acting_user,
-        request=request,
+        client=client,
         code=_text(code, "code", limit=32),
         description=_text(description, "description"),
     )
@@ -270,7 +271,7 @@ def do_add_diagnosis(
 
 @transaction.atomic
 def do_add_note(
-    acting_user: User, patient: Patient, *, body: str, request: HttpRequest | None = None
+    acting_user: User, patient: Patient, *, body: str, client: ClientInfo = NO_CLIENT
 ) -> ClinicalNote:
     note = ClinicalNote(patient=patient, author=acting_user)
     store_sealed(
@@ -278,7 +279,7 @@ def do_add_note(
         patient,
         action="note.create",
         acting_user=acting_user,
-        request=request,
+        client=client,
         body=_text(body, "body", limit=20000),
     )
     return note
@@ -305,7 +306,7 @@ def do_prescribe(
     drug: str,
     dose: str,
     instructions: str,
-    request: HttpRequest | None = None,
+    client: ClientInfo = NO_CLIENT,
 ) -> Prescription:
     values = {
         "drug": _text(drug, "drug", limit=200),
@@ -320,7 +321,7 @@ def do_prescribe(
         created_at=timezone.now().replace(microsecond=0),
     )
     p.signature = key.sign(prescription_record(p, values), purpose="prescription").to_text()
-    n = p.seal(write_context(acting_user, ClientInfo.from_request(request)), **values)
+    n = p.seal(write_context(acting_user, client), **values)
     p.save()
     _count(patient, n)
     record(
@@ -328,7 +329,7 @@ def do_prescribe(
         actor=acting_user,
         target=p,
         patient_id=patient.pk,
-        request=request,
+        client=client,
         details={"key_id": key_record.key_id},
     )
     return p
@@ -384,7 +385,7 @@ def do_request_appointment(
     doctor: User,
     starts_at: dt.datetime,
     reason: str,
-    request: HttpRequest | None = None,
+    client: ClientInfo = NO_CLIENT,
 ) -> Appointment:
     patient = Patient.objects.filter(user=acting_user).first()
     if patient is None:
@@ -405,7 +406,7 @@ def do_request_appointment(
         patient,
         action="appointment.request",
         acting_user=acting_user,
-        request=request,
+        client=client,
         reason=_text(reason, "reason", limit=500),
     )
     return appointment
@@ -413,7 +414,7 @@ def do_request_appointment(
 
 @transaction.atomic
 def do_cancel_appointment(
-    acting_user: User, appointment: Appointment, request: HttpRequest | None = None
+    acting_user: User, appointment: Appointment, *, client: ClientInfo = NO_CLIENT
 ) -> Appointment:
     if appointment.patient.user_id != acting_user.pk:
         raise NotAllowed("you can cancel only your own appointments")
@@ -426,7 +427,7 @@ def do_cancel_appointment(
         actor=acting_user,
         target=appointment,
         patient_id=appointment.patient_id,
-        request=request,
+        client=client,
     )
     return appointment
 
@@ -437,7 +438,7 @@ def do_decide_appointment(
     appointment: Appointment,
     *,
     confirm: bool,
-    request: HttpRequest | None = None,
+    client: ClientInfo = NO_CLIENT,
 ) -> Appointment:
     if appointment.doctor_id != acting_user.pk:
         raise NotAllowed("this appointment is with another doctor")
@@ -447,13 +448,13 @@ def do_decide_appointment(
     appointment.save(update_fields=["status"])
     if confirm:
         # Confirming an appointment makes the doctor part of the patient's care team.
-        do_assign_doctor(acting_user, acting_user, appointment.patient, request)
+        do_assign_doctor(acting_user, acting_user, appointment.patient, client=client)
     record(
         "appointment.confirm" if confirm else "appointment.decline",
         actor=acting_user,
         target=appointment,
         patient_id=appointment.patient_id,
-        request=request,
+        client=client,
     )
     return appointment
 
@@ -463,7 +464,7 @@ def do_decide_appointment(
 
 @transaction.atomic
 def do_break_glass(
-    acting_user: User, patient: Patient, *, reason: str, request: HttpRequest | None = None
+    acting_user: User, patient: Patient, *, reason: str, client: ClientInfo = NO_CLIENT
 ) -> BreakGlassGrant:
     if acting_user.role != Role.DOCTOR:
         raise NotAllowed("only doctors may use emergency access")
@@ -477,7 +478,7 @@ def do_break_glass(
         patient=patient,
         expires_at=timezone.now() + dt.timedelta(minutes=settings.BREAK_GLASS_MINUTES),
     )
-    n = grant.seal(write_context(acting_user, ClientInfo.from_request(request)), reason=reason)
+    n = grant.seal(write_context(acting_user, client), reason=reason)
     grant.save()
     _count(patient, n)
     record(
@@ -486,7 +487,7 @@ def do_break_glass(
         outcome=Outcome.ALERT,
         target=grant,
         patient_id=patient.pk,
-        request=request,
+        client=client,
         details={"expires_at": grant.expires_at.isoformat()},
     )
     return grant
@@ -494,7 +495,7 @@ def do_break_glass(
 
 @transaction.atomic
 def do_revoke_break_glass(
-    acting_user: User, grant: BreakGlassGrant, request: HttpRequest | None = None
+    acting_user: User, grant: BreakGlassGrant, *, client: ClientInfo = NO_CLIENT
 ) -> BreakGlassGrant:
     if acting_user.role != Role.ADMIN:
         raise NotAllowed("only security officers revoke emergency access")
@@ -505,7 +506,7 @@ def do_revoke_break_glass(
         actor=acting_user,
         target=grant,
         patient_id=grant.patient_id,
-        request=request,
+        client=client,
     )
     return grant
 
@@ -530,7 +531,7 @@ def read_patient_record(
     patient: Patient,
     *,
     via: str,
-    request: HttpRequest | None = None,
+    client: ClientInfo = NO_CLIENT,
     include_notes: bool = True,
     extra_sections: Sequence[str] = (),
 ) -> PatientRecord:
@@ -552,7 +553,7 @@ def read_patient_record(
         outcome=Outcome.ALERT if via == "break-glass" else Outcome.OK,
         target=patient,
         patient_id=patient.pk,
-        request=request,
+        client=client,
         details={
             "via": via,
             "sections": ["demographics", "diagnoses", "prescriptions", "appointments"]
@@ -568,7 +569,7 @@ def read_listing(
     rows: Sequence[tuple[PhiModel, Sequence[str]]],
     *,
     purpose: str,
-    request: HttpRequest | None = None,
+    client: ClientInfo = NO_CLIENT,
 ) -> list[dict[str, str | None]]:
     """Decrypt a few columns of many rows for a list page (names on a doctor's patient list,
     appointment reasons): one audit entry for the whole page rather than one per row, naming
@@ -582,7 +583,7 @@ def read_listing(
             actor=acting_user,
             # A page about one patient (their own appointments) belongs in their history.
             patient_id=patient_ids[0] if len(patient_ids) == 1 else "",
-            request=request,
+            client=client,
             details={
                 "purpose": purpose,
                 "patients": patient_ids,

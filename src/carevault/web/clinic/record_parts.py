@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import forms
-from django.http import HttpRequest
+
+from carevault.web.clientinfo import ClientInfo
 
 from .models import Patient
 
@@ -26,7 +27,8 @@ class Section:
     name: str
     form_class: type[forms.Form]
     form_key: str
-    write: Callable[[Any, Patient, dict[str, Any], HttpRequest], object]
+    # (acting user, patient, the form's cleaned data, the client) -> the written row
+    write: Callable[[Any, Patient, dict[str, Any], ClientInfo], object]
 
     @property
     def template(self) -> str:

@@ -23,11 +23,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import caches
-from django.http import HttpRequest
 
 from carevault.web.accounts.models import User
+from carevault.web.clientinfo import NO_CLIENT, ClientInfo
 from carevault.web.errors import ValidationFailed
-from carevault.web.net import client_address
 
 from . import actions
 
@@ -66,19 +65,19 @@ def limit() -> int:
     return int(getattr(settings, "REGISTRATIONS_PER_HOUR", 20))
 
 
-def _window_key(request: HttpRequest) -> tuple[str, int]:
+def _window_key(client: ClientInfo) -> tuple[str, int]:
     window = int(now()) // WINDOW_SECONDS
     retry_after = (window + 1) * WINDOW_SECONDS - int(now())
-    return f"{_KEY}{client_address(request)}:{window}", retry_after
+    return f"{_KEY}{client.address}:{window}", retry_after
 
 
-def _take_slot(request: HttpRequest) -> str:
-    """Count one registration for the request's address, or raise RegistrationLimited.
+def _take_slot(client: ClientInfo) -> str:
+    """Count one registration for the client's address, or raise RegistrationLimited.
 
     ``add`` then ``incr`` is atomic on every shared cache backend, so two workers cannot both
     take the last slot.
     """
-    key, retry_after = _window_key(request)
+    key, retry_after = _window_key(client)
     if limit() == 0:
         raise RegistrationLimited(0, CLOSED_MESSAGE)
     cache = caches["default"]
@@ -117,7 +116,6 @@ def available_username(wanted: str) -> str:
 
 
 def register(
-    request: HttpRequest,
     *,
     username: str,
     password: str,
@@ -125,9 +123,11 @@ def register(
     birth_date: dt.date,
     email: str = "",
     phone: str = "",
+    client: ClientInfo = NO_CLIENT,
 ) -> Registered:
-    """Register a patient; raises RegistrationLimited, or ValidationFailed for bad details."""
-    key = _take_slot(request)
+    """Register a patient from ``client`` (its address is what the limit counts); raises
+    RegistrationLimited, or ValidationFailed for bad details."""
+    key = _take_slot(client)
     wanted = str(username or "").strip()
     try:
         for _ in range(2):
@@ -140,7 +140,7 @@ def register(
                     birth_date=birth_date,
                     email=email,
                     phone=phone,
-                    request=request,
+                    client=client,
                 )
             except ValidationFailed as exc:
                 if exc.field == "username" and chosen and _taken(chosen):

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.errors import ActionError
 from carevault.web.login.sealed_forms import Purpose, bind_form
 
@@ -22,7 +23,9 @@ def register(request: HttpRequest) -> HttpResponse:
     form = bind_form(request, RegistrationForm, Purpose.REGISTER)
     if request.method == "POST" and form.is_valid():
         try:
-            done = registration.register(request, **form.cleaned_data)
+            done = registration.register(
+                client=ClientInfo.from_request(request), **form.cleaned_data
+            )
         except registration.RegistrationLimited as exc:
             form.add_error(None, exc.message)
             if not exc.retry_after:  # turned off

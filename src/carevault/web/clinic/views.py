@@ -2,8 +2,10 @@
 appointments and access history.
 
 Views are thin: a form parses the input, an access helper fetches-and-checks the object, one
-action does the work (and writes the audit log). Every decryption happens in an action or an
-audited read; nothing here logs PHI or puts it in an exception.
+action does the work (and writes the audit log). Each view turns its request into a
+:class:`~carevault.web.clientinfo.ClientInfo` once and hands that to the actions. Every
+decryption happens in an action or an audited read; nothing here logs PHI or puts it in an
+exception.
 
 Forms post with htmx when JavaScript runs (the response is the one section or row to swap, 400
 with the inline errors when the input is refused) and as ordinary POST + redirect when it does
@@ -27,6 +29,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from carevault.web.access import deny, role_required
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.models import AuditEntry
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.errors import ActionError, NotAllowed
 from carevault.web.vault.phi import PhiModel
 
@@ -101,9 +104,9 @@ class _Listing:
     def add(self, obj: PhiModel, *columns: str) -> None:
         self._rows.setdefault((obj._meta.label_lower, obj.pk), (obj, columns))
 
-    def read(self, user: User, request: HttpRequest, purpose: str) -> None:
+    def read(self, user: User, client: ClientInfo, purpose: str) -> None:
         rows = list(self._rows.values())
-        values = actions.read_listing(user, rows, purpose=purpose, request=request)
+        values = actions.read_listing(user, rows, purpose=purpose, client=client)
         self._values = dict(zip(self._rows, values, strict=True))
 
     def __getitem__(self, obj: PhiModel) -> PhiValues:
@@ -121,6 +124,7 @@ def doctor_home(request: HttpRequest) -> HttpResponse:
     The search posts (rather than GET ?mrn=...) so an MRN never lands in a URL, and with it in
     access logs and browser history."""
     doctor = _acting_user(request)
+    client = ClientInfo.from_request(request)
     now = timezone.now()
     relations = (
         CareRelationship.objects.filter(doctor=doctor)
@@ -154,7 +158,7 @@ def doctor_home(request: HttpRequest) -> HttpResponse:
         if search_form.is_valid():
             searched = True
             found = actions.search_patients(
-                doctor, search_form.cleaned_data["query"], request=request
+                doctor, search_form.cleaned_data["query"], client=client
             )
             for i, patient in enumerate(found):
                 mine = access_route(doctor, patient) != ""
@@ -175,7 +179,7 @@ def doctor_home(request: HttpRequest) -> HttpResponse:
     for appointment in pending + upcoming:
         listing.add(appointment, "reason")
         listing.add(appointment.patient, "name", "mrn")
-    listing.read(doctor, request, "doctor home")
+    listing.read(doctor, client, "doctor home")
 
     context = {
         "page": page,
@@ -208,7 +212,9 @@ def decide_appointment(request: HttpRequest, appointment_id: UUID) -> HttpRespon
     if form.is_valid():
         confirm = form.cleaned_data["decision"] == "confirm"
         try:
-            actions.do_decide_appointment(doctor, appointment, confirm=confirm, request=request)
+            actions.do_decide_appointment(
+                doctor, appointment, confirm=confirm, client=ClientInfo.from_request(request)
+            )
         except ActionError as exc:
             status = _action_failed(request, form, exc)
             error = exc.message
@@ -232,13 +238,13 @@ def decide_appointment(request: HttpRequest, appointment_id: UUID) -> HttpRespon
 # -- doctor: a patient's record --------------------------------------------------------------------
 
 
-def _detail_context(request: HttpRequest, doctor: User, access: PatientAccess) -> dict[str, Any]:
+def _detail_context(doctor: User, access: PatientAccess, client: ClientInfo) -> dict[str, Any]:
     patient: Patient = access.patient
     record = actions.read_patient_record(
         doctor,
         patient,
         via=access.via,
-        request=request,
+        client=client,
         extra_sections=record_parts.audit_sections(),
     )
     grant = None
@@ -268,7 +274,8 @@ def _detail_context(request: HttpRequest, doctor: User, access: PatientAccess) -
 def patient_detail(request: HttpRequest, patient_id: UUID) -> HttpResponse:
     doctor = _acting_user(request)
     access = patient_for_user(request, patient_id, purpose="patient record")
-    return render(request, "clinic/patient_detail.html", _detail_context(request, doctor, access))
+    context = _detail_context(doctor, access, ClientInfo.from_request(request))
+    return render(request, "clinic/patient_detail.html", context)
 
 
 SECTIONS = {
@@ -276,16 +283,16 @@ SECTIONS = {
         "diagnoses",
         DiagnosisForm,
         "diagnosis_form",
-        lambda u, p, d, r: actions.do_add_diagnosis(u, p, request=r, **d),
+        lambda u, p, d, c: actions.do_add_diagnosis(u, p, client=c, **d),
     ),
     "notes": Section(
-        "notes", NoteForm, "note_form", lambda u, p, d, r: actions.do_add_note(u, p, request=r, **d)
+        "notes", NoteForm, "note_form", lambda u, p, d, c: actions.do_add_note(u, p, client=c, **d)
     ),
     "prescriptions": Section(
         "prescriptions",
         PrescriptionForm,
         "prescription_form",
-        lambda u, p, d, r: actions.do_prescribe(u, p, request=r, **d),
+        lambda u, p, d, c: actions.do_prescribe(u, p, client=c, **d),
     ),
 }
 
@@ -301,12 +308,13 @@ def _section(name: str) -> Section:
 
 def _write_section(request: HttpRequest, patient_id: UUID, section: Section) -> HttpResponse:
     doctor = _acting_user(request)
+    client = ClientInfo.from_request(request)
     access = patient_for_user(request, patient_id, purpose=f"add to {section.name}")
     form = section.form_class(request.POST)
     status = 200
     if form.is_valid():
         try:
-            section.write(doctor, access.patient, form.cleaned_data, request)
+            section.write(doctor, access.patient, form.cleaned_data, client)
         except ActionError as exc:
             status = _action_failed(request, form, exc)
         else:
@@ -316,7 +324,7 @@ def _write_section(request: HttpRequest, patient_id: UUID, section: Section) -> 
             form = section.form_class()  # a fresh form under the updated list
     else:
         status = 400
-    context = _detail_context(request, doctor, access)
+    context = _detail_context(doctor, access, client)
     context[section.form_key] = form
     template = section.template if _is_htmx(request) else "clinic/patient_detail.html"
     return render(request, template, context, status=status)
@@ -364,7 +372,10 @@ def break_glass(request: HttpRequest, patient_id: UUID) -> HttpResponse:
     if form.is_valid():
         try:
             actions.do_break_glass(
-                doctor, patient, reason=form.cleaned_data["reason"], request=request
+                doctor,
+                patient,
+                reason=form.cleaned_data["reason"],
+                client=ClientInfo.from_request(request),
             )
         except ActionError as exc:
             _action_failed(request, form, exc)
@@ -385,17 +396,20 @@ def _own_access(request: HttpRequest) -> PatientAccess:
     return patient_for_user(request, patient.pk, purpose="own record")
 
 
-def _own_appointments(request: HttpRequest, user: User, patient: Patient) -> list[Any]:
+def _own_appointments(client: ClientInfo, user: User, patient: Patient) -> list[Any]:
     appointments = list(patient.appointments.select_related("doctor").order_by("starts_at"))
     listing = _Listing()
     for appointment in appointments:
         listing.add(appointment, "reason")
-    listing.read(user, request, "own appointments")
+    listing.read(user, client, "own appointments")
     return [(a, listing[a]) for a in appointments]
 
 
 def _render_patient_home(
-    request: HttpRequest, form: AppointmentForm | None = None, status: int = 200
+    request: HttpRequest,
+    client: ClientInfo,
+    form: AppointmentForm | None = None,
+    status: int = 200,
 ) -> HttpResponse:
     user = _acting_user(request)
     access = _own_access(request)
@@ -407,7 +421,7 @@ def _render_patient_home(
         user,
         access.patient,
         via=access.via,
-        request=request,
+        client=client,
         extra_sections=record_parts.audit_sections(),
     )
     context = {
@@ -424,19 +438,20 @@ def _render_patient_home(
 @role_required(Role.PATIENT)
 @require_safe
 def patient_home(request: HttpRequest) -> HttpResponse:
-    return _render_patient_home(request)
+    return _render_patient_home(request, ClientInfo.from_request(request))
 
 
 @role_required(Role.PATIENT)
 @require_POST
 def book_appointment(request: HttpRequest) -> HttpResponse:
     user = _acting_user(request)
+    client = ClientInfo.from_request(request)
     access = _own_access(request)
     form = AppointmentForm(request.POST)
     status = 200
     if form.is_valid():
         try:
-            actions.do_request_appointment(user, request=request, **form.cleaned_data)
+            actions.do_request_appointment(user, client=client, **form.cleaned_data)
         except ActionError as exc:
             status = _action_failed(request, form, exc)
         else:
@@ -447,9 +462,9 @@ def book_appointment(request: HttpRequest) -> HttpResponse:
     else:
         status = 400
     if not _is_htmx(request):
-        return _render_patient_home(request, form, status)
+        return _render_patient_home(request, client, form, status)
     context = {
-        "appointments": _own_appointments(request, user, access.patient),
+        "appointments": _own_appointments(client, user, access.patient),
         "appointment_form": form,
         "now": timezone.now(),
         "booked": status == 200,
@@ -473,10 +488,11 @@ def cancel_appointment(request: HttpRequest, appointment_id: UUID) -> HttpRespon
             target_type="clinic.appointment",
             target_id=appointment_id,
         )
+    client = ClientInfo.from_request(request)
     error = ""
     status = 200
     try:
-        actions.do_cancel_appointment(user, appointment, request=request)
+        actions.do_cancel_appointment(user, appointment, client=client)
     except NotAllowed as exc:
         deny(request, reason=exc.message, status=403)
     except ActionError as exc:
@@ -489,7 +505,7 @@ def cancel_appointment(request: HttpRequest, appointment_id: UUID) -> HttpRespon
         return redirect(f"{reverse('clinic:patient_home')}#section-appointments")
     listing = _Listing()
     listing.add(appointment, "reason")
-    listing.read(user, request, "own appointment")
+    listing.read(user, client, "own appointment")
     context = {
         "appointment": appointment,
         "values": listing[appointment],

@@ -1,6 +1,7 @@
 """Running a diagnosis for a patient (issue 7): validated input, the client's query guard, the
 sealed model, what is released, the run sealed into the record, the audit entry (a PREDICTION
-event for the security layer). Thin views call these; they take ``acting_user`` and audit."""
+event for the security layer). Thin views call these; they take ``acting_user`` and a
+:class:`~carevault.web.clientinfo.ClientInfo` (never a request), and audit."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import Any
 
 import numpy as np
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.modelguard import dataset
@@ -21,7 +21,7 @@ from carevault.modelguard.guard import ClientKind, GuardVerdict
 from carevault.modelguard.models import KINDS
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, record
-from carevault.web.clientinfo import ClientInfo
+from carevault.web.clientinfo import NO_CLIENT, ClientInfo
 from carevault.web.clinic.models import Patient
 from carevault.web.errors import ActionError, NotAllowed, ValidationFailed
 from carevault.web.labs.models import LabResult
@@ -140,7 +140,7 @@ def do_run_diagnosis(
     *,
     model: str = "logistic",
     client_kind: ClientKind = ClientKind.DOCTOR_UI,
-    request: HttpRequest | None = None,
+    client: ClientInfo = NO_CLIENT,
 ) -> tuple[DiagnosisRun, Released]:
     """Diagnose, release what the client's policy allows, keep it sealed in the record.
 
@@ -160,18 +160,19 @@ def do_run_diagnosis(
     except DiagnosisUnavailable as exc:
         raise Unavailable(str(exc)) from None
     guard = serving.guard()
-    client = _client_id(acting_user, client_kind)
-    if ClientCutOff.objects.filter(client=client, lifted_at__isnull=True).exists():
+    # The extraction guard's client: the account and the kind of client (not the connection).
+    guarded = _client_id(acting_user, client_kind)
+    if ClientCutOff.objects.filter(client=guarded, lifted_at__isnull=True).exists():
         verdict = GuardVerdict(False, "cut off by the extraction monitor", True, False, None)
     else:
-        if guard.monitor.is_cut_off(client):
+        if guard.monitor.is_cut_off(guarded):
             # Lifted by an officer (possibly through another app server): start afresh here too.
-            guard.clear(client)
+            guard.clear(guarded)
         verdict = guard.check(
-            client, np.asarray(x, dtype=np.float64)[0], timezone.now(), client_kind
+            guarded, np.asarray(x, dtype=np.float64)[0], timezone.now(), client_kind
         )
         if verdict.newly_cut_off:
-            ClientCutOff.objects.create(client=client, user=acting_user, reason=verdict.reason)
+            ClientCutOff.objects.create(client=guarded, user=acting_user, reason=verdict.reason)
     if not verdict.allowed:
         record(
             "prediction.refused",
@@ -179,7 +180,7 @@ def do_run_diagnosis(
             outcome=Outcome.ALERT if verdict.newly_cut_off else Outcome.DENIED,
             target=patient,
             patient_id=patient.pk,
-            request=request,
+            client=client,
             details={"model": model, "client": client_kind.value, "reason": verdict.reason},
         )
         if verdict.cut_off:
@@ -210,7 +211,7 @@ def do_run_diagnosis(
     with transaction.atomic():
         run = DiagnosisRun(patient=patient, doctor=acting_user)
         run.seal(
-            write_context(acting_user, ClientInfo.from_request(request)),
+            write_context(acting_user, client),
             inputs=json.dumps(inputs, sort_keys=True),
             result=json.dumps({**released.as_dict(), "client": client_kind.value}, sort_keys=True),
         )
@@ -220,7 +221,7 @@ def do_run_diagnosis(
             actor=acting_user,
             target=run,
             patient_id=patient.pk,
-            request=request,
+            client=client,
             details={
                 "model": diagnosis.model,
                 "version": diagnosis.version,
@@ -253,7 +254,7 @@ def active_cut_offs() -> list[ClientCutOff]:
 
 @transaction.atomic
 def do_lift_cut_off(
-    acting_user: User, cut_off: ClientCutOff, request: HttpRequest | None = None
+    acting_user: User, cut_off: ClientCutOff, *, client: ClientInfo = NO_CLIENT
 ) -> bool:
     """A security officer lets the client query again (its monitor history starts afresh).
     Audited; False if it was lifted already."""
@@ -269,7 +270,7 @@ def do_lift_cut_off(
         "modelguard.cut_off_lifted",
         actor=acting_user,
         target=locked,
-        request=request,
+        client=client,
         details={"client": locked.client, "account": locked.user.username},
     )
     return True

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods
 from carevault.modelguard import dataset
 from carevault.web.access import role_required
 from carevault.web.accounts.models import Role, User
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.clinic.access import patient_for_user
 from carevault.web.errors import ActionError
 from carevault.web.labs.models import LabResult
@@ -45,7 +46,11 @@ def run(request: HttpRequest, patient_id: uuid.UUID) -> HttpResponse:
                     )
                 features.update(form.entered())
                 actions.do_run_diagnosis(
-                    user, patient, features, model=form.cleaned_data["model"], request=request
+                    user,
+                    patient,
+                    features,
+                    model=form.cleaned_data["model"],
+                    client=ClientInfo.from_request(request),
                 )
             except ActionError as exc:
                 form.add_error(None, exc.message)

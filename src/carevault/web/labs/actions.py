@@ -1,5 +1,6 @@
 """Lab workflow: doctors request tests; technicians, who see only a sample code and the test,
-record signed results with optional files."""
+record signed results with optional files. The actions take the acting user and a
+:class:`~carevault.web.clientinfo.ClientInfo` (never a request) and write the audit log."""
 
 from __future__ import annotations
 
@@ -10,14 +11,13 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from carevault.crypto import CryptoError
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, record
-from carevault.web.clientinfo import ClientInfo
+from carevault.web.clientinfo import NO_CLIENT, ClientInfo
 from carevault.web.clinic.actions import SignatureStatus, _text, verify_signed
 from carevault.web.clinic.models import Patient
 from carevault.web.errors import Conflict, NotAllowed, ValidationFailed
@@ -47,20 +47,20 @@ def do_request_lab_test(
     *,
     test: str,
     notes: str = "",
-    request: HttpRequest | None = None,
+    client: ClientInfo = NO_CLIENT,
 ) -> LabRequest:
     if acting_user.role != Role.DOCTOR:
         raise NotAllowed("only doctors request lab tests")
     lab_request = LabRequest(patient=patient, requested_by=acting_user)
     n = lab_request.seal(
-        write_context(acting_user, ClientInfo.from_request(request)),
+        write_context(acting_user, client),
         test=_text(test, "test", limit=200),
         notes=_text(notes, "notes", required=False),
     )
     lab_request.save()
     service.count_encryptions(patient.pk, n)
     record(
-        "lab.request", actor=acting_user, target=lab_request, patient_id=patient.pk, request=request
+        "lab.request", actor=acting_user, target=lab_request, patient_id=patient.pk, client=client
     )
     return lab_request
 
@@ -133,7 +133,7 @@ def _check_upload(upload: Upload) -> str:
 
 
 def _checked_uploads(
-    acting_user: User, lab_request: LabRequest, uploads: list[Upload], request: HttpRequest | None
+    acting_user: User, lab_request: LabRequest, uploads: list[Upload], client: ClientInfo
 ) -> list[str]:
     """Every upload's content type, or the first refusal, audited before it is raised."""
     try:
@@ -146,7 +146,7 @@ def _checked_uploads(
                 outcome=Outcome.FAILED,
                 target=lab_request,
                 patient_id=lab_request.patient_id,
-                request=request,
+                client=client,
                 details=exc.facts,
             )
         raise
@@ -159,7 +159,7 @@ def do_submit_lab_result(
     values: str,
     comment: str = "",
     uploads: list[Upload] | None = None,
-    request: HttpRequest | None = None,
+    client: ClientInfo = NO_CLIENT,
 ) -> LabResult:
     """Record and sign a result. All or nothing: on any error no row and no file remains."""
     if acting_user.role != Role.LABTECH:
@@ -172,9 +172,9 @@ def do_submit_lab_result(
         "comment": _text(comment, "comment", required=False, limit=2000),
     }
     # Validate everything before writing anything.
-    types = _checked_uploads(acting_user, lab_request, uploads, request)
+    types = _checked_uploads(acting_user, lab_request, uploads, client)
     # One context for the whole result: its files and its values are one write.
-    ctx = write_context(acting_user, ClientInfo.from_request(request))
+    ctx = write_context(acting_user, client)
     stored: list[str] = []
     try:
         with transaction.atomic():
@@ -234,7 +234,7 @@ def do_submit_lab_result(
                 actor=acting_user,
                 target=result,
                 patient_id=locked.patient_id,
-                request=request,
+                client=client,
                 details={
                     "files": len(files),
                     "key_id": key_record.key_id,

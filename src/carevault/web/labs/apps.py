@@ -26,7 +26,7 @@ class LabsConfig(AppConfig):
                     "labs",
                     LabRequestForm,
                     "lab_form",
-                    lambda u, p, d, r: actions.do_request_lab_test(u, p, request=r, **d),
+                    lambda u, p, d, c: actions.do_request_lab_test(u, p, client=c, **d),
                 ),
             )
         )

@@ -31,6 +31,7 @@ from carevault.crypto import CryptoError
 from carevault.web.access import deny, role_required
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.clinic.access import patient_for_user
 from carevault.web.errors import ActionError
 
@@ -207,7 +208,7 @@ def request_detail(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
                     values=form.cleaned_data["values"],
                     comment=form.cleaned_data["comment"],
                     uploads=uploads,
-                    request=request,
+                    client=ClientInfo.from_request(request),
                 )
             except ActionError as exc:
                 form.add_error(exc.field if exc.field in form.fields else None, exc.message)

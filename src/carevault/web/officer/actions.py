@@ -1,6 +1,7 @@
 """What the security officer reads. The officer sees identifiers, never clinical content; the one
 exception is the justification a doctor typed when breaking the glass, which the officer must
-review. That read decrypts PHI-adjacent text, so it is audited like any other PHI read."""
+review. That read decrypts PHI-adjacent text, so it is audited like any other PHI read, with the
+:class:`~carevault.web.clientinfo.ClientInfo` the view built (never the request)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import record
+from carevault.web.clientinfo import NO_CLIENT, ClientInfo
 from carevault.web.clinic.models import BreakGlassGrant
 
 
@@ -23,7 +24,7 @@ class GrantForReview:
 
 
 def active_grants_for_review(
-    acting_user: User, *, request: HttpRequest | None = None, now: dt.datetime | None = None
+    acting_user: User, *, client: ClientInfo = NO_CLIENT, now: dt.datetime | None = None
 ) -> list[GrantForReview]:
     """Active break-glass grants with their decrypted reasons; one audit entry per grant read."""
     now = now or timezone.now()
@@ -41,7 +42,7 @@ def active_grants_for_review(
                 actor=acting_user,
                 target=grant,
                 patient_id=grant.patient_id,
-                request=request,
+                client=client,
                 details={"fields": ["reason"]},
             )
     return reviewed

@@ -62,8 +62,8 @@ def _audit_page(request: HttpRequest) -> dict[str, Any]:
     return {"filter_form": form, "page": page, "rows": rows}
 
 
-def _grants_context(request: OfficerRequest) -> dict[str, Any]:
-    return {"grants": active_grants_for_review(request.user, request=request)}
+def _grants_context(officer: User, client: ClientInfo) -> dict[str, Any]:
+    return {"grants": active_grants_for_review(officer, client=client)}
 
 
 def _incidents_context(notice: str = "") -> dict[str, Any]:
@@ -87,7 +87,7 @@ def dashboard(request: OfficerRequest) -> HttpResponse:
     now = timezone.now()
     context = {
         **_audit_page(request),
-        **_grants_context(request),
+        **_grants_context(request.user, ClientInfo.from_request(request)),
         **security_dashboard.suspensions(),
         **security_dashboard.blocks(),
         **_cut_offs_context(),
@@ -119,19 +119,22 @@ def revoke_break_glass(request: OfficerRequest, grant_id: uuid.UUID) -> HttpResp
             target_type="clinic.breakglassgrant",
             target_id=grant_id,
         )
+    client = ClientInfo.from_request(request)
     notice = ""
     if not grant.active:
         notice = "That emergency access had already ended."
     else:
         try:
-            clinic_actions.do_revoke_break_glass(request.user, grant, request)
+            clinic_actions.do_revoke_break_glass(request.user, grant, client=client)
         except ActionError as exc:
             notice = exc.message
         else:
             notice = f"Emergency access of {grant.doctor.username} revoked."
     if request.headers.get("HX-Request"):
         return render(
-            request, "officer/_grants.html", {**_grants_context(request), "notice": notice}
+            request,
+            "officer/_grants.html",
+            {**_grants_context(request.user, client), "notice": notice},
         )
     messages.info(request, notice)
     return redirect("officer:dashboard")
@@ -203,7 +206,9 @@ def lift_cut_off(request: OfficerRequest, cut_off_id: int) -> HttpResponse:
     if cut_off is None:
         deny(request, reason="no such cut-off", target_type="diagnosis.clientcutoff")
     try:
-        lifted = diagnosis_actions.do_lift_cut_off(request.user, cut_off, request)
+        lifted = diagnosis_actions.do_lift_cut_off(
+            request.user, cut_off, client=ClientInfo.from_request(request)
+        )
     except ActionError as exc:
         notice = exc.message
     else:
@@ -259,7 +264,7 @@ def _incident_decision(
 ) -> HttpResponse:
     incident = _incident_or_deny(request, incident_id)
     try:
-        decide(request.user, incident, request)
+        decide(request.user, incident, client=ClientInfo.from_request(request))
     except ActionError as exc:
         notice = exc.message
     else:
@@ -307,7 +312,9 @@ def lift_response(request: OfficerRequest, response_id: int) -> HttpResponse:
         )
     reason = request.POST.get("reason", "").strip()[:200]
     try:
-        security_actions.do_lift_response(request.user, response, request, reason=reason)
+        security_actions.do_lift_response(
+            request.user, response, reason=reason, client=ClientInfo.from_request(request)
+        )
     except ActionError as exc:
         notice = exc.message
     else:
@@ -319,7 +326,9 @@ def lift_response(request: OfficerRequest, response_id: int) -> HttpResponse:
 @role_required(Role.ADMIN)
 def lower_floor(request: OfficerRequest) -> HttpResponse:
     try:
-        lowered = security_actions.do_lower_floor(request.user, request)
+        lowered = security_actions.do_lower_floor(
+            request.user, client=ClientInfo.from_request(request)
+        )
     except ActionError as exc:
         notice = exc.message
     else:
@@ -352,7 +361,7 @@ def user_create(request: OfficerRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             user = account_actions.do_create_staff_user(
-                request.user, request=request, **form.cleaned_data
+                request.user, client=ClientInfo.from_request(request), **form.cleaned_data
             )
         except ActionError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
@@ -370,15 +379,16 @@ def user_edit(request: OfficerRequest, user_id: int) -> HttpResponse:
         deny(request, reason="no such user", target_type="accounts.user", target_id=user_id)
     error = ""
     if request.method == "POST":
+        client = ClientInfo.from_request(request)
         op = request.POST.get("op", "")
         try:
             if op == "role":
                 # The action, not a form, refuses patient <-> staff changes: its message says why.
                 role = request.POST.get("role", "")
-                account_actions.do_change_role(request.user, person, role, request)
+                account_actions.do_change_role(request.user, person, role, client=client)
                 messages.success(request, f"{person.username} is now {person.get_role_display()}.")
             elif op in ("activate", "deactivate"):
-                account_actions.do_set_active(request.user, person, op == "activate", request)
+                account_actions.do_set_active(request.user, person, op == "activate", client=client)
                 state = "reactivated" if op == "activate" else "deactivated"
                 messages.success(request, f"{person.username} {state}.")
             else:
@@ -435,7 +445,9 @@ def reencryption_jobs(request: OfficerRequest) -> HttpResponse:
 def start_reencryption(request: OfficerRequest) -> HttpResponse:
     """Start (or resume) re-encrypting stored data up to the raised floor. Audited."""
     try:
-        job = security_actions.do_start_reencryption(request.user, request=request)
+        job = security_actions.do_start_reencryption(
+            request.user, client=ClientInfo.from_request(request)
+        )
     except ActionError as exc:
         messages.error(request, str(exc))
     else:

@@ -1,19 +1,18 @@
 """The security officer's decisions about incidents and responses. Each is atomic, takes the
-acting officer and writes the audit log (``security.*`` entries, which the security layer does
-not treat as events)."""
+acting officer and a :class:`~carevault.web.clientinfo.ClientInfo` (never a request), and writes
+the audit log (``security.*`` entries, which the security layer does not treat as events)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.security.response import ActionKind, Level, execute
 from carevault.web.accounts.models import Role, User
 from carevault.web.audit.log import Outcome, record
-from carevault.web.clientinfo import ClientInfo
+from carevault.web.clientinfo import NO_CLIENT, ClientInfo
 from carevault.web.errors import Conflict, NotAllowed
 from carevault.web.login import handled, throttle
 
@@ -36,7 +35,7 @@ def _locked(incident: Incident) -> Incident:
 
 @transaction.atomic
 def do_acknowledge_incident(
-    acting_user: User, incident: Incident, request: HttpRequest | None = None
+    acting_user: User, incident: Incident, *, client: ClientInfo = NO_CLIENT
 ) -> Incident:
     """The officer has seen it (it stays active: new events still join it)."""
     _require_officer(acting_user)
@@ -51,7 +50,7 @@ def do_acknowledge_incident(
         "security.incident_acknowledged",
         actor=acting_user,
         target=locked,
-        request=request,
+        client=client,
         details={"incident": locked.pk, "level": locked.level, "title": locked.title},
     )
     return locked
@@ -59,7 +58,7 @@ def do_acknowledge_incident(
 
 @transaction.atomic
 def do_close_incident(
-    acting_user: User, incident: Incident, request: HttpRequest | None = None
+    acting_user: User, incident: Incident, *, client: ClientInfo = NO_CLIENT
 ) -> Incident:
     """Resolved: new events open a new incident. Responses in force stay (lift them apart)."""
     _require_officer(acting_user)
@@ -74,7 +73,7 @@ def do_close_incident(
         "security.incident_closed",
         actor=acting_user,
         target=locked,
-        request=request,
+        client=client,
         details={"incident": locked.pk, "level": locked.level},
     )
     return locked
@@ -82,7 +81,7 @@ def do_close_incident(
 
 @transaction.atomic
 def do_escalate_incident(
-    acting_user: User, incident: Incident, request: HttpRequest | None = None
+    acting_user: User, incident: Incident, *, client: ClientInfo = NO_CLIENT
 ) -> list[ResponseRecord]:
     """Take the next level's actions now, against everyone and everything the incident is
     about (its addresses, accounts and touched patients). No session is acted on directly: the
@@ -112,7 +111,7 @@ def do_escalate_incident(
         actor=acting_user,
         outcome=Outcome.ALERT,
         target=locked,
-        request=request,
+        client=client,
         details={
             "incident": locked.pk,
             "level": int(level),
@@ -122,17 +121,15 @@ def do_escalate_incident(
     )
     sink = WebResponseSink(locked, serving=None, ordered_by=acting_user)
     return [
-        record_response(locked, None, result, request=request, ordered_by=acting_user)
+        record_response(locked, None, result, client=client, ordered_by=acting_user)
         for result in execute(actions, sink)
     ]
 
 
-def _lift_effect(acting_user: User, response: ResponseRecord, request: HttpRequest | None) -> str:
+def _lift_effect(acting_user: User, response: ResponseRecord, client: ClientInfo) -> str:
     kind = ActionKind(response.action)
     if kind is ActionKind.THROTTLE_ADDRESS:
-        ended = throttle.unblock_address(
-            response.target, actor=acting_user, client=ClientInfo.from_request(request)
-        )
+        ended = throttle.unblock_address(response.target, actor=acting_user, client=client)
         return "address unblocked" if ended else "the block had ended already"
     if kind is ActionKind.SUSPEND_ACCOUNT:
         person = User.objects.filter(username=response.target).first()
@@ -142,7 +139,7 @@ def _lift_effect(acting_user: User, response: ResponseRecord, request: HttpReque
             person,
             actor=acting_user,
             reason=f"security response #{response.pk} lifted by a security officer",
-            client=ClientInfo.from_request(request),
+            client=client,
         )
         return "suspension lifted" if lifted else "the account was not suspended any more"
     if kind is ActionKind.RAISE_FLOOR:
@@ -157,9 +154,9 @@ def _lift_effect(acting_user: User, response: ResponseRecord, request: HttpReque
 def do_lift_response(
     acting_user: User,
     response: ResponseRecord,
-    request: HttpRequest | None = None,
     *,
     reason: str = "",
+    client: ClientInfo = NO_CLIENT,
 ) -> ResponseRecord:
     """Undo a reversible response (unblock the address, unsuspend the account through the
     throttle, lower the floor); audited with the lift's own entry and the effect's."""
@@ -169,7 +166,7 @@ def do_lift_response(
         raise Conflict("this response cannot be undone (it was one-off, or it failed)")
     if locked.status != ResponseStatus.IN_FORCE:
         raise Conflict(f"this response is {locked.get_status_display().lower()} already")
-    effect = _lift_effect(acting_user, locked, request)
+    effect = _lift_effect(acting_user, locked, client)
     locked.status = ResponseStatus.LIFTED
     locked.lifted_by = acting_user
     locked.lifted_at = timezone.now()
@@ -179,7 +176,7 @@ def do_lift_response(
         "security.response_lifted",
         actor=acting_user,
         target=locked,
-        request=request,
+        client=client,
         details={
             "incident": locked.incident_id,
             "response": locked.pk,
@@ -192,7 +189,7 @@ def do_lift_response(
 
 
 @transaction.atomic
-def do_lower_floor(acting_user: User, request: HttpRequest | None = None) -> bool:
+def do_lower_floor(acting_user: User, *, client: ClientInfo = NO_CLIENT) -> bool:
     """End the raised encryption floor now (and mark the responses that raised it lifted).
     Audited; False if no floor was in force."""
     _require_officer(acting_user)
@@ -214,7 +211,7 @@ def do_lower_floor(acting_user: User, request: HttpRequest | None = None) -> boo
     record(
         "security.floor_lowered",
         actor=acting_user,
-        request=request,
+        client=client,
         details={
             "suite": floor.suite if floor else "",
             "until": floor.until.isoformat() if floor else "",
@@ -225,7 +222,7 @@ def do_lower_floor(acting_user: User, request: HttpRequest | None = None) -> boo
 
 
 @transaction.atomic
-def do_start_reencryption(acting_user: User, request: HttpRequest | None = None) -> Any:
+def do_start_reencryption(acting_user: User, *, client: ClientInfo = NO_CLIENT) -> Any:
     """Queue (or reuse) the job that brings stored data up to the raised floor and start it in
     the background. Audited; Conflict when no floor is raised (nothing to bring data up to)."""
     from carevault.crypto import Suite
@@ -239,7 +236,7 @@ def do_start_reencryption(acting_user: User, request: HttpRequest | None = None)
     record(
         "keys.reencrypt_started",
         actor=acting_user,
-        request=request,
+        client=client,
         details={"job": job.pk, "suite": job.target_suite},
     )
     return job

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 
 from django.conf import settings
-from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.security.assessment import Assessment
@@ -174,10 +173,10 @@ def record_response(
     result: Executed,
     *,
     client: ClientInfo | None = None,
-    request: HttpRequest | None = None,
     ordered_by: User | None,
 ) -> ResponseRecord:
-    """Keep and audit one executed action (ok or not)."""
+    """Keep and audit one executed action (ok or not), for ``client``: the request being
+    served's (an automatic response) or the officer's (an officer's decision)."""
     action = result.action
     now = timezone.now()
     if not result.ok:
@@ -209,7 +208,7 @@ def record_response(
         outcome=Outcome.ALERT if result.ok else Outcome.FAILED,
         target=response,
         patient_id=action.target if action.kind is ActionKind.ROTATE_KEYS else "",
-        client=client if request is None else ClientInfo.from_request(request),
+        client=client,
         details={
             "incident": incident.pk,
             "event": row.pk if row is not None else None,
