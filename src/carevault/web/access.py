@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clientinfo import ClientInfo
 
 F = TypeVar("F", bound=Callable[..., HttpResponse])
 
@@ -34,7 +35,7 @@ def deny(
         outcome=Outcome.DENIED,
         target_type=target_type,
         target_id=str(target_id),
-        request=request,
+        client=ClientInfo.from_request(request),
         details={"reason": reason, "path": request.path[:200], "method": request.method},
     )
     if status == 403:
@@ -55,7 +56,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
             "access.denied",
             actor=user,
             outcome=Outcome.DENIED,
-            request=request,
+            client=ClientInfo.from_request(request),
             details={"reason": "csrf", "path": request.path[:200], "method": request.method},
         )
     return answer(request, reason=reason)

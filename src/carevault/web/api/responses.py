@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from carevault.web.access import deny
 from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clientinfo import ClientInfo
 from carevault.web.errors import ActionError, ValidationFailed
 from carevault.web.inputs import InputRejected, max_body_bytes, parse_json
 
@@ -111,7 +112,7 @@ def api_view(
                         "access.denied",
                         actor=request.user,
                         outcome=Outcome.DENIED,
-                        request=request,
+                        client=ClientInfo.from_request(request),
                         details={"reason": "csrf", "path": request.path[:200]},
                     )
                     return error(

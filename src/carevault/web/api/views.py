@@ -251,7 +251,7 @@ def diagnosis_homomorphic(request: ApiRequest) -> HttpResponse:
             "prediction.refused",
             actor=request.user,
             outcome=Outcome.DENIED,
-            request=request,
+            client=ClientInfo.from_request(request),
             details={"model": "logistic", "client": "homomorphic", "reason": "budget"},
         )
         response = error("rate_limited", f"homomorphic scoring budget used ({exc.window})", 429)
@@ -263,7 +263,7 @@ def diagnosis_homomorphic(request: ApiRequest) -> HttpResponse:
     record(
         "prediction.homomorphic",
         actor=request.user,
-        request=request,
+        client=ClientInfo.from_request(request),
         details={"model": "logistic", "version": version, "patients": parsed.patients},
     )
     answer = HttpResponse(reply, content_type="application/octet-stream")

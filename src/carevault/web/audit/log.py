@@ -14,7 +14,6 @@ from hashlib import sha256
 from typing import Any
 
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.crypto import canonical_bytes
@@ -116,20 +115,19 @@ def record(
     target_type: str = "",
     target_id: str = "",
     patient_id: Any = "",
-    request: HttpRequest | None = None,
     details: dict[str, Any] | None = None,
     client: ClientInfo | None = None,
 ) -> AuditEntry:
     """Append one entry. Call inside the action's transaction so both land or neither does.
 
-    Below the views, the client comes as ``client`` (its address is the entry's); ``request``
-    is for callers that still hold one."""
+    ``client`` is who the action was done for (its address is the entry's); None when written
+    without one (a value found tampered while a page is built): the security layer then ties
+    the entry to the request being served, if any."""
     if target is not None:
         target_type = target_type or target._meta.label_lower
         target_id = target_id or str(target.pk)
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
-    who = client if client is not None or request is None else ClientInfo.from_request(request)
     with transaction.atomic():
         head, _ = AuditHead.objects.select_for_update().get_or_create(id=1)
         entry = AuditEntry(
@@ -144,7 +142,7 @@ def record(
             target_type=_text(target_type, 64),
             target_id=_text(target_id, 64),
             patient_id=_text(patient_id or "", 64),
-            address=_text(who.address if who is not None else "", 64),
+            address=_text(client.address if client is not None else "", 64),
             details=_storable(details or {}),
             prev_digest=head.digest,
         )
@@ -156,7 +154,7 @@ def record(
             # Anchored outside the database once the entry is committed (never a rolled-back
             # head, which would then read as a rewound chain).
             transaction.on_commit(anchor.write_checkpoint_quietly)
-    _notify(entry, who)
+    _notify(entry, client)
     return entry
 
 

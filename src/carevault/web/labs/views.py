@@ -147,7 +147,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         "phi.read",
         actor=request.user,
         target_type="labs.queue",
-        request=request,
+        client=ClientInfo.from_request(request),
         details={
             "via": "lab",
             "sections": ["lab_queue"],
@@ -234,7 +234,7 @@ def request_detail(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
         actor=request.user,
         target=lab_request,
         patient_id=lab_request.patient_id,
-        request=request,
+        client=ClientInfo.from_request(request),
         details={"via": "lab", "sections": ["lab_request"] + (["lab_result"] if result else [])},
     )
     context = {
@@ -320,7 +320,7 @@ def _integrity_alert(request: HttpRequest, lab_file: LabFile, problem: str) -> N
         outcome=Outcome.ALERT,
         target=lab_file,
         patient_id=lab_file.patient_id,
-        request=request,
+        client=ClientInfo.from_request(request),
         details={"error": "integrity", "problem": problem},
     )
 
@@ -344,7 +344,7 @@ def file(request: HttpRequest, file_id: uuid.UUID) -> HttpResponseBase:
         outcome=Outcome.ALERT if via == "break-glass" else Outcome.OK,
         target=lab_file,
         patient_id=lab_file.patient_id,
-        request=request,
+        client=ClientInfo.from_request(request),
         details={"via": via, "size": lab_file.size},
     )
     response = StreamingHttpResponse(_stream(request, lab_file), content_type=lab_file.content_type)

@@ -212,7 +212,7 @@ def demand_step_up(target: HttpRequest | SessionBase, reason: str, *, actor: Any
         "session.step_up_demanded",
         actor=actor,
         outcome=Outcome.ALERT,
-        request=request,
+        client=ClientInfo.from_request(request),
         details={"reason": reason[:200]},
     )
 
@@ -239,7 +239,7 @@ def complete_step_up(request: HttpRequest, user: User, code: str) -> None:
     record(
         "session.step_up_passed",
         actor=user,
-        request=request,
+        client=ClientInfo.from_request(request),
         details={"reason": reason, "method": method},
     )
 

@@ -131,14 +131,14 @@ def refuse(request: HttpRequest, purpose: str, reason: str) -> None:
         record(
             "auth.form_unsealed",
             outcome=Outcome.FAILED,
-            request=request,
+            client=ClientInfo.from_request(request),
             details={"reason": reason, "form": purpose},
         )
         return
     record(
         "auth.packet_rejected",
         outcome=Outcome.FAILED,
-        request=request,
+        client=ClientInfo.from_request(request),
         details={"reason": reason, "form": purpose},
     )
     # A forged or replayed form packet is the same evidence as a forged login packet.

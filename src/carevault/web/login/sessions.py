@@ -176,7 +176,7 @@ def refuse(request: HttpRequest, user: User, reason: str) -> None:
         "session.refused",
         actor=user,
         outcome=Outcome.ALERT if reason == BINDING else Outcome.DENIED,
-        request=request,
+        client=ClientInfo.from_request(request),
         details={"reason": reason, "path": request.path[:200]},
     )
     end_session(request)

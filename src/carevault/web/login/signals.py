@@ -10,17 +10,18 @@ from django.dispatch import receiver
 from carevault.web.accounts.models import User
 from carevault.web.accounts.names import username_hash
 from carevault.web.audit.log import Outcome, record
+from carevault.web.clientinfo import ClientInfo
 
 
 @receiver(user_logged_in)
 def _logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    record("auth.login", actor=user, request=request)
+    record("auth.login", actor=user, client=ClientInfo.from_request(request))
 
 
 @receiver(user_logged_out)
 def _logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     if user is not None:
-        record("auth.logout", actor=user, request=request)
+        record("auth.logout", actor=user, client=ClientInfo.from_request(request))
 
 
 @receiver(user_login_failed)
@@ -33,6 +34,6 @@ def _login_failed(sender: Any, credentials: Any, request: Any = None, **kwargs: 
         "auth.login_failed",
         outcome=Outcome.FAILED,
         target=account,
-        request=request,
+        client=ClientInfo.from_request(request),
         details={"username_hash": username_hash(username)},
     )

@@ -168,7 +168,10 @@ def _refused(request: HttpRequest, reason: str) -> JsonResponse:
         throttle.count_refused(address, f"packet {reason}", client=client)
         return _paused(decision.retry_after)
     record(
-        "auth.packet_rejected", outcome=Outcome.FAILED, request=request, details={"reason": reason}
+        "auth.packet_rejected",
+        outcome=Outcome.FAILED,
+        client=ClientInfo.from_request(request),
+        details={"reason": reason},
     )
     throttle.record_forged_packet(address, reason, client=client)
     return _failed()
