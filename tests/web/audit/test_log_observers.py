@@ -13,6 +13,7 @@ from django.db import transaction
 
 from carevault.web.audit import log
 from carevault.web.audit.models import AuditEntry
+from carevault.web.clientinfo import ClientInfo
 
 pytestmark = pytest.mark.django_db
 
@@ -26,10 +27,10 @@ def seen() -> Iterator[dict[str, list[str]]]:
     """Two observers, one of each kind, that note the actions they are told about."""
     noted: dict[str, list[str]] = {"committed": [], "in_transaction": []}
 
-    def committed(entry: AuditEntry, request: Any) -> None:
+    def committed(entry: AuditEntry, client: Any) -> None:
         noted["committed"].append(entry.action)
 
-    def in_transaction(entry: AuditEntry, request: Any) -> None:
+    def in_transaction(entry: AuditEntry, client: Any) -> None:
         noted["in_transaction"].append(entry.action)
 
     log.add_observer(committed)
@@ -95,3 +96,23 @@ def test_an_observer_that_fails_never_breaks_the_action(when, django_capture_on_
     finally:
         log.remove_observer(broken)
     assert AuditEntry.objects.filter(seq=entry.seq, action="test.action").exists()
+
+
+def test_an_observer_is_told_the_client_the_entry_was_written_for_and_never_a_request(
+    django_capture_on_commit_callbacks,
+):
+    told: list[ClientInfo | None] = []
+
+    def observer(entry: AuditEntry, client: ClientInfo | None) -> None:
+        told.append(client)
+
+    ward = ClientInfo(address="10.77.0.9", user_agent="ward browser")
+    log.add_observer(observer)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            entry = log.record("test.for_a_client", client=ward)
+            log.record("test.without_one")
+    finally:
+        log.remove_observer(observer)
+    assert told == [ward, None]
+    assert entry.address == "10.77.0.9"
