@@ -75,6 +75,21 @@ class BoundContext:
         return f"<BoundContext {sorted(self.items)}>"
 
 
+def _text_key(key: object) -> str:
+    if type(key) is not str:
+        raise EncodingError("context keys must be strings")
+    return key
+
+
+def _part(key: str, value: object) -> str:
+    # Length-prefixed and type-tagged, as in _encode_context below.
+    if type(value) is str:
+        return f"{len(key)}:{key}s{len(value)}:{value}"
+    if type(value) is int:
+        return f"{len(key)}:{key}i{value};"
+    raise EncodingError(f"context value for {key!r} must be str or int")
+
+
 def _encode_context(context: Mapping[str, str | int]) -> bytes:
     # Length-prefixed and type-tagged, so no two different contexts share an encoding:
     # "<len>:<key>s<len>:<text>" for text, "<len>:<key>i<digits>;" for integers.
@@ -94,6 +109,49 @@ def _encode_context(context: Mapping[str, str | int]) -> bytes:
         else:
             raise EncodingError(f"context value for {key!r} must be str or int")
     return "".join(parts).encode("utf-8", "surrogatepass")
+
+
+class RowContext:
+    """The context of one row, encoded once, for the fields sealed in it: ``encode(column)`` is
+    exactly ``context_bytes({**items, "column": column})`` (same bytes, so either API opens what
+    the other sealed), at the cost of one small format and two concatenations per field.
+
+    The encoding sorts keys, so the row's keys that sort before the field key are encoded once
+    as a prefix and those after it as a suffix; the field's own part is length-prefixed and
+    type-tagged like every other, so no two (row, field) pairs share an encoding.
+    """
+
+    __slots__ = ("_head", "_prefix", "_suffix", "items")
+
+    def __init__(self, items: Mapping[str, str | int], *, field_key: str = "column") -> None:
+        if not isinstance(items, Mapping):
+            raise EncodingError("a row context must be a mapping of names to str or int")
+        if type(field_key) is not str:
+            raise EncodingError("context keys must be strings")
+        self.items: dict[str, str | int] = dict(items)
+        if field_key in self.items:
+            raise EncodingError(f"a row context must not contain its field key {field_key!r}")
+        # One pass in key order, the same parts as _encode_context (which the tests compare).
+        prefix = suffix = ""
+        for key in sorted(self.items, key=_text_key):
+            part = _part(key, self.items[key])
+            if key < field_key:
+                prefix += part
+            else:
+                suffix += part
+        self._prefix = prefix.encode("utf-8", "surrogatepass")
+        self._suffix = suffix.encode("utf-8", "surrogatepass")
+        self._head = f"{len(field_key)}:{field_key}s"
+
+    def encode(self, field: str) -> bytes:
+        """The canonical encoding of this row's context with ``field`` as its field key."""
+        if type(field) is not str:
+            raise EncodingError("a field name must be str")
+        part = f"{self._head}{len(field)}:{field}".encode("utf-8", "surrogatepass")
+        return self._prefix + part + self._suffix
+
+    def __repr__(self) -> str:
+        return f"<RowContext {sorted(self.items)}>"
 
 
 # An associated-data context: where a ciphertext lives (table, column, row, patient, ...).
