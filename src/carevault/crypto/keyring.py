@@ -135,6 +135,8 @@ class Keyring:
         # the exact header they write (so one lookup checks magic, format, suite and version).
         # Keeps state checks off the decryption hot path.
         self._openers: dict[bytes, Callable[[bytes | memoryview, int, bytes], bytes]] = {}
+        # Likewise the versions that encrypt, by the suite asked for (None: the primary's).
+        self._sealing: dict[Suite | None, _Version] = {}
         self._lock = threading.Lock()
         # Called after every change of state (rotation, counter reaching the budget), so the
         # owner can persist the keyring; the crypto core itself never does I/O.
@@ -237,6 +239,15 @@ class Keyring:
     def _take(self, suite: Suite | None) -> tuple[bytes, Callable[[bytes, bytes, bytes], bytes]]:
         """The header and sealer of the version that encrypts for ``suite``, with one
         encryption counted against its nonce budget (rotating first if it is used up)."""
+        with self._lock:
+            # The common case, in as few steps as it takes: an encrypting version with budget.
+            version = self._sealing.get(suite)
+            if version is not None and version.sealer is not None:
+                if not version.symmetric:
+                    return version.header, version.sealer
+                if version.encryptions + 1 < self.nonce_budget:
+                    version.encryptions += 1
+                    return version.header, version.sealer
         rotated = exhausted = False
         with self._lock:
             version = self._encrypting_locked(suite)
@@ -484,6 +495,13 @@ class Keyring:
             raise KeyStateError(f"keyring {self.name!r} has no version {version}") from None
 
     def _refresh(self) -> None:
+        sealing: dict[Suite | None, _Version] = {
+            suite: self._versions[number] for suite, number in self._active.items()
+        }
+        if self._primary is not None:
+            primary = self._versions[self._primary]
+            sealing[None] = sealing[primary.suite] = primary
+        self._sealing = sealing
         self._openers = {
             v.header: v.material.envelope_opener
             for v in self._versions.values()
