@@ -12,10 +12,13 @@ def test_a_quick_crypto_benchmark_reports_every_measure_as_json(capsys):
     assert cli.main(["bench", "crypto", "--quick", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     field = result["field"]
-    assert field["envelope_us"] > 0
-    assert field["aesgcm_us"] > 0
-    assert field["fernet_us"] > 0
-    assert abs(field["envelope_vs_aesgcm"] - field["envelope_us"] / field["aesgcm_us"]) < 1e-6
+    for measure in ("field_us", "envelope_us", "aesgcm_us", "fernet_us"):
+        assert field[measure] > 0
+    # Ratios are medians of per-round ratios (both sides ran in the same round), so they are
+    # close to, not exactly, the ratio of the median times.
+    for ratio in ("field_vs_aesgcm", "envelope_vs_aesgcm", "fernet_vs_field"):
+        assert field[ratio] > 0
+    assert field["fields_per_row"] >= 2
     assert result["stream"]["encrypt_mb_s"] > 0
     assert result["stream"]["decrypt_mb_s"] > 0
     assert {s["algorithm"] for s in result["signatures"]} == {
@@ -24,8 +27,8 @@ def test_a_quick_crypto_benchmark_reports_every_measure_as_json(capsys):
         "RSA-PSS-3072-SHA256",
     }
     assert set(result["goals"]) == {
-        "envelope_vs_aesgcm <= 1.5",
-        "fernet_vs_envelope >= 5",
+        "field_vs_aesgcm <= 1.5",
+        "fernet_vs_field >= 5",
         "stream_vs_openssl >= 0.6",
     }
 
@@ -36,3 +39,5 @@ def test_the_table_names_each_goal(capsys):
     assert "goal <= 1.5x" in out
     assert "goal >= 5x" in out
     assert "goal >= 0.6" in out
+    # Each goal sits next to its verdict, whatever this machine measured.
+    assert out.count("MET") + out.count("MISSED") >= 6

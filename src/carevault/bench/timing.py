@@ -28,6 +28,30 @@ def per_call_seconds(
     return best
 
 
+def per_call_samples(
+    candidates: dict[str, Callable[[], object]], *, calls: int, rounds: int
+) -> dict[str, list[float]]:
+    """Per-call time of each candidate in each of ``rounds`` rounds of ``calls`` calls.
+
+    Candidates run interleaved round by round (the order rotating each round), so noise from
+    the rest of the machine hits all alike; callers take medians, per measure or of per-round
+    ratios (the two sides of a ratio ran side by side, so their noise mostly cancels).
+    """
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    items = list(candidates.items())
+    for _, fn in items:  # warm-up: caches, lazy imports, first allocations
+        for _ in range(min(calls, 100)):
+            fn()
+    for number in range(rounds):
+        shift = number % len(items)
+        for name, fn in items[shift:] + items[:shift]:
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            samples[name].append((time.perf_counter() - start) / calls)
+    return samples
+
+
 def percentiles_ms(samples: Sequence[float]) -> dict[str, float]:
     """p50, p99 and max of ``samples`` (seconds), in milliseconds."""
     values = np.asarray(samples, dtype=np.float64) * 1e3

@@ -159,14 +159,14 @@ def _plaintext_mode() -> Iterator[None]:
     from carevault.web.clinic import actions as clinic_actions
     from carevault.web.labs import actions as lab_actions
 
-    def identity(patient_id: Any, table: str, column: str, row: Any, sealed: bytes) -> str:
+    def identity(row: Any, column: str, sealed: bytes) -> str:
         return bytes(sealed).decode()
 
     def no_check(*args: Any, **kwargs: Any) -> str:
         return "valid"
 
     with (
-        mock.patch("carevault.web.vault.service.open_text", identity),
+        mock.patch("carevault.web.vault.service.PhiRow.open_text", identity),
         mock.patch.object(clinic_actions, "verify_signed", no_check),
         mock.patch.object(lab_actions, "verify_signed", no_check),
     ):

@@ -3,7 +3,7 @@ for Shamir). Import from here; ``_primitives`` is the only module that touches h
 """
 
 from .blind_index import BlindIndex, normalize_text
-from .canonical import BoundContext, Context, canonical_bytes
+from .canonical import BoundContext, Context, RowContext, canonical_bytes
 from .envelope import Header, parse_header
 from .errors import (
     ConfigurationError,
@@ -30,7 +30,7 @@ from .kek import (
     unwrap_keyring,
     wrap_keyring,
 )
-from .keyring import KeyInfo, Keyring, KeyState
+from .keyring import KeyInfo, Keyring, KeyState, RowCipher
 from .providers import EnvMasterKeyProvider, FileMasterKeyProvider, KmsMasterKeyProvider
 from .secret import SecretBytes
 from .shamir import Share, recover_secret, split_secret
@@ -62,6 +62,8 @@ __all__ = [
     "MasterKey",
     "NonceBudgetExhaustedError",
     "RewrapReport",
+    "RowCipher",
+    "RowContext",
     "SecretBytes",
     "Share",
     "ShareError",

@@ -19,11 +19,11 @@ import datetime as dt
 import enum
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from .canonical import Context, context_bytes
+from .canonical import Context, RowContext, context_bytes
 from .envelope import HEADER_BYTES, MAX_KEY_ID, header_bytes, key_id_of
 from .errors import (
     ConfigurationError,
@@ -77,6 +77,7 @@ class _Version:
         "encryptions",
         "header",
         "material",
+        "sealer",
         "state",
         "suite",
         "symmetric",
@@ -100,6 +101,7 @@ class _Version:
         self.encryptions = encryptions
         # Precomputed: every envelope this version writes starts with exactly these bytes.
         self.header = header_bytes(suite, version)
+        self.sealer = material.envelope_sealer if material is not None else None
         self.symmetric = suite.is_symmetric  # GCM nonce budgets apply to symmetric keys only
 
     def info(self) -> KeyInfo:
@@ -129,9 +131,12 @@ class Keyring:
         self._primary: int | None = None
         # The version that encrypts for each suite other than the primary's (state ACTIVE).
         self._active: dict[Suite, int] = {}
-        # Derived from _versions on every change: the versions that may decrypt right now, with
-        # the exact header they write. Keeps state checks off the decryption hot path.
-        self._openers: dict[int, tuple[bytes, KeyMaterial]] = {}
+        # Derived from _versions on every change: the versions that may decrypt right now, by
+        # the exact header they write (so one lookup checks magic, format, suite and version).
+        # Keeps state checks off the decryption hot path.
+        self._openers: dict[bytes, Callable[[bytes | memoryview, int, bytes], bytes]] = {}
+        # Likewise the versions that encrypt, by the suite asked for (None: the primary's).
+        self._sealing: dict[Suite | None, _Version] = {}
         self._lock = threading.Lock()
         # Called after every change of state (rotation, counter reaching the budget), so the
         # owner can persist the keyring; the crypto core itself never does I/O.
@@ -222,6 +227,27 @@ class Keyring:
             raise TypeError("plaintext must be bytes")
         # Encode the context before taking the lock: it is the costly part and needs no lock.
         aad_tail = b"\x00" + context_bytes(context)
+        header, sealer = self._take(suite)
+        data = plaintext if type(plaintext) is bytes else bytes(plaintext)
+        return sealer(header, data, header + aad_tail)
+
+    def row(self, context: Mapping[str, str | int], *, suite: Suite | None = None) -> RowCipher:
+        """A :class:`RowCipher` for the fields of one row: ``context`` is the row's (e.g. table,
+        row, patient: everything but the column), encoded once; each field adds its column."""
+        return RowCipher(self, RowContext(context), suite)
+
+    def _take(self, suite: Suite | None) -> tuple[bytes, Callable[[bytes, bytes, bytes], bytes]]:
+        """The header and sealer of the version that encrypts for ``suite``, with one
+        encryption counted against its nonce budget (rotating first if it is used up)."""
+        with self._lock:
+            # The common case, in as few steps as it takes: an encrypting version with budget.
+            version = self._sealing.get(suite)
+            if version is not None and version.sealer is not None:
+                if not version.symmetric:
+                    return version.header, version.sealer
+                if version.encryptions + 1 < self.nonce_budget:
+                    version.encryptions += 1
+                    return version.header, version.sealer
         rotated = exhausted = False
         with self._lock:
             version = self._encrypting_locked(suite)
@@ -241,24 +267,21 @@ class Keyring:
                 version.encryptions += 1
                 # Reaching the budget is a change of state the owner must persist (on_change).
                 exhausted = version.encryptions == self.nonce_budget
-            material, header = version.material, version.header
+            sealer, header = version.sealer, version.header
         if rotated or exhausted:
             self._changed()
-        assert material is not None  # a primary key always has material
-        data = plaintext if type(plaintext) is bytes else bytes(plaintext)
-        return material.seal_envelope(header, data, header + aad_tail)
+        assert sealer is not None  # an encrypting key always has material
+        return header, sealer
 
     def decrypt(self, ciphertext: bytes | memoryview, context: Context) -> bytes:
         """Open an envelope written by any usable version; :class:`DecryptionError` otherwise."""
         if len(ciphertext) < HEADER_BYTES:
             raise DecryptionError()
         header = bytes(ciphertext[:HEADER_BYTES])
-        opener = self._openers.get(int.from_bytes(header[4:], "big"))
-        # Comparing the whole header checks magic, format version and suite in one go.
-        if opener is None or opener[0] != header:
+        opener = self._openers.get(header)
+        if opener is None:
             raise DecryptionError()
-        aad = header + b"\x00" + context_bytes(context)
-        return opener[1].open_envelope(ciphertext, HEADER_BYTES, aad)
+        return opener(ciphertext, HEADER_BYTES, header + b"\x00" + context_bytes(context))
 
     def needs_reencrypt(
         self, ciphertext: bytes | memoryview, *, suite: Suite | None = None
@@ -368,6 +391,7 @@ class Keyring:
                 del self._active[target.suite]
             target.state = KeyState.DESTROYED
             target.material = None
+            target.sealer = None
         self._changed()
 
     def shred(self) -> None:
@@ -471,8 +495,15 @@ class Keyring:
             raise KeyStateError(f"keyring {self.name!r} has no version {version}") from None
 
     def _refresh(self) -> None:
+        sealing: dict[Suite | None, _Version] = {
+            suite: self._versions[number] for suite, number in self._active.items()
+        }
+        if self._primary is not None:
+            primary = self._versions[self._primary]
+            sealing[None] = sealing[primary.suite] = primary
+        self._sealing = sealing
         self._openers = {
-            v.version: (v.header, v.material)
+            v.header: v.material.envelope_opener
             for v in self._versions.values()
             if v.state in _DECRYPTABLE
             and v.version >= self.min_decrypt_version
@@ -487,3 +518,50 @@ class Keyring:
 
     def __iter__(self) -> Iterator[KeyInfo]:
         return iter(self.versions())
+
+
+class RowCipher:
+    """Seals and opens the fields of one row: the row's context is encoded once, and each field
+    adds only its column (see :class:`~carevault.crypto.canonical.RowContext`).
+
+    What it writes is exactly what :meth:`Keyring.encrypt` writes for the context
+    ``{**row, "column": column}`` (same header, same associated data), so either API opens the
+    other's envelopes. Every seal counts against the nonce budget and follows rotations; every
+    open sees the keyring's current states (a version disabled or destroyed meanwhile refuses),
+    and every failure is the one opaque :class:`DecryptionError`. Create with
+    :meth:`Keyring.row`, one per row (it holds no key material of its own).
+    """
+
+    __slots__ = ("_context", "_ring", "_suite")
+
+    def __init__(self, ring: Keyring, context: RowContext, suite: Suite | None) -> None:
+        self._ring = ring
+        self._context = context
+        self._suite = suite
+
+    def __repr__(self) -> str:
+        return f"<RowCipher {self._ring.name!r} {self._context!r}>"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("row ciphers cannot be pickled")
+
+    def seal(self, column: str, plaintext: bytes) -> bytes:
+        """``plaintext`` sealed for ``column`` of this row."""
+        if type(plaintext) is not bytes:
+            if not isinstance(plaintext, bytearray):
+                raise TypeError("plaintext must be bytes")
+            plaintext = bytes(plaintext)
+        tail = b"\x00" + self._context.encode(column)
+        header, sealer = self._ring._take(self._suite)
+        return sealer(header, plaintext, header + tail)
+
+    def open(self, column: str, envelope: bytes | memoryview) -> bytes:
+        """The plaintext of ``column`` of this row; :class:`DecryptionError` otherwise."""
+        header = envelope[:HEADER_BYTES]
+        if type(header) is not bytes:
+            header = bytes(header)
+        # A short envelope has a short "header", which names no opener.
+        opener = self._ring._openers.get(header)
+        if opener is None:
+            raise DecryptionError()
+        return opener(envelope, HEADER_BYTES, header + b"\x00" + self._context.encode(column))

@@ -7,6 +7,7 @@ envelope module's business. Material objects cannot be printed or pickled.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ._primitives import (
@@ -63,6 +64,16 @@ class KeyMaterial:
     def open_envelope(self, envelope: bytes | memoryview, header_bytes: int, aad: bytes) -> bytes:
         """Open the body that follows a ``header_bytes``-long header."""
         return self.open(memoryview(envelope)[header_bytes:], aad)
+
+    @property
+    def envelope_sealer(self) -> Callable[[bytes, bytes, bytes], bytes]:
+        """``seal_envelope`` as one callable, the shortest path there is (for hot loops)."""
+        return self.seal_envelope
+
+    @property
+    def envelope_opener(self) -> Callable[[bytes | memoryview, int, bytes], bytes]:
+        """``open_envelope`` as one callable, the shortest path there is (for hot loops)."""
+        return self.open_envelope
 
     def export(self) -> dict[str, str]:
         """JSON-ready material. Holds secrets: only ever passed straight to a key wrapper."""
@@ -132,6 +143,15 @@ class SymmetricMaterial(KeyMaterial):
 
     def open_envelope(self, envelope: bytes | memoryview, header_bytes: int, aad: bytes) -> bytes:
         return self._aead.open_after(envelope, header_bytes, aad)
+
+    # Straight to the cached AEAD object's methods: one Python call less per field.
+    @property
+    def envelope_sealer(self) -> Callable[[bytes, bytes, bytes], bytes]:
+        return self._aead.seal_after
+
+    @property
+    def envelope_opener(self) -> Callable[[bytes | memoryview, int, bytes], bytes]:
+        return self._aead.open_after
 
     def export(self) -> dict[str, str]:
         return {"k": _b64(self._secret.expose())}

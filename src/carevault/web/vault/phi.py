@@ -56,9 +56,9 @@ class PhiModel(models.Model):
         table = self._meta.db_table
         size = sum(len(value.encode()) for value in values.values())
         decision = adaptive.decide(ctx, self.phi_data_class(values), size)
+        row = self.phi_row()
         for column, value in values.items():
-            sealed = service.seal(patient_id, table, column, self.pk, value, suite=decision.suite)
-            setattr(self, f"{column}_enc", sealed)
+            setattr(self, f"{column}_enc", row.seal(column, value, suite=decision.suite))
         adaptive.log_decision(table, self.pk, patient_id, decision)
         self.encryption_decision: Decision | None = decision
         return len(values)
@@ -77,11 +77,9 @@ class PhiModel(models.Model):
             return
         decision = getattr(self, "encryption_decision", None)
         suite = decision.suite if decision is not None else None
+        row = self.phi_row()
         for column in missing:
-            sealed = service.seal(
-                self.phi_patient_id(), self._meta.db_table, column, self.pk, "", suite=suite
-            )
-            setattr(self, f"{column}_enc", sealed)
+            setattr(self, f"{column}_enc", row.seal(column, "", suite=suite))
 
     def reencrypt_attachments(self, target: Any, reason: str) -> tuple[int, int, int]:
         """Bring what this record keeps outside its columns (stored files) up to ``target``
@@ -89,23 +87,28 @@ class PhiModel(models.Model):
         default; see :mod:`carevault.web.vault.reencrypt`."""
         return 0, 0, 0
 
-    def unseal(self, column: str) -> str:
-        """The plaintext of one PHI column; :class:`DecryptionError` if it was tampered with."""
+    def phi_row(self) -> service.PhiRow:
+        """This row's fields, sealed and opened with its context encoded once (table, row,
+        patient; each field adds its column). Build one per write or read, never keep it."""
+        return service.PhiRow(self.phi_patient_id(), self._meta.db_table, self.pk)
+
+    def unseal(self, column: str, *, row: service.PhiRow | None = None) -> str:
+        """The plaintext of one PHI column; :class:`DecryptionError` if it was tampered with.
+
+        ``row``: this row's :meth:`phi_row`, when several columns are read at once."""
         sealed = getattr(self, f"{column}_enc")
         if not sealed:
             # Every column holds a ciphertext (see the module's docstring): empty is tampering.
             raise DecryptionError()
-        return service.open_text(
-            self.phi_patient_id(), self._meta.db_table, column, self.pk, sealed
-        )
+        return (row if row is not None else self.phi_row()).open_text(column, sealed)
 
-    def unseal_or_none(self, column: str) -> str | None:
+    def unseal_or_none(self, column: str, *, row: service.PhiRow | None = None) -> str | None:
         """The plaintext, or None when it does not authenticate (shown as tampered).
 
         A stored value that does not authenticate is tampering (or a swapped ciphertext): it is
         audited as ``phi.decryption_failed``, which the security layer answers (issue 5)."""
         try:
-            return self.unseal(column)
+            return self.unseal(column, row=row)
         except DecryptionError:
             self.report_decryption_failure(column)
             return None
@@ -131,4 +134,5 @@ class PhiModel(models.Model):
         )
 
     def unseal_all(self) -> dict[str, str | None]:
-        return {column: self.unseal_or_none(column) for column in self.PHI_FIELDS}
+        row = self.phi_row()
+        return {column: self.unseal_or_none(column, row=row) for column in self.PHI_FIELDS}
