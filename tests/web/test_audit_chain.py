@@ -21,7 +21,7 @@ from django.test import RequestFactory
 
 from carevault.crypto import DecryptionError, canonical_bytes
 from carevault.web.access import deny
-from carevault.web.audit import anchor, sealing
+from carevault.web.audit import sealing
 from carevault.web.audit.log import _entry_fields, record, verify_chain
 from carevault.web.audit.models import AuditBatch, AuditEntry
 from carevault.web.vault import service
@@ -323,4 +323,5 @@ def test_the_command_reports_one_line_per_problem(data_dir):
     assert report["problems"][2].startswith("batch 1 sealed ")
     assert report["problems"][2].endswith("(entries deleted, added or edited)")
     assert len(report["problems"]) == 3
-    assert report["unsealed"] == 0 and report["batches"] == 2
+    assert report["unsealed"] == 0
+    assert report["batches"] == 2

@@ -35,6 +35,9 @@ def cmd_audit_seal(args: argparse.Namespace) -> int:
     from carevault.web.audit import anchor, sealing
 
     result = sealing.seal()
+    if result.refused:
+        emit(args, result.as_dict(), f"audit seal: REFUSED: {result.refused} (run audit verify)")
+        return EXIT_FAILURE
     if result.skipped:
         text = "audit seal: another sealer is running; nothing sealed here"
     else:

@@ -81,20 +81,32 @@ def test_a_truncated_log_with_its_batches_removed_is_reported(users):
     assert any(f"last batch is {last - 1}" in p and f"recorded batch {last}" in p for p in problems)
 
 
-def test_a_rewound_log_that_grew_again_is_reported_at_the_rewritten_batch(users):
+def test_a_rewound_log_that_grew_again_is_reported_and_never_sealed_over(users):
     sealing.seal()
     for _ in range(3):
         record("test.event", actor=users["doctor1"])
     sealing.seal()
     last = _last_batch().number
-    checkpoint = anchor.latest_checkpoint()
     _rewind_to(last - 1)
     for _ in range(2):  # the log grows past the checkpoint again, but differently
         record("test.event", actor=users["doctor1"])
-    sealing.seal()  # the attacker's new batch takes the old one's number
+    # The sealer will not give the new entries the anchored batch's number.
+    assert sealing.seal().refused
+    assert _last_batch().number == last - 1
+    problems = verify_chain().problems
+    assert any(f"recorded batch {last}" in p for p in problems)
+
+
+def test_a_batch_rewritten_under_an_anchored_number_is_reported(users):
+    sealing.seal()
+    record("test.event", actor=users["doctor1"])
+    sealing.seal()
+    last = _last_batch()
+    checkpoint = anchor.latest_checkpoint()
+    _sql("UPDATE audit_auditbatch SET hash = %s WHERE number = %s", "f" * 64, last.number)
     problems = verify_chain().problems
     assert (
-        f"batch {last} is not the one a signed checkpoint of {checkpoint['at']} recorded "
+        f"batch {last.number} is not the one a signed checkpoint of {checkpoint['at']} recorded "
         "(rewritten)"
     ) in problems
 
@@ -116,7 +128,8 @@ def test_reordered_entries_are_reported(db):
     _sql("UPDATE audit_auditentry SET seq = 4 WHERE seq = 5")
     _sql("UPDATE audit_auditentry SET seq = 5 WHERE seq = -1")
     problems = verify_chain().problems
-    assert "entry 4 was altered" in problems and "entry 5 was altered" in problems
+    assert "entry 4 was altered" in problems
+    assert "entry 5 was altered" in problems
 
 
 def test_a_forged_checkpoint_is_reported_and_ignored(db):
@@ -178,7 +191,8 @@ def test_more_than_n_unsealed_entries_are_sealed_once_committed(
         record("test.event", actor=users["doctor1"])
     assert not AuditEntry.objects.filter(batch__isnull=True).exists()
     latest = anchor.latest_checkpoint()
-    assert latest is not None and latest["batch"] == _last_batch().number
+    assert latest is not None
+    assert latest["batch"] == _last_batch().number
     assert verify_chain().ok
 
 

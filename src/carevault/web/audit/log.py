@@ -25,6 +25,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from carevault.crypto import canonical_bytes
+from carevault.modelstore.anchor import AnchorState
 from carevault.web.clientinfo import ClientInfo
 
 from . import anchor, keys, sealing
@@ -388,9 +389,7 @@ def _check_batches(
     return problems
 
 
-def _check_anchor(
-    anchored: anchor.AnchorState, batches: dict[int, AuditBatch], count: int
-) -> list[str]:
+def _check_anchor(anchored: AnchorState, batches: dict[int, AuditBatch], count: int) -> list[str]:
     """The batches against their signed records outside the database."""
     problems: list[str] = []
     latest = anchor.latest_batch(anchored)

@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from carevault.crypto import canonical_bytes
+from carevault.modelstore.anchor import AnchorState
 
 from . import anchor, keys
 from .models import AuditBatch, AuditEntry, AuditHead, AuditSealer
@@ -149,6 +150,7 @@ class SealResult:
     entries: int  # the entries they sealed
     anchored: list[int]  # the batches this run anchored outside the database (earlier ones too)
     skipped: bool = False  # another sealer held the lock
+    refused: str = ""  # why nothing was sealed: the checkpoints contradict the database
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -156,12 +158,36 @@ class SealResult:
             "entries": self.entries,
             "anchored": self.anchored,
             "skipped": self.skipped,
+            "refused": self.refused,
         }
+
+
+def refusal(state: AnchorState) -> str:
+    """Why the sealer must not seal or anchor (empty: it may): the checkpoint file was tampered
+    with, or the database holds fewer or other batches than it recorded."""
+    if state.problems:
+        return state.problems[0]
+    latest = anchor.latest_batch(state)
+    if latest is None:
+        return ""
+    number = int(latest["batch"])
+    batch = AuditBatch.objects.filter(number=number).first()
+    if batch is None:
+        return f"the checkpoint file records batch {number}, which the database lacks"
+    if batch.hash != latest["hash"]:
+        return f"batch {number} is not the one the checkpoint file records"
+    return ""
 
 
 def seal(*, max_batches: int | None = None) -> SealResult:
     """Seal every unsealed entry (in batches of at most :data:`MAX_BATCH`), then anchor every
     batch not yet anchored. Safe to kill at any instant and to run in two processes at once."""
+    refused = refusal(anchor.read())
+    if refused:
+        # Sealing now would write over the evidence (a new batch 0 after a wipe, a fresh
+        # checkpoint file after one was deleted): leave it for ``audit verify`` to report.
+        logger.error("the audit log is not sealed: %s", refused)
+        return SealResult([], 0, [], refused=refused)
     anchored = anchor_missing()
     made: list[int] = []
     sealed = 0
