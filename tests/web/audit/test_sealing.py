@@ -194,14 +194,39 @@ def test_a_truncated_tail_with_its_batches_is_reported(sealed):
     assert any(f"recorded batch {last}" in p for p in problems)
 
 
-def test_an_unsealed_tail_cut_shows_as_an_id_gap_once_the_log_grows_on_sqlite(sealed, users):
+def test_an_unsealed_entry_deleted_shows_as_an_id_gap_on_sqlite(sealed, users):
     if connection.vendor != "sqlite":
         pytest.skip("PostgreSQL ids have gaps of their own (rolled-back appends): see gaps")
     cut = record("test.event", actor=users["doctor1"]).seq
-    _sql("DELETE FROM audit_auditentry WHERE seq = %s", cut)
-    assert verify_chain().ok  # the window: an unsealed entry deleted unseen...
     record("test.event", actor=users["doctor1"])
-    assert f"entry {cut} is missing (next is {cut + 1})" in verify_chain().problems  # ...until now
+    _sql("DELETE FROM audit_auditentry WHERE seq = %s", cut)
+    assert f"entry {cut} is missing (next is {cut + 1})" in verify_chain().problems
+
+
+def test_an_unsealed_tail_cut_shows_by_the_id_counter_unless_it_is_rewound_too(sealed, users):
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's AUTOINCREMENT counter")
+    last = record("test.event", actor=users["doctor1"]).seq
+    _sql("DELETE FROM audit_auditentry WHERE seq = %s", last)
+    problems = verify_chain().problems
+    assert problems == [
+        f"entries {last}-{last} are missing at the end (SQLite gave those ids and never gives "
+        "one twice: the unsealed tail was cut)"
+    ]
+    # The documented window: an attacker who also lowers the counter cuts an unsealed tail unseen.
+    _sql("UPDATE sqlite_sequence SET seq = %s WHERE name = 'audit_auditentry'", last - 1)
+    assert verify_chain().ok
+
+
+def test_postgresql_reports_id_gaps_apart_without_failing(sealed, users):
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    cut = record("test.event", actor=users["doctor1"]).seq
+    record("test.event", actor=users["doctor1"])
+    _sql("DELETE FROM audit_auditentry WHERE seq = %s", cut)
+    report = verify_chain()
+    assert report.ok  # a rolled-back append leaves the same gap
+    assert cut in report.gaps
 
 
 # -- a sealer stopped between its commit and the anchor --------------------------------------------

@@ -10,9 +10,9 @@ after a truncation, each on a fresh copy; then ``carevault audit verify`` runs o
 Held: it fails on every one.
 
 ``rest.audit-tail-cut`` (full lab only) cuts just the entries written after the newest
-checkpoint (the unsealed ones), head rewound to match: a limit the threat model documents
-(entries are sealed once more than 100 wait or the oldest waited 60 s, and at each ``audit
-verify`` / ``audit seal``); it reports how many entries went silently.
+checkpoint (the unsealed ones), head and SQLite's id counter rewound to match: a limit the
+threat model documents (entries are sealed once more than 100 wait or the oldest waited 60 s,
+and at each ``audit verify`` / ``audit seal``); it reports how many entries went silently.
 """
 
 # ruff: noqa: S608 - table and column names come from the stolen copy's own schema
@@ -94,6 +94,9 @@ def _rewind_head(connection: sqlite3.Connection, entries: str, head: str, seq: i
     row = connection.execute(f'select digest from "{entries}" where seq = ?', (seq,)).fetchone()
     digest = row[0] if row else "0" * 64
     connection.execute(f'update "{head}" set seq = ?, digest = ?', (seq, digest))
+    # SQLite's id counter too: it would otherwise show ids given to rows no longer there.
+    if connection.execute("select 1 from sqlite_master where name = 'sqlite_sequence'").fetchone():
+        connection.execute("update sqlite_sequence set seq = ? where name = ?", (seq, entries))
 
 
 def edit(connection: sqlite3.Connection, files: Files, anchor: int) -> str:

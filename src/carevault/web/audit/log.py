@@ -266,7 +266,8 @@ def verify_chain() -> ChainReport:
       deleted or replaced);
     * the database against the signed checkpoints outside it (a wipe, a truncation, a restored
       older database, a forged checkpoint: see :mod:`carevault.web.audit.anchor`);
-    * on SQLite, where ids are contiguous, a missing id (an unsealed entry deleted).
+    * on SQLite, where ids are contiguous and never reused, a missing id (an unsealed entry
+      deleted) and a counter past the last entry (an unsealed tail cut), as heuristics.
 
     Unsealed entries are counted apart (``unsealed``)."""
     key = keys.keys().chain_secret().expose()
@@ -318,6 +319,14 @@ def verify_chain() -> ChainReport:
         elif entry.batch != 0:
             seen.setdefault(entry.batch, _BatchSeen()).root.add(entry.seq, entry.digest)
         expected_seq = entry.seq + 1
+    if contiguous and new_prev is not None:
+        highest = _highest_id_given()
+        if highest > new_prev:
+            # A heuristic only: whoever can delete rows can also lower the counter.
+            entry_problems.append(
+                f"entries {new_prev + 1}-{highest} are missing at the end (SQLite gave those ids "
+                "and never gives one twice: the unsealed tail was cut)"
+            )
     problems = entry_problems + problems
     # -- the legacy chain: its end against its head and batch 0 ---------------------------------
     head = AuditHead.objects.filter(id=1).first()
@@ -345,6 +354,16 @@ def verify_chain() -> ChainReport:
     problems = outside + problems if count == 0 else problems + outside
     sealed = count - unsealed
     return ChainReport(not problems, count, problems, sealed, unsealed, len(batches), gaps)
+
+
+def _highest_id_given() -> int:
+    """SQLite: the highest entry id ever given (AUTOINCREMENT's counter; 0 if none)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = %s", [AuditEntry._meta.db_table]
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 def _check_batches(
