@@ -72,6 +72,22 @@ def test_a_second_seal_with_nothing_new_makes_no_batch(sealed):
     assert AuditBatch.objects.count() == before
 
 
+def test_an_entry_committed_after_a_later_one_was_sealed_is_sealed_next(sealed, users):
+    # PostgreSQL: ids come from a sequence, so id 7 can commit after id 8 was sealed.
+    late = record("test.event", actor=users["doctor1"])
+    AuditEntry.objects.filter(pk=late.pk).update(batch=-1)  # not visible to the sealer yet
+    record("test.event", actor=users["doctor1"])
+    sealing.seal()
+    AuditEntry.objects.filter(pk=late.pk).update(batch=None)  # ...now it commits
+    result = sealing.seal()
+    assert result.entries == 1
+    last = AuditBatch.objects.order_by("-number").first()
+    assert (last.first_seq, last.last_seq) == (late.seq, late.seq)
+    report = verify_chain()
+    assert report.ok, report.problems
+    assert report.unsealed == 0
+
+
 def test_a_long_backlog_is_sealed_in_several_batches(users, monkeypatch):
     monkeypatch.setattr(sealing, "MAX_BATCH", 7)
     result = sealing.seal()

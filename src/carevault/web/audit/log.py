@@ -9,6 +9,7 @@ against the signed checkpoints outside it.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import enum
 import functools
@@ -235,9 +236,11 @@ class ChainReport:
     sealed: int = 0
     unsealed: int = 0
     batches: int = 0
-    # PostgreSQL only: ids missing between sealed/unsealed entries (a rolled-back append leaves
-    # one; so would an unsealed entry deleted before its batch). Not a problem by itself.
+    # PostgreSQL only: ids missing between entries (a rolled-back append leaves one, and so
+    # would an unsealed entry deleted before its batch): not a problem by itself. The latest
+    # 100 of them, and how many in all.
     gaps: list[int] = field(default_factory=list)
+    gap_count: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -248,6 +251,7 @@ class ChainReport:
             "unsealed": self.unsealed,
             "batches": self.batches,
             "gaps": self.gaps,
+            "gap_count": self.gap_count,
         }
 
 
@@ -281,7 +285,8 @@ def verify_chain() -> ChainReport:
     seen: dict[int, _BatchSeen] = {}
     entry_problems: list[str] = []
     contiguous = connection.vendor == "sqlite"
-    gaps: list[int] = []
+    gaps: collections.deque[int] = collections.deque(maxlen=100)  # the latest
+    gap_count = 0
     prev = GENESIS
     legacy_count = legacy_seen = 0
     expected_seq = 1
@@ -307,8 +312,9 @@ def verify_chain() -> ChainReport:
             if new_prev is not None and entry.seq != new_prev + 1:
                 if contiguous:
                     entry_problems.append(f"entry {new_prev + 1} is missing (next is {entry.seq})")
-                elif len(gaps) < 100:
-                    gaps += list(range(new_prev + 1, entry.seq))[: 100 - len(gaps)]
+                else:
+                    gap_count += entry.seq - new_prev - 1
+                    gaps.extend(range(max(new_prev + 1, entry.seq - 100), entry.seq))
             new_prev = entry.seq
             if entry.pk != entry.seq or not hmac.compare_digest(
                 entry.digest, sealing.entry_mac(entry, key)
@@ -353,7 +359,9 @@ def verify_chain() -> ChainReport:
     # An emptied log: what the checkpoints recorded says it first.
     problems = outside + problems if count == 0 else problems + outside
     sealed = count - unsealed
-    return ChainReport(not problems, count, problems, sealed, unsealed, len(batches), gaps)
+    return ChainReport(
+        not problems, count, problems, sealed, unsealed, len(batches), list(gaps), gap_count
+    )
 
 
 def _highest_id_given() -> int:

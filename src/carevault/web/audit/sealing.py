@@ -214,9 +214,9 @@ def _lock() -> bool:
     """Take the sealers' lock row inside the current transaction; False when another sealer
     holds it (PostgreSQL). On SQLite the write transaction (IMMEDIATE) is the lock."""
     AuditSealer.objects.get_or_create(id=1)
-    if connection.vendor == "postgresql":
-        return AuditSealer.objects.select_for_update(skip_locked=True).filter(id=1).exists()
-    return AuditSealer.objects.select_for_update().filter(id=1).exists()
+    # A plain SELECT ... FOR UPDATE (exists() may drop the lock clause).
+    locking = AuditSealer.objects.select_for_update(skip_locked=connection.vendor == "postgresql")
+    return bool(list(locking.filter(id=1).values_list("id", flat=True)))
 
 
 def _seal_one() -> tuple[int | None, int] | None:
@@ -230,7 +230,7 @@ def _seal_one() -> tuple[int | None, int] | None:
         if last is None:
             return (_seal_legacy(key), 0)
         rows = list(
-            AuditEntry.objects.filter(batch__isnull=True, seq__gt=legacy_end(last))
+            AuditEntry.objects.filter(batch__isnull=True, seq__gt=legacy_end())
             .order_by("seq")
             .values_list("pk", "seq", "digest")[:MAX_BATCH]
         )
