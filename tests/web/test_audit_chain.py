@@ -325,3 +325,31 @@ def test_the_command_reports_one_line_per_problem(data_dir):
     assert len(report["problems"]) == 3
     assert report["unsealed"] == 0
     assert report["batches"] == 2
+
+
+def _django(data_dir: Path, code: str) -> None:
+    env = {**os.environ, "CAREVAULT_DATA_DIR": str(data_dir)}
+    env.pop("DATABASE_URL", None)
+    env["DJANGO_SETTINGS_MODULE"] = "carevault.web.settings"
+    program = (
+        "import django\ndjango.setup()\n"
+        "from carevault.web.audit import sealing\n"
+        "from carevault.web.audit.log import record\n" + code
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_command_fails_on_an_older_copy_of_the_database_put_back(data_dir):
+    database = data_dir / "carevault.sqlite3"
+    shutil.copy(database, data_dir / "older.sqlite3")  # a backup of the database alone
+    _django(data_dir, "record('test.after-the-backup')\nsealing.seal()")
+    shutil.copy(data_dir / "older.sqlite3", database)  # put back: the last batch is gone
+    result = _run(data_dir, "audit", "verify")
+    assert result.returncode != 0
+    assert "(truncated, wiped, or an older database restored)" in result.stdout
+    sealed = _run(data_dir, "audit", "seal")  # and nothing is sealed over it
+    assert sealed.returncode != 0
+    assert "REFUSED" in sealed.stdout
