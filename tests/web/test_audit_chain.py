@@ -1,5 +1,7 @@
-"""The audit log is append-only and HMAC-chained: every edit, deletion, re-ordering or cut of
-the tail made behind the application's back is reported, naming the entry."""
+"""The audit log is append-only, every entry under its own MAC and, once sealed, in a batch: every
+edit, re-ordering, deletion of a sealed entry or cut of the sealed tail made behind the
+application's back is reported, naming the entry or its batch. (Batches, the anchor and the
+legacy chain in depth: tests/web/audit/.)"""
 
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ from django.test import RequestFactory
 
 from carevault.crypto import DecryptionError, canonical_bytes
 from carevault.web.access import deny
-from carevault.web.audit import anchor
-from carevault.web.audit.log import GENESIS, _entry_fields, record, verify_chain
-from carevault.web.audit.models import AuditEntry, AuditHead
+from carevault.web.audit import sealing
+from carevault.web.audit.log import _entry_fields, record, verify_chain
+from carevault.web.audit.models import AuditBatch, AuditEntry
 from carevault.web.vault import service
 from carevault.web.vault.models import ServiceSecret
 
@@ -48,6 +50,25 @@ def _problems() -> list[str]:
     return verify_chain().problems
 
 
+def _batch_of(seq: int) -> int:
+    return int(AuditEntry.objects.get(seq=seq).batch)
+
+
+def _root_mismatch(number: int) -> str:
+    return f"batch {number} sealed "
+
+
+def _has(problems: list[str], start: str, end: str = "") -> bool:
+    return any(p.startswith(start) and p.endswith(end) for p in problems)
+
+
+@pytest.fixture
+def sealed(db):
+    """The seeded log, sealed (and its batches anchored in the test's own directory)."""
+    sealing.seal()
+    assert not AuditEntry.objects.filter(batch__isnull=True).exists()
+
+
 # -- intact ----------------------------------------------------------------------------------------
 
 
@@ -66,8 +87,11 @@ def test_new_entries_extend_the_chain(users):
     assert report.entries == before + 1
 
 
-def test_the_first_entry_starts_from_the_genesis_digest(db):
-    assert AuditEntry.objects.get(seq=1).prev_digest == GENESIS
+def test_an_entry_carries_its_own_mac_over_its_seq_which_is_its_id(db):
+    entry = AuditEntry.objects.get(seq=1)
+    assert entry.pk == entry.seq
+    assert entry.prev_digest == ""  # no link to the entry before: appending locks nothing
+    assert entry.digest == sealing.entry_mac(entry)
 
 
 def test_the_chain_key_is_a_service_secret_wrapped_by_the_master_key(db):
@@ -117,20 +141,24 @@ def test_any_edited_field_is_reported(db, field, value):
     assert _problems() == [f"entry {seq} was altered"]
 
 
-def test_a_deleted_entry_is_reported_naming_it(db):
+def test_a_deleted_sealed_entry_is_reported_by_its_batch_and_its_id_gap(sealed):
     seq = _middle()
+    number = _batch_of(seq)
     _raw_delete(seq)
     problems = _problems()
-    assert f"entry {seq} is missing (next is {seq + 1})" in problems
-    assert f"entry {seq + 1} does not follow the entry before it" in problems
+    assert _has(problems, _root_mismatch(number), "(entries deleted, added or edited)")
+    if connection.vendor == "sqlite":  # ids are contiguous there: the gap names the entry
+        assert f"entry {seq} is missing (next is {seq + 1})" in problems
 
 
-def test_a_deleted_first_entry_is_reported(db):
-    _raw_delete(1)
-    assert "entry 1 is missing (next is 2)" in _problems()
+def test_a_deleted_first_entry_is_reported(sealed):
+    first = _seqs()[0]
+    number = _batch_of(first)
+    _raw_delete(first)
+    assert _has(_problems(), _root_mismatch(number))
 
 
-def test_two_entries_with_swapped_places_are_reported(db):
+def test_two_entries_with_swapped_places_are_reported(sealed):
     seq = _middle()
     first = AuditEntry.objects.get(seq=seq).pk
     second = AuditEntry.objects.get(seq=seq + 1).pk
@@ -139,53 +167,50 @@ def test_two_entries_with_swapped_places_are_reported(db):
     AuditEntry.objects.filter(pk=second).update(seq=seq)
     AuditEntry.objects.filter(pk=first).update(seq=seq + 1)
     problems = _problems()
-    assert f"entry {seq} does not follow the entry before it" in problems
-    assert f"entry {seq + 1} does not follow the entry before it" in problems
     assert f"entry {seq} was altered" in problems
+    assert f"entry {seq + 1} was altered" in problems
 
 
-def test_a_cut_tail_is_reported_by_the_head(db):
+def test_a_cut_sealed_tail_is_reported_by_its_batch(sealed):
     last = _seqs()[-1]
+    number = _batch_of(last)
     _raw_delete(last)
-    assert _problems() == [f"the chain ends at {last - 1} but its head says {last}"]
+    assert _has(_problems(), _root_mismatch(number))
 
 
-def test_a_cut_tail_with_a_rewound_head_is_reported_against_the_signed_checkpoint(db):
-    anchor.write_checkpoint()  # the head, anchored outside the database
-    last = _seqs()[-1]
-    before = AuditEntry.objects.get(seq=last - 1)
-    _raw_delete(last)
-    AuditHead.objects.filter(id=1).update(seq=before.seq, digest=before.digest)
-    assert _problems()
+def test_a_cut_tail_with_its_batch_deleted_is_reported_against_the_signed_checkpoint(sealed):
+    last = AuditBatch.objects.order_by("-number").first()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_auditentry WHERE batch = %s", [last.number])
+        cursor.execute("DELETE FROM audit_auditbatch WHERE number = %s", [last.number])
+    problems = _problems()
+    assert _has(problems, f"the log's last batch is {last.number - 1} but a signed checkpoint")
 
 
-def test_an_appended_forgery_is_reported(db):
-    head = AuditHead.objects.get(id=1)
+def test_an_appended_forgery_is_reported(sealed):
+    seq = _seqs()[-1] + 1
     forged = AuditEntry(
-        seq=head.seq + 1,
-        at=AuditEntry.objects.get(seq=head.seq).at,
+        pk=seq,
+        seq=seq,
+        at=AuditEntry.objects.get(seq=seq - 1).at,
         action="auth.login",
         outcome="ok",
-        prev_digest=head.digest,
     )
-    forged.digest = hashlib.sha256(head.digest.encode() + b"forged").hexdigest()
+    forged.digest = hashlib.sha256(b"forged").hexdigest()
     forged.save()
-    AuditHead.objects.filter(id=1).update(seq=forged.seq, digest=forged.digest)
-    assert _problems() == [f"entry {forged.seq} was altered"]
+    report = verify_chain()
+    assert report.problems == [f"entry {forged.seq} was altered"]
+    assert report.unsealed == 1
 
 
-def test_a_chain_recomputed_with_plain_sha256_does_not_verify(db):
-    # The attacker edits an entry and re-chains everything after it, the way a hash chain
-    # without a key would allow. The digest is an HMAC under a key only the master key opens.
+def test_macs_recomputed_with_plain_sha256_do_not_verify(db):
+    # The attacker edits an entry and recomputes every MAC, the way a hash without a key would
+    # allow. The MAC is an HMAC under a key only the master key opens.
     seq = _middle()
     AuditEntry.objects.filter(seq=seq).update(outcome="denied")
-    prev = GENESIS
     for entry in AuditEntry.objects.order_by("seq"):
-        message = prev.encode() + b"\x00" + canonical_bytes(_entry_fields(entry))
-        digest = hashlib.sha256(message).hexdigest()
-        AuditEntry.objects.filter(pk=entry.pk).update(prev_digest=prev, digest=digest)
-        prev = digest
-    AuditHead.objects.filter(id=1).update(digest=prev)
+        digest = hashlib.sha256(canonical_bytes(_entry_fields(entry))).hexdigest()
+        AuditEntry.objects.filter(pk=entry.pk).update(digest=digest)
     problems = _problems()
     assert f"entry {seq} was altered" in problems
     assert len(problems) == len(_seqs())  # every entry: none of them carries a valid HMAC
@@ -249,7 +274,7 @@ def seeded_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("audit-seeded")
     result = _run(data_dir, "demo", "--seed-only", "--password", PASSWORD)
     assert result.returncode == 0, result.stderr
-    result = _run(data_dir, "audit", "checkpoint")
+    result = _run(data_dir, "audit", "seal")
     assert result.returncode == 0, result.stderr
     return data_dir
 
@@ -293,11 +318,38 @@ def test_the_command_reports_one_line_per_problem(data_dir):
     assert result.stdout.splitlines() == ["audit chain BROKEN:"] + [
         f"  {p}" for p in report["problems"]
     ]
-    assert report["problems"][:3] == [
-        "entry 3 was altered",
-        "entry 7 is missing (next is 8)",
-        "entry 8 does not follow the entry before it",
-    ]
-    # The deletion also contradicts the checkpoint written after the seed.
-    assert report["problems"][3].endswith("(entries deleted)")
-    assert len(report["problems"]) == 4
+    assert report["problems"][:2] == ["entry 3 was altered", "entry 7 is missing (next is 8)"]
+    # The deletion also contradicts the batch that sealed entry 7 after the seed.
+    assert report["problems"][2].startswith("batch 1 sealed ")
+    assert report["problems"][2].endswith("(entries deleted, added or edited)")
+    assert len(report["problems"]) == 3
+    assert report["unsealed"] == 0
+    assert report["batches"] == 2
+
+
+def _django(data_dir: Path, code: str) -> None:
+    env = {**os.environ, "CAREVAULT_DATA_DIR": str(data_dir)}
+    env.pop("DATABASE_URL", None)
+    env["DJANGO_SETTINGS_MODULE"] = "carevault.web.settings"
+    program = (
+        "import django\ndjango.setup()\n"
+        "from carevault.web.audit import sealing\n"
+        "from carevault.web.audit.log import record\n" + code
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_command_fails_on_an_older_copy_of_the_database_put_back(data_dir):
+    database = data_dir / "carevault.sqlite3"
+    shutil.copy(database, data_dir / "older.sqlite3")  # a backup of the database alone
+    _django(data_dir, "record('test.after-the-backup')\nsealing.seal()")
+    shutil.copy(data_dir / "older.sqlite3", database)  # put back: the last batch is gone
+    result = _run(data_dir, "audit", "verify")
+    assert result.returncode != 0
+    assert "(truncated, wiped, or an older database restored)" in result.stdout
+    sealed = _run(data_dir, "audit", "seal")  # and nothing is sealed over it
+    assert sealed.returncode != 0
+    assert "REFUSED" in sealed.stdout

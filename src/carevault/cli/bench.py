@@ -1,7 +1,7 @@
-"""``carevault bench crypto | web | security | policy | models | killsafety``: the benchmarks
-(docs/performance.md). The benchmarks sit beside the command line and never import it: what
-killsafety needs from here (it drives ``carevault keys ...`` and walks the key stores) is handed
-to it."""
+"""``carevault bench crypto | web | security | policy | models | killsafety | audit``: the
+benchmarks (docs/performance.md). The benchmarks sit beside the command line and never import
+it: what killsafety needs from here (it drives ``carevault keys ...`` and walks the key stores)
+is handed to it."""
 
 from __future__ import annotations
 
@@ -56,6 +56,16 @@ def cmd_bench(args: argparse.Namespace, *, main: Main) -> int:
             raise CommandError(str(exc)) from None
         emit(args, result, bench_models.render(result))
         return 0
+    if args.target == "audit":
+        from carevault.bench import audit as bench_audit
+
+        # Scratch data directories and databases of its own: never the user's.
+        postgres = args.postgres or None
+        if postgres is None and os.environ.get("DATABASE_URL", "").startswith("postgres"):
+            postgres = os.environ["DATABASE_URL"]
+        result = bench_audit.run(quick=args.quick, postgres=postgres)
+        emit(args, result, bench_audit.render(result))
+        return 0
     if args.target == "killsafety":
         from carevault.bench import killsafety
 
@@ -82,7 +92,14 @@ def register(commands: Commands, *, main: Main) -> None:
         commands, "bench", handler, "run a benchmark and print ratios against baselines"
     )
     bench.add_argument(
-        "target", choices=["crypto", "web", "security", "policy", "models", "killsafety"]
+        "target",
+        choices=["crypto", "web", "security", "policy", "models", "killsafety", "audit"],
+    )
+    bench.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="bench audit: also on this PostgreSQL server (scratch databases, dropped after; "
+        "default: DATABASE_URL when it is PostgreSQL)",
     )
     bench.add_argument(
         "--points", type=positive, default=200, help="killsafety: kill points to try"

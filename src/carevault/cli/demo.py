@@ -43,10 +43,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _ensure_policy()
     seeded = not demo.is_seeded()
     if seeded:
-        from carevault.web.audit import anchor
+        from carevault.web.audit import sealing
 
         demo.seed(password)
-        anchor.write_checkpoint()  # the seeded chain is anchored outside the database at once
+        sealing.seal()  # the seeded log is sealed and anchored outside the database at once
     users = [u for u, *_ in demo.STAFF] + [p.username for p in demo.PATIENTS]
     data = {"seeded": seeded, "users": users, "password": None if args.password else password}
     lines = [

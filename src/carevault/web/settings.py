@@ -216,6 +216,12 @@ UPLOAD_DIR = DATA_DIR / "uploads"
 # Where the audit chain's signed checkpoints and their key live (carevault.web.audit.anchor):
 # the data directory; tests point it at a directory of their own.
 AUDIT_ANCHOR_DIR = DATA_DIR
+# The audit sealer (carevault.web.audit.sealing): after a commit that appended, a process looks
+# at the unsealed backlog at most every CHECK seconds, and seals when more than EVERY entries
+# wait or the oldest has waited AFTER seconds (docs/architecture.md, "The audit log").
+AUDIT_SEAL_EVERY = _env_int("CAREVAULT_AUDIT_SEAL_EVERY", 100, minimum=1)
+AUDIT_SEAL_AFTER_SECONDS = _env_int("CAREVAULT_AUDIT_SEAL_AFTER_SECONDS", 60)
+AUDIT_SEAL_CHECK_SECONDS = _env_int("CAREVAULT_AUDIT_SEAL_CHECK_SECONDS", 5)
 # JSON bodies (web/inputs.py parse_json): larger ones are refused (413) before they are parsed.
 JSON_MAX_BODY_BYTES = _env_int("CAREVAULT_JSON_MAX_BODY_BYTES", 1_000_000, minimum=1024)
 # Self-registrations per client address and hour (clinic/registration.py); 0 turns them off.

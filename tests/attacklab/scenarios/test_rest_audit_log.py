@@ -84,3 +84,22 @@ def test_the_forged_checkpoint_line_claims_a_shorter_chain(files) -> None:
     c = sqlite3.connect(files.database)
     a.forge_checkpoint(c, files, 25)
     assert a.latest_checkpoint(files) == 20
+
+
+def test_it_reads_batch_checkpoints_and_deletes_the_batches_it_cuts(files) -> None:
+    c = sqlite3.connect(files.database)
+    c.execute(
+        "create table audit_auditbatch (number int primary key, last_seq int, root text, "
+        "prev_hash text)"
+    )
+    c.executemany("insert into audit_auditbatch values (?, ?, 'r', 'p')", [(1, 10), (2, 28)])
+    c.commit()
+    path = files.data_dir / "audit" / "checkpoints.jsonl"
+    path.write_text(json.dumps({"kind": "audit-batch", "batch": 2, "seq": 28, "count": 28}) + "\n")
+    assert a.latest_checkpoint(files) == 28
+    a.truncate_past_checkpoint(c, files, 28)
+    c.commit()
+    assert [r[0] for r in c.execute("select number from audit_auditbatch")] == [1]
+    a.wipe(c, files, 28)
+    c.commit()
+    assert c.execute("select count(*) from audit_auditbatch").fetchone() == (0,)

@@ -1,16 +1,18 @@
 """Tampering with the audit log in a stolen copy of the database.
 
-The audit log is an HMAC chain in the database whose head is also anchored outside it, in signed
-checkpoints (``audit/checkpoints.jsonl``). With write access to the database and the data
-directory, the attacker edits an entry, re-orders two, deletes one, truncates the tail past a
-checkpoint with the head rewound to match, wipes the log with its head reset, forges a line of
-the checkpoint file and deletes that file after a truncation, each on a fresh copy; then
-``carevault audit verify`` runs on the copy. Held: it fails on every one.
+The audit log is a table of MAC'd entries in the database (an HMAC chain with a head row, for
+entries written before batches), sealed in batches whose state is also anchored outside it, in
+signed checkpoints (``audit/checkpoints.jsonl``). With write access to the database and the
+data directory, the attacker edits an entry, re-orders two, deletes one, truncates the tail past
+a checkpoint with the head rewound and the batches past it deleted to match, wipes the log (its
+head reset, its batches deleted), forges a line of the checkpoint file and deletes that file
+after a truncation, each on a fresh copy; then ``carevault audit verify`` runs on the copy.
+Held: it fails on every one.
 
 ``rest.audit-tail-cut`` (full lab only) cuts just the entries written after the newest
-checkpoint, head rewound to match: a limit the threat model documents (checkpoints are written
-every 100 entries, at each successful ``audit verify`` and by ``audit checkpoint``); it reports
-how many entries went silently.
+checkpoint (the unsealed ones), head and SQLite's id counter rewound to match: a limit the
+threat model documents (entries are sealed once more than 100 wait or the oldest waited 60 s,
+and at each ``audit verify`` / ``audit seal``); it reports how many entries went silently.
 """
 
 # ruff: noqa: S608 - table and column names come from the stolen copy's own schema
@@ -48,6 +50,27 @@ def audit_tables(connection: sqlite3.Connection) -> tuple[str, str]:
     return entries, head
 
 
+# A checkpoint of the chained log ("audit") or of a sealed batch ("audit-batch"): both carry the
+# highest entry they cover as "seq".
+CHECKPOINT_KINDS = ("audit", "audit-batch")
+
+
+def batch_table(connection: sqlite3.Connection) -> str:
+    """The table of sealed batches (``root`` + ``prev_hash`` + ``last_seq``), or ""."""
+    for (table,) in connection.execute("select name from sqlite_master where type='table'"):
+        columns = {r[1] for r in connection.execute(f'pragma table_info("{table}")')}
+        if {"root", "prev_hash", "last_seq"} <= columns:
+            return str(table)
+    return ""
+
+
+def _drop_batches_after(connection: sqlite3.Connection, seq: int) -> None:
+    """The batches that sealed anything after ``seq`` go too (a consistent, shorter log)."""
+    batches = batch_table(connection)
+    if batches:
+        connection.execute(f'delete from "{batches}" where last_seq > ?', (seq,))
+
+
 def latest_checkpoint(files: Files) -> int:
     """The newest audit checkpoint's seq in the copy's checkpoint file (0 if none)."""
     path = files.data_dir / "audit" / "checkpoints.jsonl"
@@ -58,7 +81,7 @@ def latest_checkpoint(files: Files) -> int:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if record.get("kind") == "audit":
+            if record.get("kind") in CHECKPOINT_KINDS:
                 seqs.append(int(record.get("seq", 0)))
     return max(seqs)
 
@@ -71,6 +94,9 @@ def _rewind_head(connection: sqlite3.Connection, entries: str, head: str, seq: i
     row = connection.execute(f'select digest from "{entries}" where seq = ?', (seq,)).fetchone()
     digest = row[0] if row else "0" * 64
     connection.execute(f'update "{head}" set seq = ?, digest = ?', (seq, digest))
+    # SQLite's id counter too: it would otherwise show ids given to rows no longer there.
+    if connection.execute("select 1 from sqlite_master where name = 'sqlite_sequence'").fetchone():
+        connection.execute("update sqlite_sequence set seq = ? where name = ?", (seq, entries))
 
 
 def edit(connection: sqlite3.Connection, files: Files, anchor: int) -> str:
@@ -104,6 +130,7 @@ def truncate_past_checkpoint(connection: sqlite3.Connection, files: Files, ancho
     keep = max(0, anchor - 5)
     connection.execute(f'delete from "{entries}" where seq > ?', (keep,))
     _rewind_head(connection, entries, head, keep)
+    _drop_batches_after(connection, keep)
     return f"tail cut after entry {keep} (a checkpoint recorded {anchor}), head rewound"
 
 
@@ -111,6 +138,7 @@ def wipe(connection: sqlite3.Connection, files: Files, anchor: int) -> str:
     entries, head = audit_tables(connection)
     connection.execute(f'delete from "{entries}"')
     connection.execute(f'update "{head}" set seq = 0, digest = ?', ("0" * 64,))
+    _drop_batches_after(connection, -1)
     return "every entry deleted, head reset"
 
 
@@ -120,7 +148,7 @@ def forge_checkpoint(connection: sqlite3.Connection, files: Files, anchor: int) 
     lines = path.read_text().splitlines()
     for number in range(len(lines) - 1, -1, -1):
         record = json.loads(lines[number])
-        if record.get("kind") == "audit":
+        if record.get("kind") in CHECKPOINT_KINDS:
             record["seq"] = record["count"] = max(0, int(record["seq"]) - 5)
             lines[number] = json.dumps(record, sort_keys=True)
             break
@@ -140,6 +168,7 @@ def tail_cut(connection: sqlite3.Connection, files: Files, anchor: int) -> str:
     last = _last(connection, entries)
     connection.execute(f'delete from "{entries}" where seq > ?', (anchor,))
     _rewind_head(connection, entries, head, anchor)
+    _drop_batches_after(connection, anchor)  # none: what is after the checkpoint is unsealed
     return f"{last - anchor} entries after the newest checkpoint ({anchor}) cut, head rewound"
 
 

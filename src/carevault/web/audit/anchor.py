@@ -1,16 +1,18 @@
-"""The audit chain's head, anchored outside the database in signed checkpoints.
+"""The audit log's batches, anchored outside the database in signed checkpoints.
 
-API (for ``carevault audit``, the backup command and the app):
+API (for ``carevault audit``, the backup command and the sealer):
 
-* :func:`write_checkpoint` -- sign and append the current head (seq, head MAC, entry count);
-* :func:`latest_checkpoint` -- the newest valid audit checkpoint, or None;
+* :func:`append_batch` -- sign and append one sealed batch (``batch``: its number, ``hash``,
+  ``seq``: the highest seq sealed so far, ``count``: the entries sealed so far), kind
+  :data:`BATCH`; the sealer (:mod:`carevault.web.audit.sealing`) writes one per batch, after
+  the batch commits, and repairs a missing one on its next run;
+* :func:`batch_records` -- the verified batch records of a read;
 * :func:`checkpoint_file` -- where the checkpoints are: ``DATA_DIR/`` +
   :data:`carevault.modelstore.anchor.CHECKPOINTS` (setting ``AUDIT_ANCHOR_DIR``, the data
   directory unless a test points it elsewhere; it holds the anchor key too);
-* :func:`check` -- the problems a chain walk's result shows against the checkpoints.
+* :func:`check` -- the problems a walk of the legacy chain shows against the checkpoints of
+  kind ``audit`` that the chained log wrote before batches (the legacy range, batch 0).
 
-A checkpoint is written every :data:`CHECKPOINT_EVERY` entries (after the entry's transaction
-commits), by every successful ``carevault audit verify`` and by ``carevault audit checkpoint``.
 The file format and signing are in :mod:`carevault.modelstore.anchor`.
 """
 
@@ -25,9 +27,9 @@ from django.conf import settings
 from carevault.modelstore.anchor import Anchor, AnchorState, checkpoints_path
 
 from . import keys
-from .models import AuditEntry, AuditHead
 
-CHECKPOINT_EVERY = 100
+# The kind of a batch's record (the legacy chain's head records were of kind "audit").
+BATCH = "audit-batch"
 
 logger = logging.getLogger(__name__)
 
@@ -40,25 +42,23 @@ def anchor() -> Anchor:
     return Anchor(settings.AUDIT_ANCHOR_DIR, keys.keys().master())
 
 
-def write_checkpoint() -> dict[str, Any]:
-    """Sign and append the chain's current head; the checkpoint as written."""
-    head = AuditHead.objects.filter(id=1).first()
-    seq, digest = (head.seq, head.digest) if head is not None else (0, "0" * 64)
-    count = AuditEntry.objects.filter(seq__lte=seq).count()
-    return anchor().append("audit", {"seq": seq, "head": digest, "count": count})
+def append_batch(body: dict[str, Any]) -> dict[str, Any]:
+    """Sign and append one batch's record; the record as written."""
+    return anchor().append(BATCH, body)
 
 
-def write_checkpoint_quietly() -> None:
-    """The periodic checkpoint: a failure to write it is logged, never raised into the
-    audited action (``audit verify`` reports a checkpoint file that stopped growing)."""
-    try:
-        write_checkpoint()
-    except Exception:
-        logger.exception("could not write an audit checkpoint")
+def batch_records(state: AnchorState) -> list[dict[str, Any]]:
+    return [r for r in state.records if r.get("kind") == BATCH]
+
+
+def latest_batch(state: AnchorState) -> dict[str, Any] | None:
+    records = batch_records(state)
+    return max(records, key=lambda r: int(r["batch"])) if records else None
 
 
 def latest_checkpoint() -> dict[str, Any] | None:
-    return anchor().latest("audit")
+    """The newest anchored batch."""
+    return latest_batch(read())
 
 
 def read() -> AnchorState:
@@ -66,9 +66,9 @@ def read() -> AnchorState:
 
 
 def check(state: AnchorState, count: int, last_seq: int, digests: dict[int, str]) -> list[str]:
-    """What the chain (``count`` entries ending at ``last_seq``; ``digests``: the digest of
-    every entry at a checkpointed seq) contradicts in the signed checkpoints."""
-    problems = list(state.problems)
+    """What the log (``count`` entries ending at ``last_seq``; ``digests``: the digest of every
+    legacy entry at a checkpointed seq) contradicts in the legacy chain's signed checkpoints."""
+    problems: list[str] = []
     latest = state.latest("audit")
     if latest is None:
         return problems
