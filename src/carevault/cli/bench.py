@@ -1,14 +1,18 @@
-"""``carevault bench crypto | web | security | policy | models | killsafety | audit``: the
-benchmarks (docs/performance.md). The benchmarks sit beside the command line and never import
-it: what killsafety needs from here (it drives ``carevault keys ...`` and walks the key stores)
-is handed to it."""
+"""``carevault bench [all] | crypto | web | security | policy | models | killsafety | audit |
+load``: the benchmarks (docs/performance.md); with no name (or ``all``) every one of them, each
+in a process of its own, summed up in one Markdown table of goals. The benchmarks sit beside
+the command line and never import it: what killsafety needs from here (it drives ``carevault
+keys ...`` and walks the key stores) is handed to it, as is the attack lab's disposable server
+to ``bench load``."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from carevault.cli._common import CommandError, Commands, add_command, emit, positive
 from carevault.cli._django import django_setup
@@ -66,6 +70,31 @@ def cmd_bench(args: argparse.Namespace, *, main: Main) -> int:
         result = bench_audit.run(quick=args.quick, postgres=postgres)
         emit(args, result, bench_audit.render(result))
         return 0
+    if args.target == "load":
+        from carevault.attacklab.lab import LabError, LabServer
+        from carevault.bench import load as bench_load
+
+        # Disposable servers in scratch data directories (and a scratch PostgreSQL database).
+        try:
+            result = bench_load.run(
+                LabServer,
+                quick=args.quick,
+                postgres=args.postgres or bench_load.DEFAULT_POSTGRES,
+                redis_url=args.redis or bench_load.DEFAULT_REDIS,
+                progress=None if args.json else _progress,
+            )
+        except (bench_load.LoadError, LabError) as exc:
+            raise CommandError(str(exc)) from None
+        emit(args, result, bench_load.render(result))
+        return _verdict(bench_load.missed(result), args.report_only)
+    if args.target == "all":
+        from carevault.bench import summary
+
+        outcome = summary.run_all(quick=args.quick, progress=None if args.json else _progress)
+        table = summary.markdown(outcome)
+        written = summary.write(table, args.output)
+        emit(args, {**outcome, "markdown": written.as_posix()}, f"{table}\nwritten to {written}")
+        return _verdict(summary.missed(outcome), args.report_only)
     if args.target == "killsafety":
         from carevault.bench import killsafety
 
@@ -81,6 +110,18 @@ def cmd_bench(args: argparse.Namespace, *, main: Main) -> int:
     raise CommandError(f"unknown benchmark {args.target!r}")
 
 
+def _progress(line: str) -> None:
+    print(f"... {line}", file=sys.stderr, flush=True)
+
+
+def _verdict(missed: list[str], report_only: bool) -> int:
+    """Non-zero when a goal was missed, unless only a report was asked for."""
+    if missed and not report_only:
+        print(f"goals missed: {'; '.join(missed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def register(commands: Commands, *, main: Main) -> None:
     """The ``bench`` command. ``main`` is the whole command line, which killsafety runs: given by
     the package that registers this group (a group module never imports the package)."""
@@ -93,13 +134,45 @@ def register(commands: Commands, *, main: Main) -> None:
     )
     bench.add_argument(
         "target",
-        choices=["crypto", "web", "security", "policy", "models", "killsafety", "audit"],
+        nargs="?",
+        default="all",
+        choices=[
+            "all",
+            "crypto",
+            "web",
+            "security",
+            "policy",
+            "models",
+            "killsafety",
+            "audit",
+            "load",
+        ],
+        help="the benchmark (default: all of them, summed up in one Markdown table)",
     )
     bench.add_argument(
         "--postgres",
         metavar="URL",
         help="bench audit: also on this PostgreSQL server (scratch databases, dropped after; "
-        "default: DATABASE_URL when it is PostgreSQL)",
+        "default: DATABASE_URL when it is PostgreSQL); bench load: the PostgreSQL server of "
+        "the PostgreSQL + Redis runs (a scratch database; default "
+        "postgres://postgres@127.0.0.1:5432/postgres)",
+    )
+    bench.add_argument(
+        "--redis",
+        metavar="URL",
+        help="bench load: the Redis of the PostgreSQL + Redis runs (keys under a prefix of "
+        "the run's own; default redis://127.0.0.1:6379/14)",
+    )
+    bench.add_argument(
+        "--report-only",
+        action="store_true",
+        help="bench load / all: exit 0 even when a goal is missed (the report says which)",
+    )
+    bench.add_argument(
+        "--output",
+        type=Path,
+        help="bench all: where the Markdown table goes (default: bench.md in the data "
+        "directory, var/ unless CAREVAULT_DATA_DIR says otherwise)",
     )
     bench.add_argument(
         "--points", type=positive, default=200, help="killsafety: kill points to try"
