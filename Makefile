@@ -56,8 +56,12 @@ unit-pg: $(STAMP)
 attack-lab: $(STAMP)
 	$(BIN)/carevault attack lab --quick --json var/attack-lab.json --html var/attack-lab.html
 
+# Every benchmark (crypto, web, security, policy, models, audit, killsafety, load), one Markdown
+# table of goals in var/bench.md; exits non-zero when a goal is missed. A smoke run:
+# make bench BENCH_FLAGS="--quick --report-only" (docs/performance.md).
+BENCH_FLAGS ?=
 bench: $(STAMP)
-	$(BIN)/carevault bench crypto
+	$(BIN)/carevault bench all --output var/bench.md $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -86,7 +86,7 @@ class Durations:
     pace: tuple[float, float]
 
 
-QUICK = Durations(mix=20, probe=8, pace=(1.0, 2.0))
+QUICK = Durations(mix=15, probe=6, pace=(1.0, 2.0))
 FULL = Durations(mix=60, probe=20, pace=(1.0, 3.0))
 
 
@@ -389,10 +389,15 @@ def run(
     quick: bool = False,
     postgres: str | None = DEFAULT_POSTGRES,
     redis_url: str = DEFAULT_REDIS,
-    progress: Any = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the matrix (``postgres=None``: SQLite only). ``progress`` gets a line per step."""
-    say = progress or (lambda line: None)
+    began = time.monotonic()
+
+    def say(line: str) -> None:
+        if progress is not None:
+            progress(f"[{time.monotonic() - began:4.0f} s] {line}")
+
     durations = QUICK if quick else FULL
     skipped: list[str] = []
     backends = ["sqlite"]
@@ -447,8 +452,10 @@ def run(
                 )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    say("done")
     result: dict[str, Any] = {
         "benchmark": "load",
+        "seconds": round(time.monotonic() - began, 1),
         "quick": quick,
         "durations": {
             "mix_s": durations.mix,
