@@ -49,9 +49,10 @@ def test_every_goal_of_every_benchmark_becomes_a_row_with_its_measured_value():
     assert rows[("models / parts / homomorphic", "batch <= 1 ms")]["met"] is None
     assert rows[("load", "2 processes >= 1.7x of 1 (record page)")]["measured"] == 0.68
     assert rows[("killsafety", "0 lost, 0 tampered, 0 failed resumes")]["met"] is True
-    assert rows[("audit / sqlite", "sealed / chained appends per second (no goal stated)")][
-        "met"
-    ] is None
+    assert (
+        rows[("audit / sqlite", "sealed / chained appends per second (no goal stated)")]["met"]
+        is None
+    )
     assert rows[("web", "ran")]["met"] is False
 
 
