@@ -225,3 +225,25 @@ def test_the_lab_s_disposable_server_satisfies_what_the_benchmark_needs():
     server: load.Server = LabServer(Path("/nonexistent-never-created"), workers=1)
     assert server.url.startswith("http://127.0.0.1:")
     assert isinstance(server.files.env, dict)
+
+
+def test_the_steady_throughput_leaves_the_ramp_up_out(tmp_path):
+    # Locust's per-second history (its real header): the record page first served at t=103,
+    # 10 requests by then, 40 by t=106: 10 requests/s, though the run's average is lower.
+    header = (
+        "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,"
+        "99.9%,99.99%,100%,Total Request Count,Total Failure Count,Total Median Response Time,"
+        "Total Average Response Time,Total Min Response Time,Total Max Response Time,"
+        "Total Average Content Size"
+    )
+    tail = ",0,0" + ",0" * 11 + ",{n},0,0,0,0,0,0"  # req/s, fail/s, 11 percentiles, counts
+    lines = [header]
+    for t, n in [(101, 0), (102, 0), (103, 10), (104, 20), (106, 40)]:
+        lines.append(f"{t},4,GET,record page" + tail.format(n=n))
+    lines.append("101,4,,Aggregated" + tail.format(n=0))
+    (tmp_path / "run_stats_history.csv").write_text("\n".join(lines) + "\n")
+    assert load.parse_history(tmp_path / "run") == {"record page": 10.0}
+    assert load.parse_history(tmp_path / "missing") == {}
+    row = _row("sqlite", 1, True, login=200, record=3)
+    row["probes"]["record page"]["pages"]["record page"]["steady_rps"] = 10.0
+    assert load._probe_rps(row, "record page") == 10.0

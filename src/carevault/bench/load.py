@@ -86,7 +86,7 @@ class Durations:
     pace: tuple[float, float]
 
 
-QUICK = Durations(mix=15, probe=6, pace=(1.0, 2.0))
+QUICK = Durations(mix=15, probe=10, pace=(1.0, 2.0))
 FULL = Durations(mix=60, probe=20, pace=(1.0, 3.0))
 
 
@@ -126,6 +126,28 @@ def parse_stats(prefix: Path) -> dict[str, dict[str, float]]:
                 "p99": _ms(row["99%"]) if requests else 0.0,
             }
     return pages
+
+
+def parse_history(prefix: Path) -> dict[str, float]:
+    """Each page's steady throughput from Locust's per-second ``PREFIX_stats_history.csv``
+    (``--csv-full-history``): requests between the first second the page was served and the
+    last, over that span. Unlike the whole run's average it leaves out the ramp-up (logins,
+    finding patients), which on a busy machine can take most of a short probe."""
+    path = Path(f"{prefix}_stats_history.csv")
+    if not path.exists():
+        return {}
+    seen: dict[str, list[tuple[float, int]]] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            count = int(row["Total Request Count"] or 0)
+            if count:
+                seen.setdefault(row["Name"], []).append((float(row["Timestamp"]), count))
+    steady = {}
+    for name, points in seen.items():
+        (t0, c0), (t1, c1) = points[0], points[-1]
+        if t1 > t0:
+            steady[name] = round((c1 - c0) / (t1 - t0), 2)
+    return steady
 
 
 def _ms(text: str) -> float:
@@ -183,6 +205,7 @@ def run_locust(
         host,
         "--csv",
         str(prefix),
+        "--csv-full-history",
         "--loglevel",
         "WARNING",
         *classes,
@@ -202,8 +225,12 @@ def run_locust(
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         raise LoadError(f"locust failed ({done.returncode}): {tail[0]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    pages = parse_stats(prefix)
+    for name, rps in parse_history(prefix).items():
+        if name in pages:
+            pages[name]["steady_rps"] = rps
     return {
-        "pages": parse_stats(prefix),
+        "pages": pages,
         "failures": parse_failures(prefix),
         "seconds": round(wall, 1),
         "locust_cpu_cores": round(cpu / wall, 2),
@@ -476,7 +503,9 @@ def run(
 
 
 def _probe_rps(row: dict[str, Any], page: str) -> float:
-    return float(row["probes"][page]["pages"].get(page, {}).get("rps", 0.0))
+    """The probe's steady throughput of ``page`` (the whole run's average if there is none)."""
+    stats = row["probes"][page]["pages"].get(page, {})
+    return float(stats.get("steady_rps", stats.get("rps", 0.0)))
 
 
 def evaluate(rows: list[dict[str, Any]], *, cores: int) -> dict[str, Any]:
@@ -598,7 +627,7 @@ def render(result: dict[str, Any]) -> str:
                 [
                     f"PROBE {page} (Locust {probe['locust_cpu_cores']} cores)",
                     str(int(p["requests"])),
-                    f"{p['rps']:.2f}",
+                    f"{p.get('steady_rps', p['rps']):.2f}",
                     f"{p['p50']:.0f}",
                     f"{p['p95']:.0f}",
                     f"{p['p99']:.0f}",

@@ -66,6 +66,7 @@ OFFICER = "officer dashboard"
 OFFICER_INCIDENTS = "officer incidents"
 PATIENT_RECORD = "patient own record"
 PATIENT_HISTORY = "patient history"
+PATIENT_LIST_API = "patient list (API)"  # the record probe's ramp-up only
 
 MIX_PAGES = (
     LOGIN_PAGE,
@@ -341,8 +342,13 @@ class RecordPageProbe(Staff):
 
     def on_start(self) -> None:
         super().on_start()
-        body = self.page("/clinic/doctor/", DOCTOR_HOME)
-        self.patients = sorted(set(_PATIENT_LINK.findall(body)))
+        # The JSON list, not the doctor's page: the probe measures the record page, and its
+        # ramp-up should be short.
+        with self.client.get("/api/v1/patients", name=PATIENT_LIST_API, catch_response=True) as got:
+            if got.status_code != 200:
+                got.failure(f"HTTP {got.status_code}")
+                raise StopUser()
+            self.patients = [str(p["id"]) for p in got.json().get("results", [])]
         if not self.patients:
             raise StopUser()
 
