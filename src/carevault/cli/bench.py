@@ -81,7 +81,7 @@ def cmd_bench(args: argparse.Namespace, *, main: Main) -> int:
                 quick=args.quick,
                 postgres=args.postgres or bench_load.DEFAULT_POSTGRES,
                 redis_url=args.redis or bench_load.DEFAULT_REDIS,
-                progress=None if args.json else _progress,
+                progress=_progress,  # on stderr: --json output stays clean
             )
         except (bench_load.LoadError, LabError) as exc:
             raise CommandError(str(exc)) from None
@@ -90,7 +90,7 @@ def cmd_bench(args: argparse.Namespace, *, main: Main) -> int:
     if args.target == "all":
         from carevault.bench import summary
 
-        outcome = summary.run_all(quick=args.quick, progress=None if args.json else _progress)
+        outcome = summary.run_all(quick=args.quick, progress=_progress)
         table = summary.markdown(outcome)
         written = summary.write(table, args.output)
         emit(args, {**outcome, "markdown": written.as_posix()}, f"{table}\nwritten to {written}")
