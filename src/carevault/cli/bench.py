@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -75,6 +76,8 @@ def cmd_bench(args: argparse.Namespace, *, main: Main) -> int:
         from carevault.bench import load as bench_load
 
         # Disposable servers in scratch data directories (and a scratch PostgreSQL database).
+        # A SIGTERM unwinds like Ctrl-C, so the servers, Locust and the scratch database go too.
+        previous = signal.signal(signal.SIGTERM, _exit_on_term)
         try:
             result = bench_load.run(
                 LabServer,
@@ -85,6 +88,8 @@ def cmd_bench(args: argparse.Namespace, *, main: Main) -> int:
             )
         except (bench_load.LoadError, LabError) as exc:
             raise CommandError(str(exc)) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         emit(args, result, bench_load.render(result))
         return _verdict(bench_load.missed(result), args.report_only)
     if args.target == "all":
@@ -108,6 +113,10 @@ def cmd_bench(args: argparse.Namespace, *, main: Main) -> int:
         emit(args, result, killsafety.render(result))
         return 0 if result["lost"] == result["tampered"] == result["resume_failures"] == 0 else 1
     raise CommandError(f"unknown benchmark {args.target!r}")
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _progress(line: str) -> None:
