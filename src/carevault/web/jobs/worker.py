@@ -1,0 +1,120 @@
+"""The worker loop ``carevault worker`` runs.
+
+Database backend: ``django_tasks_db``'s worker (it claims a READY task under a row lock, runs it
+in this process, records the outcome), plus a heartbeat thread that writes this worker's
+:class:`WorkerBeat` every ``TASKS_BEAT_SECONDS`` and hands the tasks of dead workers back to the
+queue (:mod:`.recovery`), and re-enqueues re-encryption jobs whose task was lost.
+
+Redis backend: an RQ worker on the same queues (RQ keeps its own worker heartbeats; a job whose
+worker died is retried by its retries, :mod:`.rqbackend`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+from django_tasks_db.management.commands.db_worker import Worker as DatabaseWorker
+
+from . import recovery
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerReport:
+    worker_id: str
+    backend: str
+    queues: list[str]
+    tasks: int
+    requeued_at_start: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker_id,
+            "backend": self.backend,
+            "queues": self.queues,
+            "tasks": self.tasks,
+            "requeued_at_start": self.requeued_at_start,
+        }
+
+
+def housekeeping(worker_id: str, queues: list[str]) -> int:
+    """One beat: this worker is alive; dead workers' tasks go back to the queue; lost
+    re-encryption jobs are queued again. The number of tasks handed back."""
+    from . import tasks
+
+    recovery.beat(worker_id, backend="database", queues=queues)
+    handed_back = recovery.recover()
+    tasks.adopt_orphans()
+    return len(handed_back.requeued)
+
+
+class _Heart(threading.Thread):
+    def __init__(self, worker_id: str, queues: list[str]) -> None:
+        super().__init__(name="carevault-worker-heartbeat", daemon=True)
+        self.worker_id = worker_id
+        self.queues = queues
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        interval = float(settings.TASKS_BEAT_SECONDS)
+        while not self.stopping.wait(interval):
+            try:
+                housekeeping(self.worker_id, self.queues)
+            except Exception:
+                # A busy or briefly unreachable database: the next beat tries again (a worker
+                # that misses beats for DEAD_AFTER seconds has its task handed on, safely).
+                logger.exception("worker heartbeat failed")
+            finally:
+                connections.close_all()
+
+
+class _Worker(DatabaseWorker):
+    def run_task(self, db_task_result: Any) -> None:
+        super().run_task(db_task_result)
+        # The task ran in this thread; its connection may sit in a transaction-less state the
+        # next claim should not inherit.
+        connections.close_all()
+
+
+def run_database_worker(
+    queues: list[str], *, burst: bool, interval: float = 1.0, max_tasks: int | None = None
+) -> WorkerReport:
+    worker_id = recovery.new_worker_id()
+    requeued = housekeeping(worker_id, queues)
+    heart = _Heart(worker_id, queues)
+    heart.start()
+    worker = _Worker(
+        queue_names=queues,
+        interval=interval,
+        batch=burst,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=max_tasks,
+        worker_id=worker_id,
+        excluded_queue_names=[],
+    )
+    worker.configure_signals()
+    try:
+        worker.run()
+    finally:
+        heart.stopping.set()
+        heart.join(timeout=5)
+        recovery.stopped(worker_id)
+    return WorkerReport(worker_id, "database", queues, worker._run_tasks, requeued)
+
+
+def run_rq_worker(queues: list[str], *, burst: bool) -> WorkerReport:
+    import django_rq
+    from django_tasks_rq.backend import Job
+
+    worker = django_rq.get_worker(*queues, job_class=Job)
+    # Abandoned jobs (their worker's heartbeat stopped) are looked for every minute, not ten.
+    worker.maintenance_interval = 60
+    worker.work(burst=burst, with_scheduler=True)
+    return WorkerReport(worker.name, "redis", queues, worker.successful_job_count, 0)
