@@ -375,6 +375,8 @@ SECURITY_MODEL_CHECK_SECONDS = _env_int("CAREVAULT_SECURITY_MODEL_CHECK_SECONDS"
 # queue's worker; a dead worker's task is handed to the next one). 0: only by
 # `carevault keys reencrypt`.
 REENCRYPT_IN_BACKGROUND = _env_bool("CAREVAULT_REENCRYPT_IN_BACKGROUND", default=True)
+# Records per batch (one transaction, one checkpoint): a killed worker redoes at most one batch.
+REENCRYPT_BATCH = _env_int("CAREVAULT_REENCRYPT_BATCH", 100, minimum=1)
 # --- end of threat detection and response ----------------------------------------------------
 
 # Homomorphic diagnosis (issue 7): encrypted patients one doctor may have scored, per hour and

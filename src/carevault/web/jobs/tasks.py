@@ -38,7 +38,11 @@ def _reencrypt(context: TaskContext, run_id: int, job_id: int, progress: Progres
         raise SafeError(f"re-encryption job {job_id} does not exist")
     progress(job.scanned, job.total)
     try:
-        done = reencrypt.run(job_id, on_batch=lambda j: progress(j.scanned, j.total))
+        done = reencrypt.run(
+            job_id,
+            batch=int(settings.REENCRYPT_BATCH),
+            on_batch=lambda j: progress(j.scanned, j.total),
+        )
     except reencrypt.JobBusy:
         # A live worker elsewhere holds the lease (or a dead one on another machine, whose
         # lease runs out): look again once it would have expired.
