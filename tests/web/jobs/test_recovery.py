@@ -1,0 +1,135 @@
+"""A dead worker's task goes back to the queue (carevault.web.jobs.recovery), on the database
+backend: django_tasks_db alone would leave it RUNNING for ever. (The whole story, with real
+worker processes and a SIGKILL, is test_worker_kill.py.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import subprocess
+
+import pytest
+from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
+
+from carevault.web.jobs import recovery, registry, worker
+from carevault.web.jobs.models import JobRun, JobState, WorkerBeat
+from carevault.web.vault.reencrypt import _boot_id
+
+
+@pytest.fixture
+def database_queue(db, settings):
+    settings.TASKS = {
+        "default": {
+            "BACKEND": "django_tasks_db.DatabaseBackend",
+            "QUEUES": settings.TASK_QUEUES,
+        }
+    }
+    settings.TASKS_MAX_ATTEMPTS = 3
+    settings.TASKS_DEAD_AFTER_SECONDS = 60
+
+
+def dead_process_worker_id() -> str:
+    """The id a worker of this machine had, whose process has ended."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return f"{socket.gethostname()[:30]}:{child.pid}:1@{_boot_id()}"
+
+
+def queued_run(django_capture_on_commit_callbacks) -> tuple[JobRun, DBTaskResult]:
+    with django_capture_on_commit_callbacks(execute=True):
+        run = registry.enqueue("audit.seal")
+    assert run is not None
+    task = DBTaskResult.objects.get()
+    return JobRun.objects.get(pk=run.pk), task
+
+
+def claimed_by(task: DBTaskResult, *workers: str) -> None:
+    task.status = TaskResultStatus.RUNNING
+    task.started_at = timezone.now()
+    task.worker_ids = list(workers)
+    task.save()
+    JobRun.objects.update(state=JobState.RUNNING, attempts=len(workers), worker=workers[-1])
+
+
+def test_a_task_of_a_worker_whose_process_is_gone_is_queued_again_at_once(
+    database_queue, django_capture_on_commit_callbacks
+):
+    run, task = queued_run(django_capture_on_commit_callbacks)
+    dead = dead_process_worker_id()
+    recovery.beat(dead, backend="database", queues=["default"])  # it beat a moment ago
+    claimed_by(task, dead)
+    done = recovery.recover()
+    assert done.requeued == [str(task.pk)]
+    task.refresh_from_db()
+    assert task.status == TaskResultStatus.READY
+    run.refresh_from_db()
+    assert run.state == JobState.QUEUED
+    assert "died" in run.error
+
+
+def test_a_task_of_a_live_worker_is_left_alone(database_queue, django_capture_on_commit_callbacks):
+    _, task = queued_run(django_capture_on_commit_callbacks)
+    elsewhere = "another-host:4242:1@abcdef12"
+    recovery.beat(elsewhere, backend="database", queues=["default"])
+    claimed_by(task, elsewhere)
+    assert recovery.recover().requeued == []
+    task.refresh_from_db()
+    assert task.status == TaskResultStatus.RUNNING
+
+
+def test_a_worker_silent_for_longer_than_the_dead_interval_is_dead(
+    database_queue, django_capture_on_commit_callbacks
+):
+    _, task = queued_run(django_capture_on_commit_callbacks)
+    elsewhere = "another-host:4242:1@abcdef12"
+    recovery.beat(elsewhere, backend="database", queues=["default"])
+    WorkerBeat.objects.update(beat_at=timezone.now() - dt.timedelta(seconds=61))
+    claimed_by(task, elsewhere)
+    assert recovery.recover().requeued == [str(task.pk)]
+
+
+def test_a_task_that_killed_its_worker_too_often_fails_for_good(
+    database_queue, django_capture_on_commit_callbacks
+):
+    run, task = queued_run(django_capture_on_commit_callbacks)
+    claimed_by(task, *(dead_process_worker_id() for _ in range(3)))
+    done = recovery.recover()
+    assert done.failed == [str(task.pk)]
+    task.refresh_from_db()
+    assert task.status == TaskResultStatus.FAILED
+    assert task.exception_class_path == recovery.LOST
+    run.refresh_from_db()
+    assert run.state == JobState.FAILED
+    assert run.error.startswith("WorkerLost")
+
+
+def test_a_worker_that_never_beat_is_judged_by_how_long_its_task_has_run(
+    database_queue, django_capture_on_commit_callbacks
+):
+    _, task = queued_run(django_capture_on_commit_callbacks)
+    claimed_by(task, "another-host:1:1@abcdef12")
+    assert recovery.recover().requeued == []
+    DBTaskResult.objects.update(started_at=timezone.now() - dt.timedelta(seconds=61))
+    assert recovery.recover().requeued == [str(task.pk)]
+
+
+def test_housekeeping_beats_and_queues_again_a_reencryption_job_whose_task_was_lost(
+    database_queue, settings, patients, django_capture_on_commit_callbacks
+):
+    from carevault.crypto import Suite
+    from carevault.web.vault import reencrypt
+
+    settings.REENCRYPT_IN_BACKGROUND = True
+    job = reencrypt.request_job(Suite.AES_256_GCM, "lost")  # its enqueue never happened
+    with django_capture_on_commit_callbacks(execute=True):
+        worker.housekeeping("this-host:1:1@abcdef12", ["default", "long"])
+    assert WorkerBeat.objects.filter(worker_id="this-host:1:1@abcdef12").exists()
+    run = JobRun.objects.get(kind="reencrypt.job")
+    assert run.params == {"job_id": job.pk}
+    assert DBTaskResult.objects.get().status == TaskResultStatus.READY
+    # Looking again does not queue it twice.
+    with django_capture_on_commit_callbacks(execute=True):
+        worker.housekeeping("this-host:1:1@abcdef12", ["default", "long"])
+    assert JobRun.objects.filter(kind="reencrypt.job").count() == 1
