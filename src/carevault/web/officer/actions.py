@@ -56,7 +56,7 @@ def active_grants_for_review(
 
 def background_jobs(limit: int = 50) -> dict[str, Any]:
     """Running and recent background jobs, the workers seen lately, for the jobs page."""
-    from carevault.web.jobs.models import OPEN_STATES, JobRun, WorkerBeat
+    from carevault.web.jobs.models import OPEN_STATES, JobRun, JobState, WorkerBeat
 
     runs = list(JobRun.objects.all()[:limit])
     recent = timezone.now() - dt.timedelta(seconds=int(settings.TASKS_DEAD_AFTER_SECONDS))
@@ -68,9 +68,11 @@ def background_jobs(limit: int = 50) -> dict[str, Any]:
     retried = set(
         JobRun.objects.filter(retry_of__in=[r.pk for r in runs]).values_list("retry_of", flat=True)
     )
+    for run in runs:
+        # Read by the row template (a table row sees only its row).
+        run.can_retry = run.state == JobState.FAILED and run.pk not in retried  # type: ignore[attr-defined]
     return {
         "runs": runs,
-        "retried": retried,
         "any_open": any(r.state in OPEN_STATES for r in runs),
         "workers": workers,
         "tasks_mode": settings.TASKS_MODE,
