@@ -17,12 +17,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
         # Read by the settings at start-up: the worker must use the queue the servers use.
         os.environ["CAREVAULT_TASKS"] = args.backend
     django_setup()
-    require_database()
     from django.conf import settings
 
     from carevault.web.jobs import worker
 
     mode = settings.TASKS_MODE
+    if mode not in BACKENDS:
+        raise CommandError(
+            f"CAREVAULT_TASKS={mode} runs tasks in the process that queues them: no worker needed"
+        )
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else []
     queues = queues or list(settings.TASK_QUEUES)
     unknown = sorted(set(queues) - set(settings.TASK_QUEUES))
@@ -30,14 +33,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise CommandError(
             f"unknown queue {', '.join(unknown)} (queues: {', '.join(settings.TASK_QUEUES)})"
         )
+    require_database()
     if mode == "database":
         report = worker.run_database_worker(queues, burst=args.burst, interval=args.interval)
-    elif mode == "redis":
-        report = worker.run_rq_worker(queues, burst=args.burst)
     else:
-        raise CommandError(
-            f"CAREVAULT_TASKS={mode} runs tasks in the process that queues them: no worker needed"
-        )
+        report = worker.run_rq_worker(queues, burst=args.burst)
     emit(
         args,
         report.as_dict(),

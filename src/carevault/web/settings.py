@@ -189,7 +189,8 @@ TASK_QUEUES = ["default", "long"]
 TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASKS_MODE], "QUEUES": TASK_QUEUES}}
 if TASKS_MODE == "redis":
     INSTALLED_APPS.append("django_rq")
-    # Every queue in this deployment's Redis under the deployment's prefix (CACHE_PREFIX).
+    # RQ's keys carry no deployment prefix: give each deployment its own Redis database
+    # (REDIS_URL's /N) when several share one Redis server.
     RQ_QUEUES = {name: {"URL": _redis_url, "DEFAULT_TIMEOUT": 6 * 3600} for name in TASK_QUEUES}
 # A worker writes a heartbeat every BEAT seconds; one silent for DEAD_AFTER seconds is dead,
 # and the task it was running is handed to the next worker, at most MAX_ATTEMPTS times in all.

@@ -154,3 +154,60 @@ def test_a_worker_killed_mid_job_loses_nothing_and_the_next_worker_finishes_the_
     checked = json.loads(_ok(_run(env, str(SCENARIO), "check")))
     assert checked["snapshot"] == prepared["snapshot"]
     assert (checked["below"], checked["weak_files"]) == (0, 0)
+
+
+REDIS_DB_URL = "redis://127.0.0.1:6379/13"  # this suite's own database number
+
+
+@pytest.fixture
+def redis_queue() -> Iterator[str]:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_DB_URL)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis at 127.0.0.1:6379")
+
+    def clear() -> None:
+        for key in client.scan_iter("rq:*"):
+            client.delete(key)
+        for key in client.scan_iter("cv-kill-test*"):
+            client.delete(key)
+
+    clear()
+    try:
+        yield REDIS_DB_URL
+    finally:
+        clear()
+
+
+def test_on_redis_a_job_whose_worker_dies_is_retried_and_resumes_where_it_stopped(
+    tmp_path: Path, redis_queue: str
+) -> None:
+    """RQ runs each job in a work horse; the fault injector SIGKILLs the horse at its 40th unit
+    of work, every attempt. RQ sees the horse die, the job's retries queue it again, and each
+    attempt resumes from the last checkpoint, so the job gets done on a later attempt."""
+    env = _env(tmp_path, "")
+    env.update(
+        CAREVAULT_TASKS="redis", REDIS_URL=redis_queue, CAREVAULT_CACHE_PREFIX="cv-kill-test"
+    )
+    _ok(_run(env, "-m", "carevault.cli", "demo", "--seed-only", "--password", PASSWORD))
+    prepared = json.loads(_ok(_run(env, str(SCENARIO), "prepare", "6")))
+    db = Database(tmp_path, "")
+    run_id = prepared["run"]
+    [(total,)] = db.rows(f"select total from jobs_jobrun where id = {run_id}")
+    assert total > 40
+
+    worker = _run(
+        env, "-m", "carevault.cli", "worker", "--burst", "--json", CAREVAULT_FAULT_KILL_AFTER="40"
+    )
+    assert "Work-horse terminated unexpectedly" in worker.stderr
+    [(state, done, attempts)] = db.rows(
+        f"select state, done, attempts from jobs_jobrun where id = {run_id}"
+    )
+    assert (state, done) == ("done", total)
+    assert attempts >= 2
+    checked = json.loads(_ok(_run(env, str(SCENARIO), "check")))
+    assert checked["snapshot"] == prepared["snapshot"]
+    assert (checked["below"], checked["weak_files"]) == (0, 0)

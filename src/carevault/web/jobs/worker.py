@@ -112,9 +112,20 @@ def run_database_worker(
 def run_rq_worker(queues: list[str], *, burst: bool) -> WorkerReport:
     import django_rq
     from django_tasks_rq.backend import Job
+    from rq.worker import Worker
 
-    worker = django_rq.get_worker(*queues, job_class=Job)
+    class CountingWorker(Worker):
+        """RQ counts the jobs a worker ran in Redis only, and forgets them when it stops."""
+
+        ran = 0
+
+        def register_death(self) -> None:
+            self.refresh()  # type: ignore[no-untyped-call]
+            self.ran = self.successful_job_count + self.failed_job_count
+            super().register_death()  # type: ignore[no-untyped-call]
+
+    worker = django_rq.get_worker(*queues, job_class=Job, worker_class=CountingWorker)
     # Abandoned jobs (their worker's heartbeat stopped) are looked for every minute, not ten.
     worker.maintenance_interval = 60
     worker.work(burst=burst, with_scheduler=True)
-    return WorkerReport(worker.name, "redis", queues, worker.successful_job_count, 0)
+    return WorkerReport(worker.name, "redis", queues, getattr(worker, "ran", 0), 0)
