@@ -115,21 +115,36 @@ def test_a_worker_that_never_beat_is_judged_by_how_long_its_task_has_run(
     assert recovery.recover().requeued == [str(task.pk)]
 
 
-def test_housekeeping_beats_and_queues_again_a_reencryption_job_whose_task_was_lost(
+def test_housekeeping_beats_and_hands_over_a_run_that_was_recorded_but_never_queued(
+    database_queue, django_capture_on_commit_callbacks
+):
+    # The process died between its commit and the hand-over: a run without a task.
+    run = JobRun.objects.create(
+        kind="audit.seal", enqueued_at=timezone.now() - dt.timedelta(seconds=61)
+    )
+    fresh = JobRun.objects.create(kind="audit.seal")  # its hand-over may be under way
+    worker.housekeeping("this-host:1:1@abcdef12", ["default", "long"])
+    assert WorkerBeat.objects.filter(worker_id="this-host:1:1@abcdef12").exists()
+    task = DBTaskResult.objects.get()
+    assert task.status == TaskResultStatus.READY
+    assert task.args_kwargs["args"] == [run.pk]
+    assert JobRun.objects.get(pk=run.pk).task_id == str(task.pk)
+    assert JobRun.objects.get(pk=fresh.pk).task_id == ""
+    # Looking again does not queue it twice.
+    worker.housekeeping("this-host:1:1@abcdef12", ["default", "long"])
+    assert DBTaskResult.objects.count() == 1
+
+
+def test_a_job_asked_for_again_while_its_run_waits_is_not_queued_twice(
     database_queue, settings, patients, django_capture_on_commit_callbacks
 ):
     from carevault.crypto import Suite
     from carevault.web.vault import reencrypt
 
     settings.REENCRYPT_IN_BACKGROUND = True
-    job = reencrypt.request_job(Suite.AES_256_GCM, "lost")  # its enqueue never happened
     with django_capture_on_commit_callbacks(execute=True):
-        worker.housekeeping("this-host:1:1@abcdef12", ["default", "long"])
-    assert WorkerBeat.objects.filter(worker_id="this-host:1:1@abcdef12").exists()
-    run = JobRun.objects.get(kind="reencrypt.job")
-    assert run.params == {"job_id": job.pk}
-    assert DBTaskResult.objects.get().status == TaskResultStatus.READY
-    # Looking again does not queue it twice.
-    with django_capture_on_commit_callbacks(execute=True):
-        worker.housekeeping("this-host:1:1@abcdef12", ["default", "long"])
+        first = reencrypt.escalate(Suite.AES_256_GCM, "first")
+        again = reencrypt.escalate(Suite.AES_256_GCM, "again")
+    assert first.pk == again.pk
     assert JobRun.objects.filter(kind="reencrypt.job").count() == 1
+    assert DBTaskResult.objects.count() == 1

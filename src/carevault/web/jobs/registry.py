@@ -189,5 +189,22 @@ def describe(exc: BaseException) -> str:
     return name[:200]
 
 
+def resend_lost(older_than: dt.timedelta) -> int:
+    """Runs recorded but never handed to the queue (the process died between its commit and
+    the hand-over): hand them over now. A worker calls this at start and at every heartbeat;
+    ``older_than`` leaves alone the runs whose hand-over is merely in progress. A run handed
+    over twice is harmless: a run already done is not done again (:func:`tracked`)."""
+    cutoff = timezone.now() - older_than
+    lost = JobRun.objects.filter(state=JobState.QUEUED, task_id="", enqueued_at__lt=cutoff)
+    count = 0
+    for run in lost:
+        if run.kind in _tasks:
+            _hand_over(_tasks[run.kind], run.pk, run.params)
+            count += 1
+    if count:
+        logger.warning("%d background job(s) recorded but never queued: queued now", count)
+    return count
+
+
 def open_runs(kind: str) -> list[JobRun]:
     return list(JobRun.objects.filter(kind=kind, state__in=OPEN_STATES))

@@ -163,7 +163,10 @@ registry.register("security.retrain_policy", retrain_policy)
 
 
 def enqueue_reencryption(job_id: int) -> None:
-    """The vault's background runner: one task per re-encryption job."""
+    """The vault's background runner, inside the transaction that requested the job: one run
+    per job (a job asked for again while its run waits or works is not queued twice)."""
+    if any(r.params.get("job_id") == job_id for r in registry.open_runs("reencrypt.job")):
+        return
     total = ReencryptionJob.objects.filter(pk=job_id).values_list("total", flat=True).first()
     registry.enqueue("reencrypt.job", {"job_id": job_id}, total=total or 0)
 
@@ -180,20 +183,3 @@ def enqueue_patient_rotation(patient_id: str, *, requested_by: str = "") -> None
         {"patient_id": str(patient_id), "from_version": version},
         requested_by=requested_by,
     )
-
-
-def adopt_orphans() -> int:
-    """Open re-encryption jobs whose task was lost (the process died between its commit and the
-    enqueue, or the run failed for good): queue them again. A worker calls this at start and
-    then periodically; an open run of the job already queued is enough."""
-    queued = 0
-    if not settings.REENCRYPT_IN_BACKGROUND:
-        return 0
-    for job in reencrypt.abandoned():
-        open_runs = [
-            r for r in registry.open_runs("reencrypt.job") if r.params.get("job_id") == job.pk
-        ]
-        if not open_runs:
-            enqueue_reencryption(job.pk)
-            queued += 1
-    return queued

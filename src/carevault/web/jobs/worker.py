@@ -3,7 +3,7 @@
 Database backend: ``django_tasks_db``'s worker (it claims a READY task under a row lock, runs it
 in this process, records the outcome), plus a heartbeat thread that writes this worker's
 :class:`WorkerBeat` every ``TASKS_BEAT_SECONDS`` and hands the tasks of dead workers back to the
-queue (:mod:`.recovery`), and re-enqueues re-encryption jobs whose task was lost.
+queue (:mod:`.recovery`), and hands over runs that were recorded but never queued.
 
 Redis backend: an RQ worker on the same queues (RQ keeps its own worker heartbeats; a job whose
 worker died is retried by its retries, :mod:`.rqbackend`).
@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connections
 from django_tasks_db.management.commands.db_worker import Worker as DatabaseWorker
 
-from . import recovery
+from . import recovery, registry
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +44,11 @@ class WorkerReport:
 
 
 def housekeeping(worker_id: str, queues: list[str]) -> int:
-    """One beat: this worker is alive; dead workers' tasks go back to the queue; lost
-    re-encryption jobs are queued again. The number of tasks handed back."""
-    from . import tasks
-
+    """One beat: this worker is alive; dead workers' tasks go back to the queue; runs never
+    handed to the queue are handed over. The number of tasks handed back."""
     recovery.beat(worker_id, backend="database", queues=queues)
     handed_back = recovery.recover()
-    tasks.adopt_orphans()
+    registry.resend_lost(recovery.dead_after())
     return len(handed_back.requeued)
 
 

@@ -314,20 +314,22 @@ _runner: Callable[[int], object] | None = None
 
 
 def set_background_runner(runner: Callable[[int], object] | None) -> None:
-    """Called with a job's id, after the commit that requested it, when it should run in the
-    background (the task queue enqueues a task; its worker calls :func:`run`)."""
+    """Called with a job's id inside the transaction that requested it, when it should run in
+    the background: the runner records the run in that transaction and queues it once the
+    transaction commits (the task queue; its worker calls :func:`run`), so a crash between the
+    two leaves a record the queue finds, never a job nobody knows should run."""
     global _runner
     _runner = runner
 
 
 def escalate(target: Suite, reason: str) -> ReencryptionJob:
     """The floor rose to ``target``: make sure a job brings stored data up to it, handed to the
-    background runner once the caller's transaction commits (unless
+    background runner, which queues it once the caller's transaction commits (unless
     ``CAREVAULT_REENCRYPT_IN_BACKGROUND=0``: then `carevault keys reencrypt` runs it)."""
-    job = request_job(target, reason)
-    runner = _runner
-    if settings.REENCRYPT_IN_BACKGROUND and runner is not None:
-        transaction.on_commit(lambda: runner(job.pk), robust=True)
+    with transaction.atomic():
+        job = request_job(target, reason)
+        if settings.REENCRYPT_IN_BACKGROUND and _runner is not None:
+            _runner(job.pk)
     return job
 
 
