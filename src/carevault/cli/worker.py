@@ -34,10 +34,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
             f"unknown queue {', '.join(unknown)} (queues: {', '.join(settings.TASK_QUEUES)})"
         )
     require_database()
+    # Backups live a layer above the web app: registering their task here makes the kind known
+    # to this worker, and its heartbeat queues one when CAREVAULT_BACKUP_DIR's schedule says so.
+    from carevault.backup import tasks as backup_tasks
+
     if mode == "database":
-        report = worker.run_database_worker(queues, burst=args.burst, interval=args.interval)
+        report = worker.run_database_worker(
+            queues, burst=args.burst, interval=args.interval, on_beat=backup_tasks.schedule
+        )
     else:
-        report = worker.run_rq_worker(queues, burst=args.burst)
+        report = worker.run_rq_worker(queues, burst=args.burst, on_beat=backup_tasks.schedule)
     emit(
         args,
         report.as_dict(),

@@ -197,6 +197,12 @@ if TASKS_MODE == "redis":
 TASKS_BEAT_SECONDS = _env_int("CAREVAULT_TASKS_BEAT_SECONDS", 5, minimum=1)
 TASKS_DEAD_AFTER_SECONDS = _env_int("CAREVAULT_TASKS_DEAD_AFTER_SECONDS", 60, minimum=2)
 TASKS_MAX_ATTEMPTS = _env_int("CAREVAULT_TASKS_MAX_ATTEMPTS", 5, minimum=1)
+# Scheduled backups (carevault.backup.tasks): every worker's heartbeat queues one into this
+# directory once the last is older than EVERY_HOURS, keeping the newest KEEP. Unset: no schedule
+# (cron `carevault backup create` instead).
+BACKUP_DIR = os.environ.get("CAREVAULT_BACKUP_DIR", "").strip()
+BACKUP_EVERY_HOURS = _env_int("CAREVAULT_BACKUP_EVERY_HOURS", 24, minimum=1)
+BACKUP_KEEP = _env_int("CAREVAULT_BACKUP_KEEP", 7, minimum=1)
 # --- end of background tasks ---------------------------------------------------------------------
 
 CACHES = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,27 +44,32 @@ class WorkerReport:
         }
 
 
-def housekeeping(worker_id: str, queues: list[str]) -> int:
+Beat = Callable[[], object]
+
+
+def housekeeping(worker_id: str, queues: list[str], on_beat: Beat | None = None) -> int:
     """One beat: this worker is alive; dead workers' tasks go back to the queue; runs never
-    handed to the queue are handed over. The number of tasks handed back."""
+    handed to the queue are handed over; ``on_beat`` (what the command adds: the backup
+    schedule). The number of tasks handed back."""
     recovery.beat(worker_id, backend="database", queues=queues)
     handed_back = recovery.recover()
     registry.resend_lost(recovery.dead_after())
+    if on_beat is not None:
+        on_beat()
     return len(handed_back.requeued)
 
 
 class _Heart(threading.Thread):
-    def __init__(self, worker_id: str, queues: list[str]) -> None:
+    def __init__(self, beat: Beat) -> None:
         super().__init__(name="carevault-worker-heartbeat", daemon=True)
-        self.worker_id = worker_id
-        self.queues = queues
+        self.beat = beat
         self.stopping = threading.Event()
 
     def run(self) -> None:
         interval = float(settings.TASKS_BEAT_SECONDS)
         while not self.stopping.wait(interval):
             try:
-                housekeeping(self.worker_id, self.queues)
+                self.beat()
             except Exception:
                 # A busy or briefly unreachable database: the next beat tries again (a worker
                 # that misses beats for DEAD_AFTER seconds has its task handed on, safely).
@@ -81,11 +87,16 @@ class _Worker(DatabaseWorker):
 
 
 def run_database_worker(
-    queues: list[str], *, burst: bool, interval: float = 1.0, max_tasks: int | None = None
+    queues: list[str],
+    *,
+    burst: bool,
+    interval: float = 1.0,
+    max_tasks: int | None = None,
+    on_beat: Beat | None = None,
 ) -> WorkerReport:
     worker_id = recovery.new_worker_id()
-    requeued = housekeeping(worker_id, queues)
-    heart = _Heart(worker_id, queues)
+    requeued = housekeeping(worker_id, queues, on_beat)
+    heart = _Heart(lambda: housekeeping(worker_id, queues, on_beat))
     heart.start()
     worker = _Worker(
         queue_names=queues,
@@ -107,7 +118,7 @@ def run_database_worker(
     return WorkerReport(worker_id, "database", queues, worker._run_tasks, requeued)
 
 
-def run_rq_worker(queues: list[str], *, burst: bool) -> WorkerReport:
+def run_rq_worker(queues: list[str], *, burst: bool, on_beat: Beat | None = None) -> WorkerReport:
     import django_rq
     from django_tasks_rq.backend import Job
     from rq.worker import Worker
@@ -125,5 +136,14 @@ def run_rq_worker(queues: list[str], *, burst: bool) -> WorkerReport:
     worker = django_rq.get_worker(*queues, job_class=Job, worker_class=CountingWorker)
     # Abandoned jobs (their worker's heartbeat stopped) are looked for every minute, not ten.
     worker.maintenance_interval = 60
-    worker.work(burst=burst, with_scheduler=True)
+    heart = None
+    if on_beat is not None:
+        on_beat()
+        heart = _Heart(on_beat)
+        heart.start()
+    try:
+        worker.work(burst=burst, with_scheduler=True)
+    finally:
+        if heart is not None:
+            heart.stopping.set()
     return WorkerReport(worker.name, "redis", queues, getattr(worker, "ran", 0), 0)
