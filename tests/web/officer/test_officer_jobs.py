@@ -82,3 +82,34 @@ def test_only_officers_see_or_retry_jobs(client_for):
     assert doctor.get(PAGE).status_code == 403
     assert doctor.post(retry_url(failed)).status_code == 403
     assert not JobRun.objects.filter(retry_of=failed).exists()
+
+
+def test_an_officer_starts_a_job_from_the_page_and_it_is_audited(
+    client_for, django_capture_on_commit_callbacks
+):
+    officer = client_for("admin")
+    assert "Seal the audit log now" in officer.get(PAGE).content.decode()
+    with django_capture_on_commit_callbacks(execute=False):
+        answer = officer.post(reverse("officer:queue_job"), {"kind": "audit.seal"})
+    assert answer.status_code == 302
+    run = JobRun.objects.get(kind="audit.seal")
+    assert run.requested_by == "admin"
+    entry = AuditEntry.objects.filter(action="jobs.queue").latest("seq")
+    assert (entry.actor, entry.target_id, entry.details["kind"]) == (
+        "admin",
+        str(run.pk),
+        "audit.seal",
+    )
+
+
+def test_an_officer_cannot_start_a_kind_that_is_not_offered(client_for):
+    officer = client_for("admin")
+    answer = officer.post(
+        reverse("officer:queue_job"), {"kind": "keys.rotate_patient"}, follow=True
+    )
+    assert "no such background job" in answer.content.decode()
+    assert not JobRun.objects.exists()
+    assert (
+        client_for("doctor1").post(reverse("officer:queue_job"), {"kind": "audit.seal"}).status_code
+        == 403
+    )

@@ -76,6 +76,7 @@ def background_jobs(limit: int = 50) -> dict[str, Any]:
         "any_open": any(r.state in OPEN_STATES for r in runs),
         "workers": workers,
         "tasks_mode": settings.TASKS_MODE,
+        "startable": [(kind, label) for kind, (label, _) in OFFICER_JOBS.items()],
     }
 
 
@@ -112,3 +113,33 @@ def do_retry_job(acting_user: User, run_id: int, *, client: ClientInfo = NO_CLIE
         details={"kind": run.kind, "retry": again.pk if again is not None else None},
     )
     return again
+
+
+# What an officer may start from the Background jobs page: kinds without arguments to choose.
+OFFICER_JOBS = {
+    "security.retrain": ("Retrain the risk model", {"seed": 0}),
+    "security.retrain_policy": ("Retrain the encryption policy", {"seed": 0}),
+    "reencrypt.pending": ("Resume abandoned re-encryption", {}),
+    "audit.seal": ("Seal the audit log now", {}),
+}
+
+
+@transaction.atomic
+def do_queue_job(acting_user: User, kind: str, *, client: ClientInfo = NO_CLIENT) -> Any:
+    """Queue one of :data:`OFFICER_JOBS`. Audited."""
+    from carevault.web.jobs import registry
+
+    if acting_user.role != Role.ADMIN or not acting_user.is_active:
+        raise NotAllowed("only security officers start background jobs")
+    if kind not in OFFICER_JOBS:
+        raise Conflict("no such background job")
+    run = registry.enqueue(kind, dict(OFFICER_JOBS[kind][1]), requested_by=acting_user.username)
+    record(
+        "jobs.queue",
+        actor=acting_user,
+        client=client,
+        target_type="jobs.jobrun",
+        target_id=str(run.pk) if run is not None else "",
+        details={"kind": kind},
+    )
+    return run

@@ -37,6 +37,7 @@ urlpatterns = [
     path("encryption/reencrypt/", views.start_reencryption, name="start_reencryption"),
     path("jobs/", views.jobs_page, name="jobs"),
     path("jobs/table/", views.jobs_table, name="jobs_table"),
+    path("jobs/queue/", views.queue_job, name="queue_job"),
     path("jobs/<int:run_id>/retry/", views.retry_job, name="retry_job"),
     path("users/", views.users, name="users"),
     path("users/new/", views.user_create, name="user_create"),

@@ -37,7 +37,7 @@ from carevault.web.securitycore.models import Incident, ResponseRecord
 
 from . import dashboard as security_dashboard
 from . import encryption
-from .actions import active_grants_for_review, background_jobs, do_retry_job
+from .actions import active_grants_for_review, background_jobs, do_queue_job, do_retry_job
 from .forms import AuditFilterForm, RoleForm, StaffUserForm
 
 AUDIT_PAGE_SIZE = 50
@@ -485,4 +485,18 @@ def retry_job(request: OfficerRequest, run_id: int) -> HttpResponse:
     if request.headers.get("HX-Request"):
         return render(request, "officer/_jobs.html", {**background_jobs(), "notice": notice})
     messages.info(request, notice)
+    return redirect("officer:jobs")
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def queue_job(request: OfficerRequest) -> HttpResponse:
+    """Start one of the jobs an officer may start (retraining, sealing, ...). Audited."""
+    kind = request.POST.get("kind", "")[:64]
+    try:
+        run = do_queue_job(request.user, kind, client=ClientInfo.from_request(request))
+    except ActionError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Job {run.pk if run else ''} ({kind}) queued.")
     return redirect("officer:jobs")
