@@ -335,7 +335,8 @@ def escalate(target: Suite, reason: str) -> ReencryptionJob:
 
 def abandoned() -> list[ReencryptionJob]:
     """Open jobs no worker is on: lease expired, never taken, or held by a process of this
-    machine that is gone (the task queue re-enqueues them: a job whose task was lost)."""
+    machine that is gone (the ``reencrypt.pending`` task takes them up, e.g. one a killed
+    `carevault keys reencrypt` left)."""
     at = timezone.now()
     return [
         job
