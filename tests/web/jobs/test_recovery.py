@@ -148,3 +148,34 @@ def test_a_job_asked_for_again_while_its_run_waits_is_not_queued_twice(
     assert first.pk == again.pk
     assert JobRun.objects.filter(kind="reencrypt.job").count() == 1
     assert DBTaskResult.objects.count() == 1
+
+
+def test_a_job_another_live_worker_holds_is_looked_at_again_when_its_lease_would_end(
+    database_queue, settings, patients, django_capture_on_commit_callbacks
+):
+    from django_tasks import TaskContext
+
+    from carevault.crypto import Suite
+    from carevault.web.jobs import tasks
+    from carevault.web.vault import reencrypt
+    from carevault.web.vault.models import ReencryptionJob
+
+    settings.REENCRYPT_IN_BACKGROUND = True
+    with django_capture_on_commit_callbacks(execute=True):
+        job = reencrypt.escalate(Suite.AES_256_GCM, "held elsewhere")
+    until = timezone.now() + dt.timedelta(seconds=90)
+    ReencryptionJob.objects.filter(pk=job.pk).update(
+        lease_owner="another-host:1:1@abcdef12", lease_until=until, status="running"
+    )
+    run = JobRun.objects.get(kind="reencrypt.job")
+    queued = DBTaskResult.objects.get()
+    summary = tasks.reencrypt_job.call(
+        TaskContext(task_result=queued.task_result), run.pk, job_id=job.pk
+    )
+    assert "held by another worker" in summary
+    run.refresh_from_db()
+    assert run.state == JobState.QUEUED
+    later = DBTaskResult.objects.exclude(pk=queued.pk).get()
+    assert later.run_after == until
+    assert later.args_kwargs == {"args": [run.pk], "kwargs": {"job_id": job.pk}}
+    assert run.task_id == str(later.pk)

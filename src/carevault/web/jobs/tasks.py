@@ -32,7 +32,15 @@ from .registry import Deferred, Progress, SafeError, tracked
 LONG = "long"
 
 
-def _reencrypt(context: TaskContext, run_id: int, job_id: int, progress: Progress) -> str:
+def _reencrypt(
+    context: TaskContext,
+    run_id: int,
+    job_id: int,
+    progress: Progress,
+    again: dict[str, Any],
+) -> str:
+    """Run the job; when another live worker holds it, queue this task (``again``: its
+    arguments) for when that worker's lease would have run out."""
     job = ReencryptionJob.objects.filter(pk=job_id).first()
     if job is None:
         raise SafeError(f"re-encryption job {job_id} does not exist")
@@ -48,7 +56,7 @@ def _reencrypt(context: TaskContext, run_id: int, job_id: int, progress: Progres
         # lease runs out): look again once it would have expired.
         held = ReencryptionJob.objects.filter(pk=job_id).first()
         at = held.lease_until if held is not None and held.lease_until else None
-        if at is not None and registry.defer(context, run_id, {"job_id": job_id}, at):
+        if at is not None and registry.defer(context, run_id, again, at):
             raise Deferred(f"job {job_id} is held by another worker; looking again later") from None
         raise SafeError(f"re-encryption job {job_id} is held by another worker") from None
     progress(done.scanned, done.total)
@@ -61,7 +69,9 @@ def _reencrypt(context: TaskContext, run_id: int, job_id: int, progress: Progres
 @task(takes_context=True, queue_name=LONG)
 def reencrypt_job(context: TaskContext, run_id: int, job_id: int) -> str:
     """Run one re-encryption job to its end (from its last checkpoint)."""
-    return tracked(context, run_id, lambda p: _reencrypt(context, run_id, job_id, p))
+    return tracked(
+        context, run_id, lambda p: _reencrypt(context, run_id, job_id, p, {"job_id": job_id})
+    )
 
 
 @task(takes_context=True, queue_name=LONG)
@@ -69,7 +79,9 @@ def reencrypt_pending(context: TaskContext, run_id: int) -> str:
     """Run every open re-encryption job no worker is on, oldest first."""
 
     def work(progress: Progress) -> str:
-        summaries = [_reencrypt(context, run_id, job.pk, progress) for job in reencrypt.abandoned()]
+        summaries = [
+            _reencrypt(context, run_id, job.pk, progress, {}) for job in reencrypt.abandoned()
+        ]
         return "; ".join(summaries) or "no re-encryption job waiting"
 
     return tracked(context, run_id, work)
