@@ -11,5 +11,8 @@ os.environ["CAREVAULT_DATA_DIR"] = tempfile.mkdtemp(prefix="carevault-test-")
 # Tests run re-encryption jobs explicitly: a background thread would not see a test's
 # uncommitted rows (and would outlive the test).
 os.environ["CAREVAULT_REENCRYPT_IN_BACKGROUND"] = "0"
+# Tasks run in the process that queues them, after its commit (a test that tests the queue itself
+# asks for the database backend: tests/web/jobs).
+os.environ.setdefault("CAREVAULT_TASKS", "immediate")
 for _name in ("CAREVAULT_MASTER_KEY", "CAREVAULT_MASTER_KEY_FILE", "CAREVAULT_ENV"):
     os.environ.pop(_name, None)

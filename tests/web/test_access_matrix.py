@@ -24,6 +24,7 @@ from django.utils.http import urlsafe_base64_encode
 from carevault.web.audit.models import AuditEntry
 from carevault.web.clinic.models import Appointment, BreakGlassGrant
 from carevault.web.diagnosis.models import ClientCutOff
+from carevault.web.jobs.models import JobRun
 from carevault.web.labs.models import LabFile, LabRequest
 from carevault.web.securitycore.models import Incident, ResponseRecord, ResponseStatus
 from carevault.web.vault.context import SYSTEM_WRITE
@@ -124,6 +125,10 @@ POLICY: dict[str, tuple[str, dict[str, str]]] = {
     "officer:encryption": ("GET", OFFICER),
     "officer:reencryption_jobs": ("GET", OFFICER),
     "officer:start_reencryption": ("POST", OFFICER),
+    "officer:jobs": ("GET", OFFICER),
+    "officer:jobs_table": ("GET", OFFICER),
+    "officer:queue_job": ("POST", OFFICER),
+    "officer:retry_job": ("POST", OFFICER),
     "officer:users": ("GET", OFFICER),
     "officer:user_create": ("GET", OFFICER),
     "officer:user_edit": ("GET", OFFICER),
@@ -195,6 +200,8 @@ def subject(users, patients) -> dict[str, Any]:
             client="api:0", user=users["doctor1"], reason="only here to be lifted"
         ).pk,
         "user_id": users["patient2"].pk,
+        # A failed background job, only here to be retried by the officer.
+        "run_id": JobRun.objects.create(kind="audit.seal", state="failed").pk,
         "path": "no/such/endpoint",
         # A reset link for patient2 with a token that is not valid.
         "uidb64": urlsafe_base64_encode(force_bytes(users["patient2"].pk)),

@@ -39,6 +39,7 @@ from carevault.modelstore.datadir import model_store
 from carevault.web.clinic.models import Appointment, BreakGlassGrant
 from carevault.web.diagnosis import serving
 from carevault.web.diagnosis.models import ClientCutOff
+from carevault.web.jobs.models import JobRun
 from carevault.web.labs.models import LabFile, LabRequest
 from carevault.web.login import recovery
 from carevault.web.securitycore.models import Incident, ResponseRecord, ResponseStatus
@@ -264,6 +265,7 @@ def urls(users, patients, served) -> list[tuple[str, str]]:
             client="api:0", user=users["doctor1"], reason="for the fuzz test"
         ).pk,
         "user_id": users["doctor2"].pk,
+        "run_id": JobRun.objects.create(kind="audit.seal", state="failed").pk,
         "path": "no/such/endpoint",
         "uidb64": uidb64,
         "token": token,

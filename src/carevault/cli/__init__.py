@@ -23,6 +23,7 @@ from carevault.cli import (
     security,
     selfcheck,
     serve,
+    worker,
 )
 from carevault.cli._common import EXIT_FAILURE, CommandError
 from carevault.crypto import CryptoError
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.register(commands)
     demo.register(commands)
     serve.register(commands)
+    worker.register(commands)
     audit.register(commands)
     outbox.register(commands)
     backup.register(commands)

@@ -88,6 +88,11 @@ INSTALLED_APPS = [
     "carevault.web.securitycore",
     "carevault.web.api",
     "carevault.web.sharedstate",
+    "carevault.web.jobs",
+    # The task queue (issue 16): Django's Tasks API (the django-tasks backport) and its
+    # database backend, whose table is created by `migrate` like every other.
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -159,6 +164,46 @@ def _shared_cache(prefix: str) -> dict[str, object]:
         }
     return {"BACKEND": "carevault.web.sharedstate.backend.SharedStateCache", "KEY_PREFIX": prefix}
 
+
+# --- Background tasks (issue 16: carevault.web.jobs; docs/operations.md "Background jobs") ---
+# database (default): tasks wait in a table of the application's database, so a one-machine
+# clinic needs nothing else; `carevault serve` starts one worker beside gunicorn. redis: RQ
+# queues in REDIS_URL, for several app servers and workers. immediate: run in the process that
+# enqueues them, after its commit (tests, and scripts with no worker).
+TASKS_MODE = os.environ.get("CAREVAULT_TASKS", "").strip().lower() or "database"
+_TASK_BACKENDS = {
+    "database": "django_tasks_db.DatabaseBackend",
+    # django_tasks_rq's backend, with retries for jobs whose worker died (jobs/rqbackend.py).
+    "redis": "carevault.web.jobs.rqbackend.RQBackend",
+    "immediate": "django_tasks.backends.immediate.ImmediateBackend",
+}
+if TASKS_MODE not in _TASK_BACKENDS:
+    raise ImproperlyConfigured(
+        f"CAREVAULT_TASKS must be one of {', '.join(_TASK_BACKENDS)}, got {TASKS_MODE!r}"
+    )
+if TASKS_MODE == "redis" and not _redis_url:
+    raise ImproperlyConfigured("CAREVAULT_TASKS=redis needs REDIS_URL")
+# The queues: "default" (audit sealing, short jobs) and "long" (re-encryption, retraining,
+# backups), so a long job never holds up the sealer when two workers (or --queues) split them.
+TASK_QUEUES = ["default", "long"]
+TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASKS_MODE], "QUEUES": TASK_QUEUES}}
+if TASKS_MODE == "redis":
+    INSTALLED_APPS.append("django_rq")
+    # RQ's keys carry no deployment prefix: give each deployment its own Redis database
+    # (REDIS_URL's /N) when several share one Redis server.
+    RQ_QUEUES = {name: {"URL": _redis_url, "DEFAULT_TIMEOUT": 6 * 3600} for name in TASK_QUEUES}
+# A worker writes a heartbeat every BEAT seconds; one silent for DEAD_AFTER seconds is dead,
+# and the task it was running is handed to the next worker, at most MAX_ATTEMPTS times in all.
+TASKS_BEAT_SECONDS = _env_int("CAREVAULT_TASKS_BEAT_SECONDS", 5, minimum=1)
+TASKS_DEAD_AFTER_SECONDS = _env_int("CAREVAULT_TASKS_DEAD_AFTER_SECONDS", 60, minimum=2)
+TASKS_MAX_ATTEMPTS = _env_int("CAREVAULT_TASKS_MAX_ATTEMPTS", 5, minimum=1)
+# Scheduled backups (carevault.backup.tasks): every worker's heartbeat queues one into this
+# directory once the last is older than EVERY_HOURS, keeping the newest KEEP. Unset: no schedule
+# (cron `carevault backup create` instead).
+BACKUP_DIR = os.environ.get("CAREVAULT_BACKUP_DIR", "").strip()
+BACKUP_EVERY_HOURS = _env_int("CAREVAULT_BACKUP_EVERY_HOURS", 24, minimum=1)
+BACKUP_KEEP = _env_int("CAREVAULT_BACKUP_KEEP", 7, minimum=1)
+# --- end of background tasks ---------------------------------------------------------------------
 
 CACHES = {
     "default": _shared_cache(CACHE_PREFIX),
@@ -333,10 +378,12 @@ SECURITY_SYNC_BUDGET_MS = _env_int("CAREVAULT_SECURITY_SYNC_BUDGET_MS", 5, minim
 SECURITY_TELEMETRY_SECONDS = _env_int("CAREVAULT_SECURITY_TELEMETRY_SECONDS", 60, minimum=0)
 # How often each process looks for a newer sealed risk model (one directory listing).
 SECURITY_MODEL_CHECK_SECONDS = _env_int("CAREVAULT_SECURITY_MODEL_CHECK_SECONDS", 30, minimum=0)
-# When the floor rises, stored data below it is re-encrypted by a thread of the process that
-# raised it (and taken up by any process once its worker's lease runs out). 0: only by
-# `carevault keys reencrypt` (e.g. run as a separate worker).
+# When the floor rises, stored data below it is re-encrypted by a background task (the task
+# queue's worker; a dead worker's task is handed to the next one). 0: only by
+# `carevault keys reencrypt`.
 REENCRYPT_IN_BACKGROUND = _env_bool("CAREVAULT_REENCRYPT_IN_BACKGROUND", default=True)
+# Records per batch (one transaction, one checkpoint): a killed worker redoes at most one batch.
+REENCRYPT_BATCH = _env_int("CAREVAULT_REENCRYPT_BATCH", 100, minimum=1)
 # --- end of threat detection and response ----------------------------------------------------
 
 # Homomorphic diagnosis (issue 7): encrypted patients one doctor may have scored, per hour and

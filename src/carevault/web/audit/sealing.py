@@ -12,8 +12,9 @@ already exclusive, and the second sees the first one's marks.
 
 When it runs: after any commit that appended, if this process has not looked for a while (a
 per-process throttle) and more than :func:`seal_every` entries are unsealed or the oldest is
-older than :func:`seal_after` seconds; from ``carevault audit seal`` and ``audit checkpoint``;
-and first thing in ``carevault audit verify``.
+older than :func:`seal_after` seconds, as a task on the queue (:mod:`carevault.web.jobs`, which
+registers itself with :func:`set_sealer`; without it, in the process that looked); from
+``carevault audit seal`` and ``audit checkpoint``; and first thing in ``carevault audit verify``.
 
 Batch 0 is the legacy chain (entries written before batches, with ``prev_digest``): its root is
 that chain's head digest, taken from :class:`AuditHead`.
@@ -25,6 +26,7 @@ import datetime as dt
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
@@ -337,9 +339,20 @@ def after_commit() -> None:
     _last_look = now
     try:
         if due():
-            seal()
+            (_sealer or seal)()
     except Exception:
         logger.exception("could not seal the audit log")
+
+
+# What runs the sealer once it is due: the task queue (carevault.web.jobs registers a function
+# that enqueues one sealing task, so the sealing transaction never runs inside a request); None:
+# seal in this process, at once.
+_sealer: Callable[[], object] | None = None
+
+
+def set_sealer(sealer: Callable[[], object] | None) -> None:
+    global _sealer
+    _sealer = sealer
 
 
 def due() -> bool:

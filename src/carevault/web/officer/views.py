@@ -37,7 +37,7 @@ from carevault.web.securitycore.models import Incident, ResponseRecord
 
 from . import dashboard as security_dashboard
 from . import encryption
-from .actions import active_grants_for_review
+from .actions import active_grants_for_review, background_jobs, do_queue_job, do_retry_job
 from .forms import AuditFilterForm, RoleForm, StaffUserForm
 
 AUDIT_PAGE_SIZE = 50
@@ -453,3 +453,50 @@ def start_reencryption(request: OfficerRequest) -> HttpResponse:
     else:
         messages.success(request, f"Re-encryption job {job.pk} to {job.target_suite} started.")
     return redirect("officer:encryption")
+
+
+# -- background jobs (issue 16) --------------------------------------------------------------------
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def jobs_page(request: OfficerRequest) -> HttpResponse:
+    """Running and recent background jobs with their progress; failed ones can be retried."""
+    return render(request, "officer/jobs.html", background_jobs())
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def jobs_table(request: OfficerRequest) -> HttpResponse:
+    """The jobs table alone: the page polls it while a job is open (htmx, every 3 s)."""
+    return render(request, "officer/_jobs.html", background_jobs())
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def retry_job(request: OfficerRequest, run_id: int) -> HttpResponse:
+    """Queue a failed job again. Audited."""
+    try:
+        again = do_retry_job(request.user, run_id, client=ClientInfo.from_request(request))
+    except ActionError as exc:
+        notice = exc.message
+    else:
+        notice = f"Job {run_id} queued again as job {again.pk}." if again else "Queued again."
+    if request.headers.get("HX-Request"):
+        return render(request, "officer/_jobs.html", {**background_jobs(), "notice": notice})
+    messages.info(request, notice)
+    return redirect("officer:jobs")
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def queue_job(request: OfficerRequest) -> HttpResponse:
+    """Start one of the jobs an officer may start (retraining, sealing, ...). Audited."""
+    kind = request.POST.get("kind", "")[:64]
+    try:
+        run = do_queue_job(request.user, kind, client=ClientInfo.from_request(request))
+    except ActionError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Job {run.pk if run else ''} ({kind}) queued.")
+    return redirect("officer:jobs")

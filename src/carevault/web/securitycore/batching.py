@@ -1,6 +1,7 @@
 """The end of every request (the security middleware calls :func:`after_request` once the
 response is built): a batch of the events this process deferred, the request's latency and a
-host sample for telemetry, and an abandoned re-encryption job resumed."""
+host sample for telemetry. (Abandoned re-encryption jobs are the task queue's now:
+:mod:`carevault.web.jobs` hands a dead worker's task to the next worker.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import time
 from django.conf import settings
 
 from carevault.security.telemetry import HostSampler
-from carevault.web.vault import reencrypt
 
 from .runtime import runtime
 from .scoring import observe_event, score_pending
@@ -33,7 +33,6 @@ def after_request(elapsed_ms: float) -> None:
             score_pending()
     except Exception:
         logger.exception("batch scoring failed")
-    reencrypt.resume_if_abandoned()
     interval = int(settings.SECURITY_TELEMETRY_SECONDS)
     if interval <= 0:
         return

@@ -10,9 +10,10 @@ under weaker suites are sealed again under the floor, in the background.
   left to its writer if it keeps changing (the writer's own write honours the floor: every
   write asks the policy, which applies the system floor).
 * **One worker at a time** holds a job's lease; a worker whose lease expired (killed, stuck) is
-  replaced by the next one that looks (``carevault keys reencrypt``, or any app server after a
-  request). The lease names its holder's host, boot and process: a worker on the same machine
-  whose holder's process is gone takes the job over at once instead of waiting out the lease.
+  replaced by the next one that looks (``carevault keys reencrypt``, or a task-queue worker:
+  :mod:`carevault.web.jobs`). The lease names its holder's host, boot and process: a worker on
+  the same machine whose holder's process is gone takes the job over at once instead of waiting
+  out the lease.
 * **Nothing the committed state needs is removed before the commit** (issue 13): a stored file is
   re-encrypted into a new file, the record is pointed at it in the batch's transaction, and the
   old file is removed only once that transaction committed. A kill at any instant leaves at
@@ -28,14 +29,13 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -308,65 +308,41 @@ def _finish(job: ReencryptionJob) -> None:
 
 # -- in the background -----------------------------------------------------------------------------
 
-_started: dict[int, threading.Thread] = {}
-_started_lock = threading.Lock()
-_last_look = 0.0
-LOOK_EVERY_SECONDS = 30.0
+# Who runs a job once the floor rose: the task queue (carevault.web.jobs registers itself here at
+# start-up; this layer does not import it). None: only `carevault keys reencrypt` does.
+_runner: Callable[[int], object] | None = None
 
 
-def _work(job_id: int) -> None:
-    try:
-        run(job_id)
-    except JobBusy:
-        logger.info("re-encryption job %s is being run elsewhere", job_id)
-    except Exception:
-        logger.exception("re-encryption job %s stopped; it resumes from its last batch", job_id)
-    finally:
-        connections.close_all()
-
-
-def start_in_background(job_id: int) -> bool:
-    """Run the job in a thread of this process (one per job per process); False if disabled
-    (``CAREVAULT_REENCRYPT_IN_BACKGROUND=0``) or already running here."""
-    if not settings.REENCRYPT_IN_BACKGROUND:
-        return False
-    with _started_lock:
-        thread = _started.get(job_id)
-        if thread is not None and thread.is_alive():
-            return False
-        thread = threading.Thread(target=_work, args=(job_id,), name=f"reencrypt-{job_id}")
-        thread.daemon = True
-        _started[job_id] = thread
-        thread.start()
-    return True
+def set_background_runner(runner: Callable[[int], object] | None) -> None:
+    """Called with a job's id inside the transaction that requested it, when it should run in
+    the background: the runner records the run in that transaction and queues it once the
+    transaction commits (the task queue; its worker calls :func:`run`), so a crash between the
+    two leaves a record the queue finds, never a job nobody knows should run."""
+    global _runner
+    _runner = runner
 
 
 def escalate(target: Suite, reason: str) -> ReencryptionJob:
-    """The floor rose to ``target``: make sure a job brings stored data up to it, started once
-    the caller's transaction commits."""
-    job = request_job(target, reason)
-    transaction.on_commit(lambda: start_in_background(job.pk))
+    """The floor rose to ``target``: make sure a job brings stored data up to it, handed to the
+    background runner, which queues it once the caller's transaction commits (unless
+    ``CAREVAULT_REENCRYPT_IN_BACKGROUND=0``: then `carevault keys reencrypt` runs it)."""
+    with transaction.atomic():
+        job = request_job(target, reason)
+        if settings.REENCRYPT_IN_BACKGROUND and _runner is not None:
+            _runner(job.pk)
     return job
 
 
-def resume_if_abandoned() -> bool:
-    """Called after requests (at most every LOOK_EVERY_SECONDS per process): an open job whose
-    worker died (lease expired, or its process is gone) is taken up here. Never raises."""
-    global _last_look
-    now = time.monotonic()
-    if not settings.REENCRYPT_IN_BACKGROUND or now - _last_look < LOOK_EVERY_SECONDS:
-        return False
-    _last_look = now
-    try:
-        at = timezone.now()
-        for job in ReencryptionJob.objects.filter(status__in=OPEN).order_by("created_at"):
-            # Expired, or held by a process of this machine that is gone (no need to wait).
-            if job.lease_until is None or job.lease_until < at or holder_is_gone(job.lease_owner):
-                return start_in_background(job.pk)
-        return False
-    except Exception:
-        logger.exception("could not look for abandoned re-encryption jobs")
-        return False
+def abandoned() -> list[ReencryptionJob]:
+    """Open jobs no worker is on: lease expired, never taken, or held by a process of this
+    machine that is gone (the ``reencrypt.pending`` task takes them up, e.g. one a killed
+    `carevault keys reencrypt` left)."""
+    at = timezone.now()
+    return [
+        job
+        for job in ReencryptionJob.objects.filter(status__in=OPEN).order_by("created_at")
+        if job.lease_until is None or job.lease_until < at or holder_is_gone(job.lease_owner)
+    ]
 
 
 def below(target: Suite) -> dict[str, Any]:
