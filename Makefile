@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit unit-pg attack-lab bench clean browser-deps
+.PHONY: run test lint typecheck unit unit-pg attack-lab bench clean browser-deps deploy-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,11 @@ typecheck: $(STAMP)
 browser-deps:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-unit: $(STAMP) browser-deps
+# Debian's nginx for the multi-server deployment test (tests/deploy: TLS proxy, two app servers).
+deploy-deps:
+	@test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+
+unit: $(STAMP) browser-deps deploy-deps
 	$(BIN)/pytest -q --durations=10
 
 # The web tests again on PostgreSQL (what a hospital runs). pytest-django derives the test

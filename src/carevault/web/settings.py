@@ -273,7 +273,13 @@ JSON_MAX_BODY_BYTES = _env_int("CAREVAULT_JSON_MAX_BODY_BYTES", 1_000_000, minim
 REGISTRATIONS_PER_HOUR = _env_int("CAREVAULT_REGISTRATIONS_PER_HOUR", 20)
 
 # Login hardening (issue 4).
-TRUSTED_PROXIES = int(os.environ.get("CAREVAULT_TRUSTED_PROXIES", "0"))
+TRUSTED_PROXIES = _env_int("CAREVAULT_TRUSTED_PROXIES", 0, maximum=10)
+# Behind a TLS-terminating proxy the app itself speaks plain HTTP: trust the proxy's
+# X-Forwarded-Proto so that request.is_secure() holds for HTTPS clients and SECURE_SSL_REDIRECT
+# does not send them round in a loop. Only when proxies are declared: without one, a client could
+# send the header itself. The proxy must overwrite it (docs/deployment.md).
+if TRUSTED_PROXIES > 0:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Login protection (login/throttle.py; docs/operations.md "Login protection").
 # Per account (by normalised name, existing or not): failures up to BACKOFF_AFTER are free, then
 # every further attempt waits 2^(n - BACKOFF_AFTER) seconds, up to BACKOFF_MAX; the count is
