@@ -83,6 +83,7 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     database-backed store to clear."""
     from carevault.web.diagnosis import serving
     from carevault.web.securitycore.runtime import reset_runtime
+    from carevault.web.securitycore import scorer
     from carevault.web.sharedstate import sealing
     from carevault.web.sharedstate.backend import SharedStateCache
     from carevault.web.vault import service
@@ -106,6 +107,9 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
             cache.clear()
         serving.reset()
         reset_runtime()
+        # No scorer thread or queued event carries over; a test that wants the thread says so.
+        scorer.reset()
+        scorer.use_thread(False)
         service.reset_caches()
         sealing.reset()
 

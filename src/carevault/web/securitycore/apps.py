@@ -11,7 +11,11 @@ class SecuritycoreConfig(AppConfig):
         from carevault.web.audit import log
         from carevault.web.vault import context
 
-        from . import scoring, write_risk
+        from . import scorer, scoring, write_risk
+
+        scorer.check_mode()
+        # Events stored pending after commit go to this process's background scorer.
+        scoring.register_queue(scorer.submit_on_commit)
 
         # Every audited action is offered to the security layer once it is written: the kinds
         # that gate an attacker inside the action's transaction (their answer must stop the

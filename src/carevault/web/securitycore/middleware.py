@@ -89,8 +89,13 @@ def serving_for(request: HttpRequest) -> context.Serving:
     def step_up_demanded() -> bool:
         return hasattr(request, "session") and factor_state.step_up_demanded(request)
 
+    def session_key() -> str:
+        session = getattr(request, "session", None)
+        return str(session.session_key or "") if session is not None else ""
+
     return context.Serving(
         client=lambda: ClientInfo.from_request(request),
         user=user,
         step_up_demanded=step_up_demanded,
+        session_key=session_key,
     )
