@@ -194,6 +194,7 @@ def detector_health() -> dict[str, Any]:
         "events_24h": int(stored["events"] or 0),
         "highest_24h": float(stored["highest"] or 0.0),
         "pending": SecurityEvent.objects.filter(risk__isnull=True).count(),
+        "scoring": scorer.health(),
         "host": host,
         "thresholds": thresholds().as_tuple(),
     }
