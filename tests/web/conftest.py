@@ -82,8 +82,8 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     here too for tests that commit (live servers). Tests without the database have no
     database-backed store to clear."""
     from carevault.web.diagnosis import serving
-    from carevault.web.securitycore.runtime import reset_runtime
     from carevault.web.securitycore import scorer
+    from carevault.web.securitycore.runtime import reset_runtime
     from carevault.web.sharedstate import sealing
     from carevault.web.sharedstate.backend import SharedStateCache
     from carevault.web.vault import service

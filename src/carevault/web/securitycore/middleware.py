@@ -24,7 +24,7 @@ from carevault.web.login import factor_state, sessions
 from carevault.web.login.middleware import SessionGuardMiddleware
 from carevault.web.login.views import LOGIN_FAILED
 
-from . import context
+from . import context, scorer
 from .batching import after_request
 
 logger = logging.getLogger("carevault.security")
@@ -41,16 +41,20 @@ class SecurityMiddleware:
         request._cv_started = started  # type: ignore[attr-defined]
         serving = serving_for(request)
         token = context.enter(serving)
+        scorer.request_started()
         try:
-            response = self.get_response(request)
+            try:
+                response = self.get_response(request)
+            finally:
+                context.leave(token)
+            pending = serving.pending
+            if pending.end_session:
+                response = self._end(request, response, pending.end_session)
+            elif pending.step_up:
+                self._step_up(request, pending.step_up)
+            after_request((time.perf_counter() - started) * 1000)
         finally:
-            context.leave(token)
-        pending = serving.pending
-        if pending.end_session:
-            response = self._end(request, response, pending.end_session)
-        elif pending.step_up:
-            self._step_up(request, pending.step_up)
-        after_request((time.perf_counter() - started) * 1000)
+            scorer.request_finished()
         return response
 
     @staticmethod

@@ -59,6 +59,9 @@ SWEEP_SECONDS = 5.0
 # A sweep leaves rows younger than this to the process that queued them (it knows their session).
 SWEEP_GRACE_SECONDS = 2.0
 WARN_EVERY_SECONDS = 60.0
+# The thread scores in the gaps between this process's requests: before each row it waits for
+# no request to be in flight, at most this long per batch (a saturated process still scores).
+IDLE_WAIT_SECONDS = 0.25
 
 
 def high_water() -> int:
@@ -100,6 +103,28 @@ _state_lock = threading.Lock()
 # Whether submit() starts the thread. Tests switch it off and call drain(): a thread would not
 # see a test's uncommitted rows (and would outlive the test).
 _use_thread = True
+
+# Requests this process is serving now (the security middleware counts them): the scorer
+# thread waits for a gap, so it does not take the interpreter lock from a page being built.
+_in_flight = 0
+_flight_lock = threading.Lock()
+_idle = threading.Event()
+_idle.set()
+
+
+def request_started() -> None:
+    global _in_flight
+    with _flight_lock:
+        _in_flight += 1
+        _idle.clear()
+
+
+def request_finished() -> None:
+    global _in_flight
+    with _flight_lock:
+        _in_flight = max(0, _in_flight - 1)
+        if _in_flight == 0:
+            _idle.set()
 
 
 def _current() -> _State:
@@ -196,7 +221,7 @@ def _run(state: _State) -> None:
             items = [item for item in batch if item is not None]
             try:
                 if items:
-                    _score_items(state, items)
+                    _score_items(state, items, in_gaps=True)
                 if time.monotonic() - last_sweep >= SWEEP_SECONDS:
                     last_sweep = time.monotonic()
                     _sweep(state)
@@ -226,19 +251,22 @@ def _take(state: _State, *, timeout: float | None) -> list[Item | None]:
     return batch
 
 
-def _score_items(state: _State, batch: list[Item]) -> int:
+def _score_items(state: _State, batch: list[Item], *, in_gaps: bool = False) -> int:
     """Claim the batch's rows (those another scorer has not) and score them; on a failure the
-    rest is released for the sweep."""
+    rest is released for the sweep. ``in_gaps``: between this process's requests (the thread)."""
     if not settings.SECURITY_EVENTS:
         return 0
     token = scoring.new_claim_token()
     live = {item.pk: item.live for item in batch}
     done = 0
+    deadline = time.monotonic() + IDLE_WAIT_SECONDS
     with scoring._at_work():
         try:
             rt = runtime()
             rows = scoring.claim(token, limit=len(batch), pks=list(live))
             for row in rows:
+                if in_gaps:
+                    _idle.wait(timeout=max(0.0, deadline - time.monotonic()))
                 serving = _serving(row, live.get(row.pk))
                 if scoring.score_claimed(rt, row, token, serving):
                     done += 1

@@ -99,17 +99,21 @@ _busy: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 
 def observe_gating(entry: AuditEntry, client: ClientInfo | None) -> None:
-    """The audit log's synchronous observer (registered ``IN_TRANSACTION``): only the kinds
-    that gate an attacker, whose answer must stop the request being served."""
-    if kind_of(entry) in IMMEDIATE_KINDS:
+    """The audit log's synchronous observer (registered ``IN_TRANSACTION``): the kinds that
+    gate an attacker, whose answer must stop the request being served; and, with background
+    scoring, every other kind's pending row (one insert in a savepoint of the action's own
+    transaction, so it commits with the action and costs no commit of its own; it is queued
+    for the scorer once the action commits, and vanishes with an action that rolls back)."""
+    kind = kind_of(entry)
+    if kind in IMMEDIATE_KINDS or (kind is not None and background()):
         observe(entry, client)
 
 
 def observe_committed(entry: AuditEntry, client: ClientInfo | None) -> None:
-    """The audit log's after-commit observer (registered ``AFTER_COMMIT``): every other kind,
-    once the action it stands for has happened."""
+    """The audit log's after-commit observer (registered ``AFTER_COMMIT``): with inline
+    scoring, every other kind, once the action it stands for has happened."""
     kind = kind_of(entry)
-    if kind is not None and kind not in IMMEDIATE_KINDS:
+    if kind is not None and kind not in IMMEDIATE_KINDS and not background():
         observe(entry, client)
 
 
