@@ -138,8 +138,11 @@ def _current() -> _State:
 
 
 def _forget_in_child() -> None:
-    global _state
+    # The parent's thread does not exist here, nor its requests in flight.
+    global _state, _in_flight
     _state = None
+    _in_flight = 0
+    _idle.set()
 
 
 os.register_at_fork(after_in_child=_forget_in_child)

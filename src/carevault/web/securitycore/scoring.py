@@ -1,15 +1,32 @@
 """The security layer on the request path: audited action -> event -> score -> stored event,
 then :func:`~.responses.respond` (incident, graduated response).
 
-**When it observes.** The audit log offers every entry to the layer, and the registration says
-when (apps.py). Most kinds (PHI reads and writes, predictions, key operations) are observed by
-:func:`observe_committed` once the action's transaction commits, as Zulip sends its events: an
-action that rolls back never happened and is never scored, and scoring is no part of the
-action's transaction (its locks, its failure). Kinds that gate an attacker (logins, rejected
-packets, denials, uploads, integrity failures: :data:`IMMEDIATE_KINDS`) are the hard rules
-that must block the request being served, so :func:`observe_gating` sees them synchronously,
-inside the action's transaction: their answer (a step-up, an ended session, an address block)
-must be in force before the response leaves and before the attacker's next attempt.
+**What is synchronous, what is not** (``SECURITY_SCORING``, default ``"background"``).
+Kinds that gate an attacker (logins, rejected packets, denials, uploads, integrity failures:
+:data:`IMMEDIATE_KINDS`) are the hard rules that must block the request being served, so
+:func:`observe_gating` scores them synchronously, inside the action's transaction: their answer
+(a step-up, an ended session, an address block) is in force before the response leaves and
+before the attacker's next attempt. Every other kind (PHI reads and writes, predictions, key
+operations, host samples) is stored unscored — one insert, in a savepoint of the action's own
+transaction when it has one — and once the action commits its id goes to the process's
+background scorer (:mod:`.scorer`): a bounded queue drained by a daemon thread in the gaps
+between requests, which claims the rows (:func:`claim`: no row is scored twice by several
+processes, a dead scorer's claim is taken over after :func:`lease_seconds`), scores them and
+responds as the request would have. The pending row is the durable queue: a full queue, a crash
+or a killed worker loses nothing, because every scorer's sweep and :func:`score_pending` (the
+dashboard's risk timeline on each poll, ``carevault security activity``, a periodic task) take
+up whatever is still pending. The window between a read and its answer is the queue's latency:
+milliseconds when idle, at most a sweep (:data:`.scorer.SWEEP_SECONDS`) for an overflow, longer
+only under a backlog, which the officer's detector health and ``security status`` report above
+a high-water mark. A step-up or an ended session decided in the background reaches the
+session's next request (the thread holds the session's key in memory, never stored); an event
+scored by a sweep answers the account instead (its sessions revoked at "contain").
+
+With ``"inline"`` (tests by default, the attack lab when asked) every kind is scored on the
+request, the non-gating ones by :func:`observe_committed` once the action commits, as Zulip
+sends its events: an action that rolls back never happened and is never scored. There, if the
+loaded scorer turns out slower than its budget (:meth:`.runtime.Runtime.slow`), those kinds are
+stored unscored and scored in one batch by :func:`score_pending` (:mod:`.batching`).
 
 :func:`observe` must never break the action being audited: everything it does runs in a
 transaction of its own (a savepoint inside the action's) inside a ``try``, so a failure (a
@@ -17,15 +34,6 @@ scorer that raises, a database error) is logged, counted on the dashboard's dete
 rolled back, and the action goes on. It never sees its own writes: responses and officer
 decisions are audited as ``security.*`` (not events), and entries written while it works are
 offered to no observer (:func:`carevault.web.audit.log.unobserved`).
-
-**Scoring on the request path.** Every event is scored on the request by default: the baseline
-costs one to three indexed COUNT queries, and the trained ensemble is budgeted at p99 <= 1 ms
-per event (issue 5). If the loaded scorer turns out slower than its budget
-(:meth:`.runtime.Runtime.slow`), events of the kinds that do not need an immediate answer (PHI
-reads and writes, predictions, key operations, host samples) are stored unscored and scored in
-one batch by :func:`score_pending` (the dashboard's risk timeline calls it on every poll, and
-:mod:`.batching` at the end of a request). Kinds that gate an attacker are always scored on the
-request, because their answer must come before the next attempt.
 """
 
 from __future__ import annotations
