@@ -238,3 +238,17 @@ def test_scorers_in_several_threads_never_score_one_row_twice(
     assert pending() == []
     assert len(responded) == rows
     assert set(responded.values()) == {1}
+
+
+def test_security_status_reports_the_scoring_mode_and_backlog(
+    background_scoring, settings, client_for, patients, requests_commit
+):
+    from carevault.web.securitycore import operator
+
+    settings.SECURITY_SCORING_HIGH_WATER = 0
+    client_for("doctor1").get(detail(patients["patient1"]))
+    facts = operator.status()["scoring"]
+    assert (facts["mode"], facts["backlog"], facts["over_high_water"]) == ("background", 1, True)
+    assert "scoring: background; 1 events pending (over the high-water mark 0)" in (
+        operator.render_status(operator.status())
+    )
