@@ -252,3 +252,13 @@ def test_security_status_reports_the_scoring_mode_and_backlog(
     assert "scoring: background; 1 events pending (over the high-water mark 0)" in (
         operator.render_status(operator.status())
     )
+
+
+def test_a_queued_row_that_another_scorer_claimed_is_left_to_it(
+    background_scoring, client_for, patients, requests_commit
+):
+    client_for("doctor1").get(detail(patients["patient1"]))
+    assert scorer.health()["queued"] == 1
+    scoring.claim("another-process", limit=10)
+    assert scorer.drain() == 0
+    assert [row.claimed_by for row in pending()] == ["another-process"]

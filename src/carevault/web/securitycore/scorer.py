@@ -255,30 +255,31 @@ def _take(state: _State, *, timeout: float | None) -> list[Item | None]:
 
 
 def _score_items(state: _State, batch: list[Item], *, in_gaps: bool = False) -> int:
-    """Claim the batch's rows (those another scorer has not) and score them; on a failure the
-    rest is released for the sweep. ``in_gaps``: between this process's requests (the thread)."""
+    """Score the batch's rows that are still pending and claimed by no other scorer. No claim is
+    taken: these ids are this process's own (a sweep leaves rows this young alone), and the
+    write that stores each score is conditional, so a row another scorer has is skipped, never
+    scored twice; that keeps each row to one short write transaction. On a failure the rest
+    stays pending for the sweep. ``in_gaps``: between this process's requests (the thread)."""
     if not settings.SECURITY_EVENTS:
         return 0
-    token = scoring.new_claim_token()
     live = {item.pk: item.live for item in batch}
     done = 0
     deadline = time.monotonic() + IDLE_WAIT_SECONDS
     with scoring._at_work():
         try:
             rt = runtime()
-            rows = scoring.claim(token, limit=len(batch), pks=list(live))
-            for row in rows:
+            pending = SecurityEvent.objects.filter(pk__in=list(live), risk__isnull=True)
+            for row in pending.order_by("at", "pk"):
                 if in_gaps:
                     _idle.wait(timeout=max(0.0, deadline - time.monotonic()))
                 serving = _serving(row, live.get(row.pk))
-                if scoring.score_claimed(rt, row, token, serving):
+                if scoring.score_claimed(rt, row, None, serving):
                     done += 1
                     if serving is not None:
                         _carry_out(serving, live[row.pk])
         except Exception as exc:
-            logger.exception("background scoring stopped")
+            logger.exception("background scoring stopped (the rest stays pending)")
             scoring._note_error(exc)
-            scoring._release_quietly(token)
     with state.lock:
         state.scored += done
     return done

@@ -371,24 +371,33 @@ def _release_quietly(token: str) -> None:
 
 
 def score_claimed(
-    rt: Runtime, row: SecurityEvent, token: str, serving: Serving | None = None
+    rt: Runtime, row: SecurityEvent, token: str | None, serving: Serving | None = None
 ) -> bool:
-    """Score one claimed event and respond to it, in a transaction of its own (the caller is
-    at work: :func:`_at_work`). ``serving`` is the session the event came from, when the process
-    that queued it still knows it (scorer.py): a session-scoped answer (a step-up, an ended
-    session) is then left on it. False: another scorer took the row over (our lease ran out)."""
+    """Score one stored event and respond to it (the caller is at work: :func:`_at_work`).
+    ``token``: the claim it holds on the row; None: no claim (the process's own queue), the row
+    must then be unclaimed (or its claim stale). ``serving`` is the session the event came
+    from, when the process that queued it still knows it (scorer.py): a session-scoped answer
+    (a step-up, an ended session) is then left on it. False: another scorer has the row.
+
+    The score is computed before any transaction opens: on SQLite a write transaction holds
+    the database's one write lock, and requests must not wait on the scorer's arithmetic."""
+    event = event_of(row)
+    user = User.objects.filter(username=event.actor).first() if event.actor else None
+    assessment, ms = _assess(rt, event)
+    action = ""
+    if row.audit_seq and event.kind in SHARED_KINDS:
+        found = AuditEntry.objects.filter(seq=row.audit_seq)
+        action = str(found.values_list("action", flat=True).first() or "")
+    live = serving is not None and user is not None and bool(event.session)
+    seq = row.audit_seq or 0
+    observed = Observed(event, seq, user, serving if live else None, live, action)
+    assessment = with_shared_rules(observed, assessment)
+    if token is None:
+        stale = timezone.now() - dt.timedelta(seconds=lease_seconds())
+        ours = Q(claimed_by="") | Q(claimed_at__lt=stale)
+    else:
+        ours = Q(claimed_by=token)
     with transaction.atomic():
-        event = event_of(row)
-        user = User.objects.filter(username=event.actor).first() if event.actor else None
-        assessment, ms = _assess(rt, event)
-        action = ""
-        if row.audit_seq and event.kind in SHARED_KINDS:
-            found = AuditEntry.objects.filter(seq=row.audit_seq)
-            action = str(found.values_list("action", flat=True).first() or "")
-        live = serving is not None and user is not None and bool(event.session)
-        seq = row.audit_seq or 0
-        observed = Observed(event, seq, user, serving if live else None, live, action)
-        assessment = with_shared_rules(observed, assessment)
         row.risk = assessment.risk
         row.level = int(policy().level(assessment.risk))
         row.detectors = dict(assessment.detectors)
@@ -400,9 +409,9 @@ def score_claimed(
         fields = ["risk", "level", "detectors", "features", "rules", "score_ms", "scorer"]
         # Only if it is still ours and unscored: the update is the commit point that makes
         # "never scored twice" hold even when a lease ran out under a slow scorer.
-        updated = SecurityEvent.objects.filter(
-            pk=row.pk, claimed_by=token, risk__isnull=True
-        ).update(claimed_by="", claimed_at=None, **{name: getattr(row, name) for name in fields})
+        values = {name: getattr(row, name) for name in fields}
+        mine = SecurityEvent.objects.filter(ours, pk=row.pk, risk__isnull=True)
+        updated = mine.update(claimed_by="", claimed_at=None, **values)
         if not updated:
             return False
         respond(row, observed, assessment)
