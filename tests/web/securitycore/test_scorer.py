@@ -262,3 +262,14 @@ def test_a_queued_row_that_another_scorer_claimed_is_left_to_it(
     scoring.claim("another-process", limit=10)
     assert scorer.drain() == 0
     assert [row.claimed_by for row in pending()] == ["another-process"]
+
+
+def test_in_worker_mode_the_serving_process_only_stores_and_a_drain_scores(
+    background_scoring, settings, client_for, patients, requests_commit
+):
+    settings.SECURITY_SCORING = "worker"
+    client_for("doctor1").get(detail(patients["patient1"]))
+    assert scorer.health()["queued"] == 0
+    assert [row.kind for row in pending()] == ["phi_read"]
+    assert scoring.score_pending() == 1
+    assert pending() == []

@@ -53,7 +53,10 @@ from .runtime import runtime
 
 logger = logging.getLogger("carevault.security")
 
-MODES = ("background", "inline")
+# "worker": stored pending as in "background", but no thread and no queue in the serving
+# processes: a separate process drains them (score_pending() from a periodic task, once
+# `carevault worker` runs it; the dashboard's timeline and `security activity` drain too).
+MODES = ("background", "inline", "worker")
 BATCH = 64
 SWEEP_SECONDS = 5.0
 # A sweep leaves rows younger than this to the process that queued them (it knows their session).
@@ -187,6 +190,8 @@ def _live(observed: Observed) -> Live | None:
 def submit(item: Item) -> bool:
     """Hand a stored event to this process's scorer. Never blocks: when the queue is full the
     row stays pending for the sweep (False)."""
+    if str(settings.SECURITY_SCORING) == "worker":
+        return False  # another process scores it: the row is the queue
     state = _current()
     if _use_thread:
         _ensure_thread(state)

@@ -185,7 +185,7 @@ def register_queue(queue: Callable[[int, Observed], None] | None) -> None:
 
 def background() -> bool:
     """Are the kinds that gate no attacker scored off the request (``SECURITY_SCORING``)?"""
-    return str(settings.SECURITY_SCORING) == "background"
+    return str(settings.SECURITY_SCORING) in ("background", "worker")
 
 
 def process(observed: Observed) -> SecurityEvent:
