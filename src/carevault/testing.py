@@ -16,3 +16,7 @@ os.environ["CAREVAULT_REENCRYPT_IN_BACKGROUND"] = "0"
 os.environ.setdefault("CAREVAULT_TASKS", "immediate")
 for _name in ("CAREVAULT_MASTER_KEY", "CAREVAULT_MASTER_KEY_FILE", "CAREVAULT_ENV"):
     os.environ.pop(_name, None)
+# Events are scored on the request in tests unless a test asks for background scoring (the
+# `background_scoring` fixture, which drains deterministically): a scorer thread would not see a
+# test's uncommitted rows.
+os.environ.setdefault("CAREVAULT_SECURITY_SCORING", "inline")

@@ -82,6 +82,7 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     here too for tests that commit (live servers). Tests without the database have no
     database-backed store to clear."""
     from carevault.web.diagnosis import serving
+    from carevault.web.securitycore import scorer
     from carevault.web.securitycore.runtime import reset_runtime
     from carevault.web.sharedstate import sealing
     from carevault.web.sharedstate.backend import SharedStateCache
@@ -106,6 +107,9 @@ def _fresh_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
             cache.clear()
         serving.reset()
         reset_runtime()
+        # No scorer thread or queued event carries over; a test that wants the thread says so.
+        scorer.reset()
+        scorer.use_thread(False)
         service.reset_caches()
         sealing.reset()
 

@@ -5,9 +5,11 @@
   scikit-learn's own per-call API, which is what the fast path replaces;
 * batch scoring on one core (BLAS and OpenMP held to one thread): the ensemble on feature
   matrices, and end to end with feature extraction, goal >= 50,000 events/s;
-* training on 1 M generated events (generation, features, fitting, calibration), goal < 5 min.
+* training on 1 M generated events (generation, features, fitting, calibration), goal < 5 min;
+* the record page with threat scoring in the background, on the request and off
+  (:mod:`carevault.bench.scoring_path`, issue 16; run by the command in a scratch database).
 
-Everything runs in memory on generated traffic; nothing is written to the data directory.
+The ensemble runs in memory on generated traffic; nothing is written to the data directory.
 """
 
 from __future__ import annotations
@@ -159,6 +161,18 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
+    """The ensemble's table and, when measured, the record page by scoring mode."""
+    parts = []
+    if "goals" in result:
+        parts.append(_render_ensemble(result))
+    if "record_page" in result:
+        from carevault.bench import scoring_path
+
+        parts.append(scoring_path.render(result["record_page"]))
+    return "\n\n".join(parts)
+
+
+def _render_ensemble(result: dict[str, Any]) -> str:
     s, b, t = result["single"], result["batch"], result["training"]
 
     def ms(part: dict[str, float]) -> str:

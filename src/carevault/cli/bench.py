@@ -43,7 +43,17 @@ def cmd_bench(args: argparse.Namespace, *, main: Main) -> int:
     if args.target == "security":
         from carevault.bench import security as bench_security
 
-        result = bench_security.run(quick=args.quick)
+        parts = set(args.part or ()) or {"ensemble", "record-page"}
+        result = bench_security.run(quick=args.quick) if "ensemble" in parts else {}
+        if "record-page" in parts:
+            # The record page by scoring mode: its own data directory and database.
+            with tempfile.TemporaryDirectory(prefix="carevault-bench-") as scratch:
+                os.environ["CAREVAULT_DATA_DIR"] = scratch
+                os.environ.pop("DATABASE_URL", None)
+                django_setup()
+                from carevault.bench import scoring_path
+
+                result["record_page"] = scoring_path.run(quick=args.quick)
         emit(args, result, bench_security.render(result))
         return 0
     if args.target == "policy":
@@ -191,6 +201,6 @@ def register(commands: Commands, *, main: Main) -> None:
     bench.add_argument(
         "--part",
         action="append",
-        choices=["homomorphic", "multiparty", "extraction", "training"],
-        help="bench models: run only this part (repeatable)",
+        choices=["homomorphic", "multiparty", "extraction", "training", "ensemble", "record-page"],
+        help="bench models / security: run only this part (repeatable)",
     )

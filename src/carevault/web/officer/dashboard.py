@@ -22,6 +22,7 @@ from carevault.web.accounts.models import User
 from carevault.web.audit.log import Outcome
 from carevault.web.audit.models import AuditEntry
 from carevault.web.login import throttle
+from carevault.web.securitycore import scorer
 from carevault.web.securitycore import state as security_state
 from carevault.web.securitycore.models import (
     ACTIVE_STATUSES,
@@ -177,6 +178,7 @@ def timeline(minutes: int = TIMELINE_MINUTES, now: dt.datetime | None = None) ->
         "thresholds": {level.label: limits.for_level(level) for level in list(Level)[1:]},
         "open_incidents": Incident.objects.filter(status__in=ACTIVE_STATUSES).count(),
         "pending": SecurityEvent.objects.filter(risk__isnull=True).count(),
+        "scoring": scorer.health(),
     }
 
 
@@ -192,6 +194,7 @@ def detector_health() -> dict[str, Any]:
         "events_24h": int(stored["events"] or 0),
         "highest_24h": float(stored["highest"] or 0.0),
         "pending": SecurityEvent.objects.filter(risk__isnull=True).count(),
+        "scoring": scorer.health(),
         "host": host,
         "thresholds": thresholds().as_tuple(),
     }

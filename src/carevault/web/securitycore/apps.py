@@ -11,11 +11,16 @@ class SecuritycoreConfig(AppConfig):
         from carevault.web.audit import log
         from carevault.web.vault import context
 
-        from . import scoring, write_risk
+        from . import scorer, scoring, write_risk
+
+        scorer.check_mode()
+        # Events stored pending after commit go to this process's background scorer.
+        scoring.register_queue(scorer.submit_on_commit)
 
         # Every audited action is offered to the security layer once it is written: the kinds
         # that gate an attacker inside the action's transaction (their answer must stop the
-        # request), every other kind once the action commits (see scoring.py).
+        # request); every other kind stored pending there and scored in the background once the
+        # action commits, or (inline scoring) scored once it commits (see scoring.py).
         log.add_observer(scoring.observe_gating, when=log.IN_TRANSACTION)
         log.add_observer(scoring.observe_committed, when=log.AFTER_COMMIT)
         # Every write's context asks the security layer for its session's risk and the host's

@@ -41,6 +41,9 @@ class Serving:
     user: Callable[[], User | None]
     step_up_demanded: Callable[[], bool]
     pending: Pending = field(default_factory=Pending)
+    # The session's key, for the background scorer to act on this session after the request
+    # (kept in memory only, never stored: scorer.py).
+    session_key: Callable[[], str] = lambda: ""
 
 
 _current: contextvars.ContextVar[Serving | None] = contextvars.ContextVar(

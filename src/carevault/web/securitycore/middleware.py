@@ -24,7 +24,7 @@ from carevault.web.login import factor_state, sessions
 from carevault.web.login.middleware import SessionGuardMiddleware
 from carevault.web.login.views import LOGIN_FAILED
 
-from . import context
+from . import context, scorer
 from .batching import after_request
 
 logger = logging.getLogger("carevault.security")
@@ -41,16 +41,20 @@ class SecurityMiddleware:
         request._cv_started = started  # type: ignore[attr-defined]
         serving = serving_for(request)
         token = context.enter(serving)
+        scorer.request_started()
         try:
-            response = self.get_response(request)
+            try:
+                response = self.get_response(request)
+            finally:
+                context.leave(token)
+            pending = serving.pending
+            if pending.end_session:
+                response = self._end(request, response, pending.end_session)
+            elif pending.step_up:
+                self._step_up(request, pending.step_up)
+            after_request((time.perf_counter() - started) * 1000)
         finally:
-            context.leave(token)
-        pending = serving.pending
-        if pending.end_session:
-            response = self._end(request, response, pending.end_session)
-        elif pending.step_up:
-            self._step_up(request, pending.step_up)
-        after_request((time.perf_counter() - started) * 1000)
+            scorer.request_finished()
         return response
 
     @staticmethod
@@ -89,8 +93,13 @@ def serving_for(request: HttpRequest) -> context.Serving:
     def step_up_demanded() -> bool:
         return hasattr(request, "session") and factor_state.step_up_demanded(request)
 
+    def session_key() -> str:
+        session = getattr(request, "session", None)
+        return str(session.session_key or "") if session is not None else ""
+
     return context.Serving(
         client=lambda: ClientInfo.from_request(request),
         user=user,
         step_up_demanded=step_up_demanded,
+        session_key=session_key,
     )

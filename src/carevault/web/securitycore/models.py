@@ -108,10 +108,18 @@ class SecurityEvent(models.Model):
     incident = models.ForeignKey(
         Incident, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
     )
+    # Background scoring (scorer.py): the scorer that claimed the unscored row ("" none) and
+    # when; a claim older than the lease is a dead scorer's and is taken over.
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
+    claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-at", "-pk"]
         indexes = [
+            # The pending rows (the durable scoring queue), small whatever the table's size.
+            models.Index(
+                fields=["at"], name="securityevent_pending", condition=models.Q(risk__isnull=True)
+            ),
             models.Index(fields=["kind", "address", "at"]),
             models.Index(fields=["kind", "actor", "at"]),
             models.Index(fields=["session", "at"]),

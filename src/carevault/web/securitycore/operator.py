@@ -30,6 +30,9 @@ from carevault.web.login import handled, throttle
 from . import state as security_state
 from .models import ACTIVE_STATUSES, Incident, ResponseRecord, ResponseStatus, SecurityEvent
 
+# How long ``activity`` waits for events another process's background scorer has claimed.
+SETTLE_SECONDS = 30.0
+
 VIA = "command line"
 
 
@@ -92,7 +95,14 @@ def status() -> dict[str, Any]:
         ),
         "active_incidents": Incident.objects.filter(status__in=ACTIVE_STATUSES).count(),
         "thresholds": throttle.describe(),
+        "scoring": _scoring_health(),
     }
+
+
+def _scoring_health() -> dict[str, Any]:
+    from . import scorer
+
+    return scorer.health()
 
 
 def incidents(limit: int = 20) -> list[dict[str, Any]]:
@@ -129,11 +139,11 @@ def activity(since: dt.datetime, limit: int = 20_000) -> dict[str, Any]:
     address, account, outcome, risk, level, incident) and every incident opened or updated
     since, whatever its status, with all its responses (in force or not). The attack lab reads
     it after each scenario to say whether, when and how hard the AI layer answered; the officer
-    reads it after a drill. Events still unscored are scored first, so nothing is missing."""
-    from .scoring import score_pending
+    reads it after a drill. Events still unscored are scored first (and those another process's
+    background scorer holds are waited for, bounded by SETTLE_SECONDS), so nothing is missing."""
+    from . import scorer
 
-    while score_pending():
-        pass
+    scorer.settle(SETTLE_SECONDS)
     events = [
         {
             "at": row.at.isoformat(),
@@ -280,6 +290,13 @@ def render_status(facts: dict[str, Any]) -> str:
             f"{floor['who_lifts']}"
         )
     lines.append(f"active incidents: {facts['active_incidents']}")
+    scoring = facts["scoring"]
+    over = f" (over the high-water mark {scoring['high_water']})"
+    lines.append(
+        f"scoring: {scoring['mode']}; {scoring['backlog']} events pending"
+        + (over if scoring["over_high_water"] else "")
+        + f", {scoring['queued']}/{scoring['queue_bound']} queued in this process"
+    )
     t = facts["thresholds"]
     lines.append(
         f"limits: back-off after {t['backoff_after']} failures, suspension after "
