@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
+from collections.abc import Callable
 
 from carevault.cli._common import CommandError, Commands, add_command, emit
 from carevault.cli._django import django_setup, require_database
@@ -38,18 +40,51 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # to this worker, and its heartbeat queues one when CAREVAULT_BACKUP_DIR's schedule says so.
     from carevault.backup import tasks as backup_tasks
 
-    if mode == "database":
-        report = worker.run_database_worker(
-            queues, burst=args.burst, interval=args.interval, on_beat=backup_tasks.schedule
-        )
-    else:
-        report = worker.run_rq_worker(queues, burst=args.burst, on_beat=backup_tasks.schedule)
+    scorer = _start_scorer(burst=args.burst)
+    try:
+        if mode == "database":
+            report = worker.run_database_worker(
+                queues, burst=args.burst, interval=args.interval, on_beat=backup_tasks.schedule
+            )
+        else:
+            report = worker.run_rq_worker(queues, burst=args.burst, on_beat=backup_tasks.schedule)
+    finally:
+        scorer()
     emit(
         args,
         report.as_dict(),
         f"worker {report.worker_id} ({report.backend}) stopped after {report.tasks} task(s)",
     )
     return 0
+
+
+def _start_scorer(*, burst: bool) -> Callable[[], None]:
+    """With ``SECURITY_SCORING = "worker"`` the serving processes store the events that gate no
+    attacker unscored, and workers score them: a thread beside the task loop (a burst worker
+    scores what is pending once, at the end). Returns what stops it."""
+    from django.conf import settings
+
+    if not settings.SECURITY_EVENTS or str(settings.SECURITY_SCORING) != "worker":
+        return lambda: None
+    from carevault.web.securitycore import scorer
+
+    if burst:
+
+        def drain_once() -> None:
+            scorer.drain_now()
+
+        return drain_once
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=scorer.drain_forever, args=(stop,), name="carevault-worker-scorer", daemon=True
+    )
+    thread.start()
+
+    def stopper() -> None:
+        stop.set()
+        thread.join(timeout=10)
+
+    return stopper
 
 
 def register(commands: Commands) -> None:

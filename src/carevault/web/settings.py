@@ -380,10 +380,10 @@ SECURITY_PROBE_DENIALS = _env_int("CAREVAULT_SECURITY_PROBE_DENIALS", 10, minimu
 SECURITY_SCRAPING_PATIENTS = _env_int("CAREVAULT_SECURITY_SCRAPING_PATIENTS", 25, minimum=1)
 # Above this p95 scoring time, events that need no immediate answer are scored in batches.
 SECURITY_SYNC_BUDGET_MS = _env_int("CAREVAULT_SECURITY_SYNC_BUDGET_MS", 5, minimum=1)
-# "background": kinds that gate no attacker are stored after commit and scored by a thread of
-# each process (bounded queue; securitycore/scorer.py); "worker": stored, scored by another
-# process; "inline": on the request.
-SECURITY_SCORING = os.environ.get("CAREVAULT_SECURITY_SCORING", "").strip() or "background"
+# "worker" (the default): kinds that gate no attacker are stored after commit and scored by
+# `carevault worker` (serve starts one beside gunicorn); "background": by a thread of each
+# serving process (bounded queue; securitycore/scorer.py); "inline": on the request.
+SECURITY_SCORING = os.environ.get("CAREVAULT_SECURITY_SCORING", "").strip() or "worker"
 SECURITY_SCORING_QUEUE = _env_int("CAREVAULT_SECURITY_SCORING_QUEUE", 1000, minimum=1)
 # Host telemetry (CPU, memory, network, latency) every this many seconds; 0 turns it off.
 SECURITY_TELEMETRY_SECONDS = _env_int("CAREVAULT_SECURITY_TELEMETRY_SECONDS", 60, minimum=0)

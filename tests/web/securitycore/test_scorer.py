@@ -273,3 +273,25 @@ def test_in_worker_mode_the_serving_process_only_stores_and_a_drain_scores(
     assert [row.kind for row in pending()] == ["phi_read"]
     assert scoring.score_pending() == 1
     assert pending() == []
+
+
+def test_the_workers_scorer_scores_what_the_serving_processes_left_pending(
+    background_scoring, settings, client_for, patients, requests_commit
+):
+    settings.SECURITY_SCORING = "worker"
+    for _ in range(3):
+        client_for("doctor1").get(detail(patients["patient1"]))
+    assert len(pending()) == 3
+    assert scorer.drain_now() == 3
+    assert pending() == []
+
+
+def test_the_workers_scorer_loop_stops_when_told_and_leaves_nothing_claimed(
+    background_scoring, settings, client_for, patients, requests_commit
+):
+    settings.SECURITY_SCORING = "worker"
+    client_for("doctor1").get(detail(patients["patient1"]))
+    stop = threading.Event()
+    stop.set()  # told to stop before its first round: it must not start one
+    scorer.drain_forever(stop, idle_seconds=0)
+    assert [row.claimed_by for row in pending()] == [""]

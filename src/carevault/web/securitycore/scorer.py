@@ -409,3 +409,41 @@ def health() -> dict[str, Any]:
             "high_water": high_water(),
             "over_high_water": waiting > high_water(),
         }
+
+
+# -- the worker's side (SECURITY_SCORING = "worker") -----------------------------------------------
+
+
+def drain_forever(stop: threading.Event, *, idle_seconds: float = 0.5) -> None:
+    """Score pending events in batches until ``stop`` is set: ``carevault worker`` runs this in
+    a thread when ``SECURITY_SCORING`` is ``"worker"``, so the serving processes share neither
+    their interpreter lock nor their database connections with the scoring. When nothing is
+    pending it looks again after ``idle_seconds`` (the window the dashboard sees). Never
+    raises: a failing batch is logged and counted (the detector health shows it) and tried again
+    on the next round."""
+    from django.db import connections
+
+    try:
+        while not stop.is_set():
+            done = 0
+            try:
+                done = scoring.score_pending()
+            except Exception:  # score_pending logs its own; this is the database going away
+                logger.exception("the worker's scorer failed a round")
+            finally:
+                close_old_connections()
+            if done == 0:
+                stop.wait(idle_seconds)
+    finally:
+        connections.close_all()
+
+
+def drain_now(limit: int = 10_000) -> int:
+    """Score everything pending now (``carevault worker --burst``); how many were scored."""
+    total = 0
+    while total < limit:
+        done = scoring.score_pending()
+        if done == 0:
+            break
+        total += done
+    return total
