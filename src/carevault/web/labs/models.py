@@ -73,6 +73,8 @@ class LabResult(PhiModel):
 
     class Meta:
         ordering = ["-created_at"]
+        # The API's lab results are read a keyset slice at a time, newest first.
+        indexes = [models.Index(fields=["patient", "created_at", "id"], name="labs_result_page")]
 
     def phi_data_class(self, values: dict[str, str]) -> DataClass:
         return self.request.phi_data_class({})

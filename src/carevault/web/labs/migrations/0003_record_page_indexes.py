@@ -17,4 +17,8 @@ class Migration(migrations.Migration):
             model_name='labrequest',
             index=models.Index(fields=['patient', 'created_at', 'id'], name='labs_request_page'),
         ),
+        migrations.AddIndex(
+            model_name='labresult',
+            index=models.Index(fields=['patient', 'created_at', 'id'], name='labs_result_page'),
+        ),
     ]
