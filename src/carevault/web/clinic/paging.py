@@ -26,7 +26,7 @@ from carevault.web.errors import ValidationFailed
 RECORD_PAGE_SIZE = 20
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_CURSOR = re.compile(r"(-?\d{1,17})\.([0-9a-f]{32})")
+_CURSOR = re.compile(r"(-?\d{1,18})\.([0-9a-f]{32})")
 
 T = TypeVar("T")
 
