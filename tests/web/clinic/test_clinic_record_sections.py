@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections import Counter
-from unittest import mock
 
 import pytest
 from clinic_helpers import HTMX, entries, is_fragment, text
+from decryption_spy import spy_on_decryption
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,7 +18,6 @@ from carevault.web.audit.log import Outcome
 from carevault.web.clinic import actions
 from carevault.web.clinic.models import Appointment, ClinicalNote
 from carevault.web.clinic.paging import RECORD_PAGE_SIZE, Cursor
-from carevault.web.vault import service
 
 pytestmark = pytest.mark.django_db
 
@@ -289,38 +287,3 @@ def test_a_patients_older_appointments_keep_their_cancel_buttons(client_for, use
     rest = text(client.get(match.group(1).replace("&amp;", "&"), headers=HTMX))
     assert "Check-up 000" in rest
     assert rest.count(">Cancel</button>") >= 3
-
-
-# -- spying on the vault --------------------------------------------------------------------------
-
-
-class DecryptionSpy:
-    """Counts the real decryptions (``PhiRow.open_text``, which still runs) by table and row."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[tuple[str, str]] = Counter()
-        real = service.PhiRow.open_text
-
-        def spy(row: service.PhiRow, column: str, sealed: bytes) -> str:
-            context = row._context
-            self.calls[(context["table"], context["row"])] += 1
-            return real(row, column, sealed)
-
-        self._patch = mock.patch.object(service.PhiRow, "open_text", spy)
-
-    def __enter__(self) -> DecryptionSpy:
-        self._patch.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._patch.stop()
-
-    def rows(self, table: str) -> int:
-        return len({row for t, row in self.calls if t == table})
-
-    def total(self) -> int:
-        return len(self.calls)
-
-
-def spy_on_decryption() -> DecryptionSpy:
-    return DecryptionSpy()
