@@ -438,7 +438,7 @@ def _section_reader(name: str) -> tuple[actions.SectionReader, tuple[str, ...], 
     if name in actions.SECTION_READERS:
         return actions.SECTION_READERS[name], (name,), SECTION_TITLES[name]
     part = record_parts.part(name)
-    if part is None:
+    if part is None or name not in ROWS_TEMPLATES:  # (a part with no rows to show on its own)
         raise Http404("not found")
     return part.read, part.audit_sections, part.title or name.capitalize()
 
