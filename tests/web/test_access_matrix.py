@@ -90,6 +90,8 @@ POLICY: dict[str, tuple[str, dict[str, str]]] = {
     "clinic:doctor_home": ("GET", DOCTORS),
     "clinic:decide_appointment": ("POST", TREATING_DOCTOR),
     "clinic:patient_detail": ("GET", TREATING_DOCTOR),
+    # A slice of one section of the record ("show more"): the record page's rules.
+    "clinic:record_section": ("GET", TREATING_DOCTOR),
     # Emergency access is exactly for a doctor who is not treating the patient.
     "clinic:break_glass": ("POST", DOCTORS),
     "clinic:add_diagnosis": ("POST", TREATING_DOCTOR),
@@ -97,6 +99,7 @@ POLICY: dict[str, tuple[str, dict[str, str]]] = {
     "clinic:prescribe": ("POST", TREATING_DOCTOR),
     "clinic:request_lab_test": ("POST", TREATING_DOCTOR),
     "clinic:patient_home": ("GET", PATIENTS),
+    "clinic:own_section": ("GET", PATIENTS),
     "clinic:patient_history": ("GET", PATIENTS),
     "clinic:book_appointment": ("POST", PATIENTS),
     "clinic:cancel_appointment": ("POST", OWNING_PATIENT),
@@ -203,6 +206,7 @@ def subject(users, patients) -> dict[str, Any]:
         # A failed background job, only here to be retried by the officer.
         "run_id": JobRun.objects.create(kind="audit.seal", state="failed").pk,
         "path": "no/such/endpoint",
+        "section": "notes",
         # A reset link for patient2 with a token that is not valid.
         "uidb64": urlsafe_base64_encode(force_bytes(users["patient2"].pk)),
         "token": "set-password",

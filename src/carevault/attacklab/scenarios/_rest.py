@@ -6,7 +6,9 @@ server's models) and the officer's integrity walk (``backup check`` and ``audit 
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -152,10 +154,31 @@ class NoteWriter:
         self._thread.join(timeout=60)
 
 
+# The record page shows a slice of each section, newest first; its "show more" control for the
+# notes is a plain link to the next slice (the same URL htmx fetches).
+_MORE_NOTES = re.compile(r'href="([^"]+)"[^>]*data-more="notes"')
+MAX_SLICES = 500  # a bound on the walk: 10,000 notes at 20 a slice
+
+
+def next_notes_link(body: str) -> str | None:
+    """The "show more" link of the notes section in a page or slice, or None at the end."""
+    match = _MORE_NOTES.search(body)
+    return html.unescape(match.group(1)) if match else None
+
+
 def missing_notes(client: AttackClient, patient: str, markers: list[str]) -> list[str]:
-    """The markers whose notes the doctor's page of the patient does not show decrypted."""
-    page = client.get(f"/clinic/patients/{patient}/")
-    if page.status != 200:
-        raise RuntimeError(f"the patient's page answered HTTP {page.status}")
-    text = page.body.decode("utf-8", "replace")
-    return [m for m in markers if m not in text]
+    """The markers whose notes the doctor's view of the patient does not show decrypted: the
+    record page, then each older slice of its notes ("show more") until every marker has been
+    seen or the notes run out."""
+    wanted = set(markers)
+    path: str | None = f"/clinic/patients/{patient}/"
+    for _ in range(MAX_SLICES):
+        if path is None or not wanted:
+            break
+        page = client.get(path)
+        if page.status != 200:
+            raise RuntimeError(f"the patient's page answered HTTP {page.status}")
+        text = page.body.decode("utf-8", "replace")
+        wanted = {m for m in wanted if m not in text}
+        path = next_notes_link(text)
+    return [m for m in markers if m in wanted]

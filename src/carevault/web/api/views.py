@@ -7,8 +7,10 @@ URL name                  method  who                          returns
 ========================  ======  ===========================  =================================
 api:me                    GET     anyone logged in             {"username", "role"}
 api:patients              GET     doctor                       their care-team patients, paged
-api:patient_record        GET     the patient, their doctors   demographics, diagnoses,
-                                                               prescriptions, lab results
+api:patient_record        GET     the patient, their doctors   demographics and the newest
+                                                               diagnoses, prescriptions, lab
+                                                               results (20 each) with "next"
+                                                               links: ?section=&before= pages
 api:lab_queue             GET     lab technician               pending requests, paged (sample
                                                                codes, no patient identity)
 api:patient_notes         POST    doctor with access           {"body": "..."} -> 201 {"id", ...}
@@ -25,8 +27,10 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -41,8 +45,10 @@ from carevault.web.clientinfo import ClientInfo
 from carevault.web.clinic import actions as clinic
 from carevault.web.clinic.access import patient_for_user
 from carevault.web.clinic.models import Patient
+from carevault.web.clinic.paging import RECORD_PAGE_SIZE, Cursor, Slice, keyset
 from carevault.web.diagnosis import actions as diagnosis
 from carevault.web.diagnosis import serving as diagnosis_serving
+from carevault.web.errors import ValidationFailed
 from carevault.web.labs.actions import result_status
 from carevault.web.labs.models import LabRequest, LabRequestStatus, LabResult
 
@@ -76,34 +82,90 @@ def patients(request: ApiRequest) -> HttpResponse:
     return ok({"results": results, **facts})
 
 
-def _lab_results(patient: Patient) -> list[dict[str, Any]]:
-    results = []
-    lab_results = LabResult.objects.filter(patient=patient).select_related(
-        "request", "technician", "signing_key"
+def _lab_result(result: LabResult) -> dict[str, Any]:
+    values, status = result_status(result)
+    return {
+        "id": str(result.pk),
+        "sample_code": result.request.sample_code,
+        "test": result.request.unseal_or_none("test"),
+        "values": values["values"],
+        "comment": values["comment"],
+        "technician": result.technician.username,
+        "created_at": _when(result.created_at),
+        "signature": status,
+        "files": [
+            {"id": str(f.pk), "type": f.content_type, "size": f.size} for f in result.files.all()
+        ],
+    }
+
+
+def _lab_results(
+    patient: Patient, before: Cursor | None, limit: int = RECORD_PAGE_SIZE
+) -> Slice[dict[str, Any]]:
+    """A slice of the patient's lab results, newest first: only these are decrypted."""
+    rows, more = keyset(
+        LabResult.objects.filter(patient=patient)
+        .select_related("request", "technician", "signing_key")
+        .prefetch_related("files"),
+        before,
+        limit=limit,
     )
-    for result in lab_results.prefetch_related("files"):
-        values, status = result_status(result)
-        results.append(
-            {
-                "id": str(result.pk),
-                "sample_code": result.request.sample_code,
-                "test": result.request.unseal_or_none("test"),
-                "values": values["values"],
-                "comment": values["comment"],
-                "technician": result.technician.username,
-                "created_at": _when(result.created_at),
-                "signature": status,
-                "files": [
-                    {"id": str(f.pk), "type": f.content_type, "size": f.size}
-                    for f in result.files.all()
-                ],
-            }
-        )
-    return results
+    return Slice([_lab_result(r) for r in rows], more)
+
+
+def _diagnosis(d: Any, values: dict[str, str | None]) -> dict[str, Any]:
+    return {
+        "id": str(d.pk),
+        "code": values["code"],
+        "description": values["description"],
+        "data_class": d.data_class,
+        "doctor": d.doctor.username,
+        "created_at": _when(d.created_at),
+    }
+
+
+def _prescription(p: Any, values: dict[str, str | None], status: str) -> dict[str, Any]:
+    return {
+        "id": str(p.pk),
+        "drug": values["drug"],
+        "dose": values["dose"],
+        "instructions": values["instructions"],
+        "doctor": p.doctor.username,
+        "created_at": _when(p.created_at),
+        "signature": status,
+    }
+
+
+def _diagnoses(patient: Patient, before: Cursor | None, limit: int) -> Slice[dict[str, Any]]:
+    part = clinic.read_diagnoses(patient, before, limit)
+    return Slice([_diagnosis(d, v) for d, v in part.rows], part.next)
+
+
+def _prescriptions(patient: Patient, before: Cursor | None, limit: int) -> Slice[dict[str, Any]]:
+    part = clinic.read_prescriptions(patient, before, limit)
+    return Slice([_prescription(p, v, s) for p, v, s in part.rows], part.next)
+
+
+# The record's lists, each read a slice at a time: ?section=<name>&before=<cursor>.
+RECORD_SECTIONS: dict[str, clinic.SectionReader] = {
+    "diagnoses": _diagnoses,
+    "prescriptions": _prescriptions,
+    "lab_results": _lab_results,
+}
+
+
+def _next(patient: Patient, section: str, cursor: Cursor | None) -> str | None:
+    if cursor is None:
+        return None
+    url = reverse("api:patient_record", args=[patient.pk])
+    return f"{url}?{urlencode({'section': section, 'before': str(cursor)})}"
 
 
 @api_view(methods=["GET"])
 def patient_record(request: ApiRequest, patient_id: uuid.UUID) -> HttpResponse:
+    """The record's demographics and the first slice (newest first, at most RECORD_PAGE_SIZE)
+    of each list, with ``next``: by list, the URL of its next slice or null. ``?section=<list>``
+    (``&before=<cursor>``, as ``next`` gives it) answers one slice of one list instead."""
     if request.user.role not in (Role.DOCTOR, Role.PATIENT):
         deny(
             request,
@@ -113,45 +175,52 @@ def patient_record(request: ApiRequest, patient_id: uuid.UUID) -> HttpResponse:
             status=403,
         )
     access = patient_for_user(request, patient_id, purpose="api record")
+    patient = access.patient
+    section = request.GET.get("section")
+    before = Cursor.parse(request.GET.get("before"))
+    head = {"id": str(patient.pk), "access": access.via}
+    client = ClientInfo.from_request(request)
+    if section is not None:
+        if section not in RECORD_SECTIONS:
+            raise ValidationFailed(
+                f"section must be one of {', '.join(RECORD_SECTIONS)}", field="section"
+            )
+        part = clinic.read_record_section(
+            request.user,
+            patient,
+            RECORD_SECTIONS[section],
+            via=access.via,
+            sections=(section,),
+            before=before,
+            client=client,
+        )
+        return ok(
+            {**head, section: part.rows, "next": {section: _next(patient, section, part.next)}}
+        )
+    if before is not None:
+        raise ValidationFailed("before needs section (follow a next link)", field="before")
     # The lab work lives in another app; it is decrypted under the same audited read.
     rec = clinic.read_patient_record(
         request.user,
-        access.patient,
+        patient,
         via=access.via,
-        client=ClientInfo.from_request(request),
+        client=client,
         include_notes=False,
         extra_sections=["lab_results"],
     )
-    labs = _lab_results(access.patient)
+    labs = _lab_results(patient, None)
     return ok(
         {
-            "id": str(access.patient.pk),
-            "access": access.via,
+            **head,
             "demographics": rec.demographics,
-            "diagnoses": [
-                {
-                    "id": str(d.pk),
-                    "code": values["code"],
-                    "description": values["description"],
-                    "data_class": d.data_class,
-                    "doctor": d.doctor.username,
-                    "created_at": _when(d.created_at),
-                }
-                for d, values in rec.diagnoses
-            ],
-            "prescriptions": [
-                {
-                    "id": str(p.pk),
-                    "drug": values["drug"],
-                    "dose": values["dose"],
-                    "instructions": values["instructions"],
-                    "doctor": p.doctor.username,
-                    "created_at": _when(p.created_at),
-                    "signature": status,
-                }
-                for p, values, status in rec.prescriptions
-            ],
-            "lab_results": labs,
+            "diagnoses": [_diagnosis(d, values) for d, values in rec.diagnoses],
+            "prescriptions": [_prescription(p, v, status) for p, v, status in rec.prescriptions],
+            "lab_results": labs.rows,
+            "next": {
+                "diagnoses": _next(patient, "diagnoses", rec.more["diagnoses"]),
+                "prescriptions": _next(patient, "prescriptions", rec.more["prescriptions"]),
+                "lab_results": _next(patient, "lab_results", labs.next),
+            },
         }
     )
 

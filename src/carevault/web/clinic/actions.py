@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from .models import (
     Patient,
     Prescription,
 )
+from .paging import RECORD_PAGE_SIZE, Cursor, Slice, keyset
 
 MAX_TEXT = 4000
 
@@ -514,16 +515,94 @@ def do_revoke_break_glass(
 # -- audited reads ---------------------------------------------------------------------------
 
 
+PhiValues = dict[str, str | None]
+
+# The record's own sections, read a keyset slice at a time (see paging.py). Appointments are
+# ordered by when they are, the rest by when they were written.
+CLINIC_SECTIONS = ("diagnoses", "notes", "prescriptions", "appointments")
+
+
+def read_diagnoses(
+    patient: Patient, before: Cursor | None, limit: int = RECORD_PAGE_SIZE
+) -> Slice[tuple[Diagnosis, PhiValues]]:
+    rows, more = keyset(patient.diagnoses.select_related("doctor"), before, limit=limit)
+    return Slice([(d, d.unseal_all()) for d in rows], more)
+
+
+def read_notes(
+    patient: Patient, before: Cursor | None, limit: int = RECORD_PAGE_SIZE
+) -> Slice[tuple[ClinicalNote, PhiValues]]:
+    rows, more = keyset(patient.notes.select_related("author"), before, limit=limit)
+    return Slice([(n, n.unseal_all()) for n in rows], more)
+
+
+def read_prescriptions(
+    patient: Patient, before: Cursor | None, limit: int = RECORD_PAGE_SIZE
+) -> Slice[tuple[Prescription, PhiValues, str]]:
+    rows, more = keyset(
+        patient.prescriptions.select_related("doctor", "signing_key"), before, limit=limit
+    )
+    out = []
+    for p in rows:  # only the shown prescriptions are decrypted and their signatures checked
+        values = p.unseal_all()
+        out.append((p, values, prescription_status(p, values)))
+    return Slice(out, more)
+
+
+def read_appointments(
+    patient: Patient, before: Cursor | None, limit: int = RECORD_PAGE_SIZE
+) -> Slice[tuple[Appointment, PhiValues]]:
+    rows, more = keyset(
+        patient.appointments.select_related("doctor"), before, order="starts_at", limit=limit
+    )
+    return Slice([(a, a.unseal_all()) for a in rows], more)
+
+
+SectionReader = Callable[[Patient, Cursor | None, int], Slice[Any]]
+
+SECTION_READERS: dict[str, SectionReader] = {
+    "diagnoses": read_diagnoses,
+    "notes": read_notes,
+    "prescriptions": read_prescriptions,
+    "appointments": read_appointments,
+}
+
+
 @dataclass
 class PatientRecord:
+    """The first slice of each section (newest first) and where each continues (``more``:
+    the cursor of the next slice by section, None when the slice reached the oldest row)."""
+
     patient: Patient
-    demographics: dict[str, str | None]
-    diagnoses: list[tuple[Diagnosis, dict[str, str | None]]] = field(default_factory=list)
-    notes: list[tuple[ClinicalNote, dict[str, str | None]]] = field(default_factory=list)
-    prescriptions: list[tuple[Prescription, dict[str, str | None], str]] = field(
-        default_factory=list
+    demographics: PhiValues
+    diagnoses: list[tuple[Diagnosis, PhiValues]] = field(default_factory=list)
+    notes: list[tuple[ClinicalNote, PhiValues]] = field(default_factory=list)
+    prescriptions: list[tuple[Prescription, PhiValues, str]] = field(default_factory=list)
+    appointments: list[tuple[Appointment, PhiValues]] = field(default_factory=list)
+    more: dict[str, Cursor | None] = field(default_factory=dict)
+
+
+def _phi_read(
+    acting_user: User,
+    patient: Patient,
+    *,
+    via: str,
+    client: ClientInfo,
+    sections: Sequence[str],
+    before: Cursor | None = None,
+) -> None:
+    details: dict[str, Any] = {"via": via, "sections": list(sections)}
+    if before is not None:
+        details["before"] = str(before)  # a time and a row id: no PHI
+    record(
+        "phi.read",
+        actor=acting_user,
+        outcome=Outcome.ALERT if via == "break-glass" else Outcome.OK,
+        target=patient,
+        patient_id=patient.pk,
+        client=client,
+        details=details,
     )
-    appointments: list[tuple[Appointment, dict[str, str | None]]] = field(default_factory=list)
 
 
 def read_patient_record(
@@ -534,34 +613,46 @@ def read_patient_record(
     client: ClientInfo = NO_CLIENT,
     include_notes: bool = True,
     extra_sections: Sequence[str] = (),
+    limit: int = RECORD_PAGE_SIZE,
 ) -> PatientRecord:
-    """Decrypt a patient's record for display; one audit entry per read, naming what was read.
+    """Decrypt the first slice of every section of a patient's record for display (at most
+    ``limit`` rows each, newest first); one audit entry per read, naming what was read.
 
     ``extra_sections`` names what the caller decrypts next to it under the same read (the lab
     work, which lives in another app), so the audit entry names everything the page showed."""
     rec = PatientRecord(patient=patient, demographics=patient.unseal_all())
-    rec.diagnoses = [(d, d.unseal_all()) for d in patient.diagnoses.select_related("doctor")]
-    if include_notes:
-        rec.notes = [(n, n.unseal_all()) for n in patient.notes.select_related("author")]
-    for p in patient.prescriptions.select_related("doctor", "signing_key"):
-        values = p.unseal_all()
-        rec.prescriptions.append((p, values, prescription_status(p, values)))
-    rec.appointments = [(a, a.unseal_all()) for a in patient.appointments.select_related("doctor")]
-    record(
-        "phi.read",
-        actor=acting_user,
-        outcome=Outcome.ALERT if via == "break-glass" else Outcome.OK,
-        target=patient,
-        patient_id=patient.pk,
+    names = ["diagnoses", "prescriptions", "appointments"] + (["notes"] if include_notes else [])
+    for name in names:
+        part = SECTION_READERS[name](patient, None, limit)
+        setattr(rec, name, part.rows)
+        rec.more[name] = part.next
+    _phi_read(
+        acting_user,
+        patient,
+        via=via,
         client=client,
-        details={
-            "via": via,
-            "sections": ["demographics", "diagnoses", "prescriptions", "appointments"]
-            + (["notes"] if include_notes else [])
-            + list(extra_sections),
-        },
+        sections=["demographics", *names, *extra_sections],
     )
     return rec
+
+
+def read_record_section(
+    acting_user: User,
+    patient: Patient,
+    read: SectionReader,
+    *,
+    via: str,
+    sections: Sequence[str],
+    before: Cursor | None,
+    client: ClientInfo = NO_CLIENT,
+    limit: int = RECORD_PAGE_SIZE,
+) -> Slice[Any]:
+    """One more slice of one section ("show more"): a PHI read, audited like the record page
+    (an alert under break-glass), naming the section and where the slice starts. ``read`` is
+    one of :data:`SECTION_READERS` or a registered record part's reader."""
+    part = read(patient, before, limit)
+    _phi_read(acting_user, patient, via=via, client=client, sections=sections, before=before)
+    return part
 
 
 def read_listing(

@@ -73,6 +73,10 @@ class Diagnosis(PhiModel):
 
     class Meta:
         ordering = ["-created_at"]
+        # The record's sections are read a keyset slice at a time, newest first (paging.py).
+        indexes = [
+            models.Index(fields=["patient", "created_at", "id"], name="clinic_diagnosis_page")
+        ]
 
     def phi_data_class(self, values: dict[str, str]) -> PolicyDataClass:
         # Sensitive when the doctor says so or when the code is in a protected ICD-10 range.
@@ -90,6 +94,8 @@ class ClinicalNote(PhiModel):
 
     class Meta:
         ordering = ["-created_at"]
+        # The record's sections are read a keyset slice at a time, newest first (paging.py).
+        indexes = [models.Index(fields=["patient", "created_at", "id"], name="clinic_note_page")]
 
 
 class Prescription(PhiModel):
@@ -106,6 +112,10 @@ class Prescription(PhiModel):
 
     class Meta:
         ordering = ["-created_at"]
+        # The record's sections are read a keyset slice at a time, newest first (paging.py).
+        indexes = [
+            models.Index(fields=["patient", "created_at", "id"], name="clinic_prescription_page")
+        ]
 
 
 class AppointmentStatus(models.TextChoices):
@@ -130,6 +140,10 @@ class Appointment(PhiModel):
 
     class Meta:
         ordering = ["starts_at"]
+        # The record's sections are read a keyset slice at a time, newest first (paging.py).
+        indexes = [
+            models.Index(fields=["patient", "starts_at", "id"], name="clinic_appointment_page")
+        ]
 
 
 class BreakGlassGrant(PhiModel):

@@ -18,6 +18,7 @@ from django import forms
 from carevault.web.clientinfo import ClientInfo
 
 from .models import Patient
+from .paging import RECORD_PAGE_SIZE, Cursor, Slice
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,18 @@ class Section:
 
 @dataclass(frozen=True)
 class RecordPart:
-    """What an app adds to the record pages: ``read(patient)`` goes into the page's context
-    under ``name``; ``audit_sections`` are named by the record read's audit entry (reading the
-    part is part of that read); ``section`` is its writable section on the doctor's page."""
+    """What an app adds to the record pages: ``read(patient, before, limit)`` returns a
+    :class:`~.paging.Slice` of its rows older than the cursor ``before`` (newest first,
+    decrypting only those rows); the first slice goes into the page's context under ``name``
+    and later ones are served by the record's section endpoint ("show more").
+    ``audit_sections`` are named by the record read's audit entry (reading the part is part of
+    that read); ``section`` is its writable section on the doctor's page."""
 
     name: str
     audit_sections: tuple[str, ...]
-    read: Callable[[Patient], Any]
+    read: Callable[[Patient, Cursor | None, int], Slice[Any]]
     section: Section | None = None
+    title: str = ""
 
 
 _parts: dict[str, RecordPart] = {}
@@ -62,7 +67,11 @@ def audit_sections() -> tuple[str, ...]:
     return tuple(name for part in parts() for name in part.audit_sections)
 
 
-def read_all(patient: Patient) -> dict[str, Any]:
-    """Every registered part's rows for ``patient``. Only called right after
+def part(name: str) -> RecordPart | None:
+    return _parts.get(name)
+
+
+def read_all(patient: Patient, limit: int = RECORD_PAGE_SIZE) -> dict[str, Slice[Any]]:
+    """Every registered part's first slice for ``patient``. Only called right after
     ``read_patient_record``, whose audit entry names them (:func:`audit_sections`)."""
-    return {part.name: part.read(patient) for part in parts()}
+    return {part.name: part.read(patient, None, limit) for part in parts()}

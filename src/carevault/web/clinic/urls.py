@@ -12,6 +12,11 @@ urlpatterns = [
         name="decide_appointment",
     ),
     path("patients/<uuid:patient_id>/", views.patient_detail, name="patient_detail"),
+    path(
+        "patients/<uuid:patient_id>/sections/<slug:section>/",
+        views.record_section,
+        name="record_section",
+    ),
     path("patients/<uuid:patient_id>/break-glass/", views.break_glass, name="break_glass"),
     path("patients/<uuid:patient_id>/diagnoses/", views.add_diagnosis, name="add_diagnosis"),
     path("patients/<uuid:patient_id>/notes/", views.add_note, name="add_note"),
@@ -23,6 +28,7 @@ urlpatterns = [
     ),
     # Patients
     path("me/", views.patient_home, name="patient_home"),
+    path("me/sections/<slug:section>/", views.own_section, name="own_section"),
     path("me/history/", views.patient_history, name="patient_history"),
     path("me/appointments/", views.book_appointment, name="book_appointment"),
     path(

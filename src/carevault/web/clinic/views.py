@@ -15,6 +15,7 @@ not (the full page, with the errors, when refused).
 from __future__ import annotations
 
 from typing import Any, NoReturn
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django import forms
@@ -24,6 +25,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from carevault.web.access import deny, role_required
@@ -51,6 +53,7 @@ from .models import (
     CareRelationship,
     Patient,
 )
+from .paging import RECORD_PAGE_SIZE, BadCursor, Cursor, keyset
 from .record_parts import Section
 
 PAGE_SIZE = 20
@@ -256,10 +259,12 @@ def _detail_context(doctor: User, access: PatientAccess, client: ClientInfo) -> 
             .order_by("-expires_at")
             .first()
         )
+    parts = record_parts.read_all(patient)
     return {
         "patient": patient,
         "record": record,
-        **record_parts.read_all(patient),
+        **parts,
+        "more": _more_urls("doctor", patient, record, parts),
         "via": access.via,
         "grant": grant,
         "diagnosis_form": DiagnosisForm(),
@@ -386,6 +391,120 @@ def break_glass(request: HttpRequest, patient_id: UUID) -> HttpResponse:
     )
 
 
+# -- record sections, a slice at a time ("show more") ---------------------------------------------
+
+SECTION_TITLES = {
+    "diagnoses": "Diagnoses",
+    "notes": "Clinical notes",
+    "prescriptions": "Prescriptions",
+    "appointments": "Appointments",
+}
+# The rows of a slice, by who is looking: the patient's appointments carry a Cancel button.
+ROWS_TEMPLATES = {
+    "diagnoses": "clinic/partials/diagnosis_rows.html",
+    "notes": "clinic/partials/note_rows.html",
+    "prescriptions": "clinic/partials/prescription_rows.html",
+    "appointments": "clinic/partials/appointment_rows.html",
+    "labs": "clinic/partials/lab_rows.html",
+}
+PATIENT_ROWS_TEMPLATES = {
+    "appointments": "clinic/partials/patient_appointment_rows.html",
+}
+# Rows of these sections are table rows (the "show more" control is a row too).
+TABLE_SECTIONS = {"prescriptions": 6, "appointments": 4, "labs": 5}
+
+
+def _more_url(viewer: str, patient: Patient, section: str, cursor: Cursor | None) -> str:
+    """The URL of the slice after ``cursor`` ("" when there is none)."""
+    if cursor is None:
+        return ""
+    if viewer == "patient":
+        url = reverse("clinic:own_section", args=[section])
+    else:
+        url = reverse("clinic:record_section", args=[patient.pk, section])
+    return f"{url}?{urlencode({'before': str(cursor)})}"
+
+
+def _more_urls(
+    viewer: str, patient: Patient, record: actions.PatientRecord, parts: dict[str, Any]
+) -> dict[str, str]:
+    urls = {name: _more_url(viewer, patient, name, c) for name, c in record.more.items()}
+    urls.update({name: _more_url(viewer, patient, name, s.next) for name, s in parts.items()})
+    return urls
+
+
+def _section_reader(name: str) -> tuple[actions.SectionReader, tuple[str, ...], str]:
+    """A section's reader, what its audit entry names and its title; 404 for no such section."""
+    if name in actions.SECTION_READERS:
+        return actions.SECTION_READERS[name], (name,), SECTION_TITLES[name]
+    part = record_parts.part(name)
+    if part is None or name not in ROWS_TEMPLATES:  # (a part with no rows to show on its own)
+        raise Http404("not found")
+    return part.read, part.audit_sections, part.title or name.capitalize()
+
+
+def _section_slice(
+    request: HttpRequest, access: PatientAccess, name: str, viewer: str
+) -> HttpResponse:
+    """One slice of a section: the rows (and the next "show more") for htmx to put in place of
+    the control that asked, or, opened directly, a page of its own that works without
+    JavaScript (its "show more" is a plain link to the next slice)."""
+    read, audited, title = _section_reader(name)
+    user = _acting_user(request)
+    htmx = _is_htmx(request)
+    rows_template = (PATIENT_ROWS_TEMPLATES if viewer == "patient" else {}).get(
+        name, ROWS_TEMPLATES.get(name, "")
+    )
+    context: dict[str, Any] = {
+        "patient": access.patient,
+        "via": access.via,
+        "viewer": viewer,
+        "section": name,
+        "title": title,
+        "rows_template": rows_template,
+        # The patient's appointments have a column more (Cancel).
+        "columns": TABLE_SECTIONS.get(name, 0) + (viewer == "patient" and name == "appointments"),
+        "show_lab_details": viewer == "doctor",
+        "now": timezone.now(),
+    }
+    try:
+        before = Cursor.parse(request.GET.get("before"))
+    except BadCursor as exc:
+        context["error"] = exc.message
+        template = "clinic/partials/section_error.html" if htmx else "clinic/record_section.html"
+        response = render(request, template, context, status=400)
+    else:
+        part = actions.read_record_section(
+            user,
+            access.patient,
+            read,
+            via=access.via,
+            sections=audited,
+            before=before,
+            client=ClientInfo.from_request(request),
+        )
+        context.update(
+            rows=part.rows,
+            more_url=_more_url(viewer, access.patient, name, part.next),
+            first=before is None,
+        )
+        template = rows_template if htmx else "clinic/record_section.html"
+        response = render(request, template, context)
+    # The same URL answers a fragment or a page: caches must keep them apart.
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@role_required(Role.DOCTOR)
+@require_safe
+def record_section(request: HttpRequest, patient_id: UUID, section: str) -> HttpResponse:
+    """A slice of one section of a patient's record, for the doctor: the same access rules
+    (care team or a live break-glass grant), refusals and audit as the record page."""
+    _section_reader(section)  # an unknown section is a 404 before anything is read
+    access = patient_for_user(request, patient_id, purpose=f"patient record: {section}")
+    return _section_slice(request, access, section, "doctor")
+
+
 # -- patient ---------------------------------------------------------------------------------------
 
 
@@ -396,13 +515,22 @@ def _own_access(request: HttpRequest) -> PatientAccess:
     return patient_for_user(request, patient.pk, purpose="own record")
 
 
-def _own_appointments(client: ClientInfo, user: User, patient: Patient) -> list[Any]:
-    appointments = list(patient.appointments.select_related("doctor").order_by("starts_at"))
+def _own_appointments(client: ClientInfo, user: User, patient: Patient) -> tuple[list[Any], str]:
+    """The first slice of the patient's appointments (as on their record page) and the URL of
+    the next one ("" when there is none)."""
+    appointments, more = keyset(
+        patient.appointments.select_related("doctor"),
+        None,
+        order="starts_at",
+        limit=RECORD_PAGE_SIZE,
+    )
     listing = _Listing()
     for appointment in appointments:
         listing.add(appointment, "reason")
     listing.read(user, client, "own appointments")
-    return [(a, listing[a]) for a in appointments]
+    return [(a, listing[a]) for a in appointments], _more_url(
+        "patient", patient, "appointments", more
+    )
 
 
 def _render_patient_home(
@@ -424,10 +552,12 @@ def _render_patient_home(
         client=client,
         extra_sections=record_parts.audit_sections(),
     )
+    parts = record_parts.read_all(access.patient)
     context = {
         "patient": access.patient,
         "record": record,
-        **record_parts.read_all(access.patient),
+        **parts,
+        "more": _more_urls("patient", access.patient, record, parts),
         "appointments": record.appointments,
         "appointment_form": form or AppointmentForm(),
         "now": timezone.now(),
@@ -439,6 +569,14 @@ def _render_patient_home(
 @require_safe
 def patient_home(request: HttpRequest) -> HttpResponse:
     return _render_patient_home(request, ClientInfo.from_request(request))
+
+
+@role_required(Role.PATIENT)
+@require_safe
+def own_section(request: HttpRequest, section: str) -> HttpResponse:
+    """A slice of one section of the patient's own record."""
+    _section_reader(section)
+    return _section_slice(request, _own_access(request), section, "patient")
 
 
 @role_required(Role.PATIENT)
@@ -463,8 +601,10 @@ def book_appointment(request: HttpRequest) -> HttpResponse:
         status = 400
     if not _is_htmx(request):
         return _render_patient_home(request, client, form, status)
+    appointments, more_url = _own_appointments(client, user, access.patient)
     context = {
-        "appointments": _own_appointments(client, user, access.patient),
+        "appointments": appointments,
+        "more": {"appointments": more_url},
         "appointment_form": form,
         "now": timezone.now(),
         "booked": status == 200,

@@ -28,5 +28,6 @@ class LabsConfig(AppConfig):
                     "lab_form",
                     lambda u, p, d, c: actions.do_request_lab_test(u, p, client=c, **d),
                 ),
+                title="Lab tests and results",
             )
         )

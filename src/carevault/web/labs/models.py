@@ -47,6 +47,8 @@ class LabRequest(PhiModel):
 
     class Meta:
         ordering = ["-created_at"]
+        # The record's lab section is read a keyset slice at a time, newest first.
+        indexes = [models.Index(fields=["patient", "created_at", "id"], name="labs_request_page")]
 
     def phi_data_class(self, values: dict[str, str]) -> DataClass:
         # Sensitive when the test's name names a protected category (HIV, genetic, ...); its
@@ -71,6 +73,8 @@ class LabResult(PhiModel):
 
     class Meta:
         ordering = ["-created_at"]
+        # The API's lab results are read a keyset slice at a time, newest first.
+        indexes = [models.Index(fields=["patient", "created_at", "id"], name="labs_result_page")]
 
     def phi_data_class(self, values: dict[str, str]) -> DataClass:
         return self.request.phi_data_class({})
