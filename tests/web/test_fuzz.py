@@ -91,6 +91,7 @@ def field_names() -> list[str]:
     import carevault.web.urls  # noqa: F401 - imports every view module, so every form
 
     names = {"page", "next", "role", "q", "op", "sealed_packet", "f0", "f29", "path", "address"}
+    names |= {"before", "section"}  # the record's "show more" cursor and the API's list
     for form in _form_classes(forms.Form):
         if form.__module__.startswith("carevault."):
             names.update(form.base_fields)
@@ -267,6 +268,7 @@ def urls(users, patients, served) -> list[tuple[str, str]]:
         "user_id": users["doctor2"].pk,
         "run_id": JobRun.objects.create(kind="audit.seal", state="failed").pk,
         "path": "no/such/endpoint",
+        "section": "notes",
         "uidb64": uidb64,
         "token": token,
     }
