@@ -1,9 +1,10 @@
 """The security layer's cost on the record page (issue 16, "scoring off the request path"):
-a doctor's patient page served with threat scoring in the background (the default), on the
-request (``SECURITY_SCORING = "inline"``), and with the security layer off, side by side.
+a doctor's patient page served with threat scoring by a worker (the default: the mode
+"background, scored elsewhere" below), by a thread of the serving process, on the request
+(``SECURITY_SCORING = "inline"``), and with the security layer off, side by side.
 
-Goal: background scoring adds <= 5% to the page's p50 over security off, and nothing to its p99
-beyond noise (we read "noise" as the spread between two runs of the page with security off:
+Goal: scoring by the worker adds <= 5% to the page's p50 over security off, and nothing to its
+p99 beyond noise (we read "noise" as the spread between two runs of the page with security off:
 the p99 ratio goal is <= 1.10). The modes run in blocks, rotated, so the scorer thread's work
 after a background block is charged to that block (its contention is part of the cost); it is
 drained, untimed, before the next block. The risk model is the trained ensemble (a small one is
@@ -158,7 +159,10 @@ def run(quick: bool = False) -> dict[str, Any]:
     paced = _compare(opened)
     scorer.reset()
     unscored = SecurityEvent.objects.filter(risk__isnull=True).count()
-    ratio = paced["vs_security_off"]["background"]
+    # The goal is judged for the default (SECURITY_SCORING = "worker": the serving process only
+    # stores, a worker scores), which is what "scored elsewhere" measures; the in-process
+    # thread's figures are printed beside it.
+    ratio = paced["vs_security_off"]["background, scored elsewhere"]
     return {
         "benchmark": "security.record_page",
         "quick": quick,
@@ -169,8 +173,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "background_queue_max": max(queued_closed, queued_open),
         "unscored_after_drain": unscored,
         "goals": {
-            f"background p50 <= {P50_GOAL}x security off (paced)": ratio["p50"] <= P50_GOAL,
-            f"background p99 <= {P99_GOAL}x security off (paced)": ratio["p99"] <= P99_GOAL,
+            f"worker scoring p50 <= {P50_GOAL}x security off (paced)": ratio["p50"] <= P50_GOAL,
+            f"worker scoring p99 <= {P99_GOAL}x security off (paced)": ratio["p99"] <= P99_GOAL,
             "nothing left unscored": unscored == 0,
         },
     }
