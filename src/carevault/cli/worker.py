@@ -75,8 +75,17 @@ def _start_scorer(*, burst: bool) -> Callable[[], None]:
 
         return drain_once
     stop = threading.Event()
+
+    def score_until_stopped() -> None:
+        from django.db import connections
+
+        try:
+            scorer.drain_forever(stop)
+        finally:
+            connections.close_all()  # this thread's own connections
+
     thread = threading.Thread(
-        target=scorer.drain_forever, args=(stop,), name="carevault-worker-scorer", daemon=True
+        target=score_until_stopped, name="carevault-worker-scorer", daemon=True
     )
     thread.start()
 

@@ -420,22 +420,17 @@ def drain_forever(stop: threading.Event, *, idle_seconds: float = 0.5) -> None:
     their interpreter lock nor their database connections with the scoring. When nothing is
     pending it looks again after ``idle_seconds`` (the window the dashboard sees). Never
     raises: a failing batch is logged and counted (the detector health shows it) and tried again
-    on the next round."""
-    from django.db import connections
-
-    try:
-        while not stop.is_set():
-            done = 0
-            try:
-                done = scoring.score_pending()
-            except Exception:  # score_pending logs its own; this is the database going away
-                logger.exception("the worker's scorer failed a round")
-            finally:
-                close_old_connections()
-            if done == 0:
-                stop.wait(idle_seconds)
-    finally:
-        connections.close_all()
+    on the next round. The caller's thread closes its connections when this returns."""
+    while not stop.is_set():
+        done = 0
+        try:
+            done = scoring.score_pending()
+        except Exception:  # score_pending logs its own; this is the database going away
+            logger.exception("the worker's scorer failed a round")
+        finally:
+            close_old_connections()
+        if done == 0:
+            stop.wait(idle_seconds)
 
 
 def drain_now(limit: int = 10_000) -> int:
